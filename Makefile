@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint setup clean
+
+# torch==2.13.0 first: on these machines it is a local CPU build; an unpinned torch
+# would pull a multi-GB CUDA build (see docs/install.md).
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edgekit train --model lenet5 --data mnist5k --epochs 3 --out runs/demo
+
+test: $(STAMP)
+	bash scripts/setup-system.sh
+	$(BIN)/ruff check edgekit tests benchmarks
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check edgekit tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

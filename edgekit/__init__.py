@@ -1,0 +1,40 @@
+"""edgekit: compress light-weight CNNs and deploy them to Jetson and ARM boards.
+
+The public API is imported lazily (PEP 562): ``import edgekit`` loads no torch, onnx,
+onnxruntime, LiteRT or nncf, so the on-device benchmark agent runs with numpy alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_PUBLIC = {
+    "EdgekitError": "edgekit.errors",
+    "create_model": "edgekit.models",
+    "list_models": "edgekit.models",
+    "load_dataset": "edgekit.calibration",
+    "train": "edgekit.training",
+    "evaluate": "edgekit.training",
+    "TrainConfig": "edgekit.training",
+    "save_checkpoint": "edgekit.checkpoint",
+    "load_checkpoint": "edgekit.checkpoint",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edgekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

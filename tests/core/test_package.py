@@ -1,0 +1,52 @@
+"""The package's thin front: light import, registry errors, atomic writes, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgekit._io import atomic_path, atomic_write_json
+from edgekit.errors import EdgekitError, UnknownNameError
+from edgekit.registry import Registry
+
+HEAVY = ["torch", "nncf", "onnxruntime", "onnx", "ai_edge_litert", "litert_torch", "tensorrt"]
+
+
+def test_import_edgekit_loads_no_heavy_backend():
+    code = (
+        "import sys, json, edgekit, edgekit.cli; edgekit.cli.build_parser();"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_registry_unknown_name_suggests_close_names():
+    reg: Registry[int] = Registry("thing")
+    reg.register("mobilenet_v2")(1)
+    reg.register("mobilenet_v3_small")(2)
+    with pytest.raises(UnknownNameError, match="did you mean: mobilenet_v2") as info:
+        reg.get("mobilenet_v22")
+    assert isinstance(info.value, EdgekitError)
+    assert reg.names("mobilenet_v3*") == ["mobilenet_v3_small"]
+    with pytest.raises(ValueError, match="twice"):
+        reg.register("mobilenet_v2")(3)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    atomic_write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_cli_without_command_prints_help():
+    out = subprocess.run([sys.executable, "-m", "edgekit"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "usage: edgekit" in out.stdout
