@@ -14,9 +14,7 @@ import sys
 from edgekit.errors import EdgekitError
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES = [
-    "edgekit.cli.models",
-    "edgekit.cli.train",
+COMMAND_MODULES: list[str] = [
 ]
 
 
