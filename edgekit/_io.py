@@ -1,4 +1,4 @@
-"""Atomic output: write to a temporary sibling, then rename, so failures leave nothing half-written."""
+"""Atomic output: write a temporary sibling, then rename; a failure leaves nothing half-written."""
 
 from __future__ import annotations
 
@@ -36,11 +36,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     return Path(path)
 
 
