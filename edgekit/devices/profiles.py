@@ -1,0 +1,126 @@
+"""Device profiles: public spec-sheet figures for the boards edgekit targets (TOML package data)."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from edgekit.errors import InvalidInputError, UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+RUNTIMES = ("tensorrt", "tflite", "onnxruntime")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """What a device can do, from its spec sheet; the source URL is in the TOML file."""
+
+    name: str
+    description: str
+    runtime: str
+    precisions: tuple[str, ...]
+    peak_ops_s: dict[str, float]
+    memory_bandwidth_bytes_s: float
+    power_sensor: str
+    tdp_w: float
+    power_modes: dict[str, float] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, origin: str = "<dict>") -> DeviceProfile:
+        try:
+            profile = cls(
+                name=str(data["name"]),
+                description=str(data.get("description", "")),
+                runtime=str(data["runtime"]),
+                precisions=tuple(data["precisions"]),
+                peak_ops_s={k: float(v) for k, v in data["peak_ops_s"].items()},
+                memory_bandwidth_bytes_s=float(data["memory_bandwidth_bytes_s"]),
+                power_sensor=str(data["power_sensor"]),
+                tdp_w=float(data["tdp_w"]),
+                power_modes={k: float(v) for k, v in data.get("power_modes", {}).items()},
+                aliases=tuple(data.get("aliases", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"device profile {origin}: bad field {exc}") from None
+        profile._check(origin)
+        return profile
+
+    def _check(self, origin: str) -> None:
+        if self.runtime not in RUNTIMES:
+            raise InvalidInputError(f"device profile {origin}: runtime must be one of {RUNTIMES}")
+        unknown = [p for p in self.precisions if p not in PRECISIONS]
+        missing = [p for p in self.precisions if p not in self.peak_ops_s]
+        if unknown or missing:
+            raise InvalidInputError(
+                f"device profile {origin}: unknown precisions {unknown} or no peak for {missing}"
+            )
+        if self.memory_bandwidth_bytes_s <= 0 or any(v <= 0 for v in self.peak_ops_s.values()):
+            raise InvalidInputError(f"device profile {origin}: peaks must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "runtime": self.runtime,
+            "precisions": list(self.precisions),
+            "peak_ops_s": dict(self.peak_ops_s),
+            "memory_bandwidth_bytes_s": self.memory_bandwidth_bytes_s,
+            "power_sensor": self.power_sensor,
+            "tdp_w": self.tdp_w,
+            "power_modes": dict(self.power_modes),
+            "aliases": list(self.aliases),
+        }
+
+
+@lru_cache(maxsize=1)
+def _load_all() -> dict[str, DeviceProfile]:
+    profiles: dict[str, DeviceProfile] = {}
+    folder = resources.files("edgekit.devices").joinpath("profiles")
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        data = tomllib.loads(entry.read_text("utf-8"))
+        profile = DeviceProfile.from_dict(data, origin=entry.name)
+        profiles[profile.name] = profile
+    return profiles
+
+
+@lru_cache(maxsize=1)
+def _aliases() -> dict[str, str]:
+    table: dict[str, str] = {}
+    for profile in _load_all().values():
+        for alias in profile.aliases:
+            if alias in table or alias in _load_all():
+                raise InvalidInputError(f"device alias {alias!r} is used twice")
+            table[alias] = profile.name
+    return table
+
+
+def list_profiles() -> list[str]:
+    """Names of all shipped device profiles (aliases not included)."""
+    return sorted(_load_all())
+
+
+def get_profile(name: str) -> DeviceProfile:
+    """The profile called ``name`` or one of its aliases (``jetson``, ``rpi``, ``desktop-gpu``)."""
+    profiles = _load_all()
+    key = name.strip().lower()
+    key = _aliases().get(key, key)
+    if key in profiles:
+        return profiles[key]
+    choices = [*profiles, *_aliases()]
+    close = difflib.get_close_matches(key, choices, n=5, cutoff=0.5)
+    hint = f"; did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownNameError(
+        f"unknown device profile {name!r}{hint} (list them with `edgekit devices`)"
+    )
