@@ -24,7 +24,7 @@ from edgekit.errors import DataError
 from edgekit.registry import Registry
 
 __all__ = ["ArrayDataset", "calibration_crops", "dataset_names", "image_folder", "load_dataset",
-           "numpy_arrays"]
+           "load_splits", "numpy_arrays"]
 
 # LeNet-5's classic 32×32 input is the 28×28 digit zero-padded; larger growth is resized.
 MNIST_PAD_LIMIT = 4
@@ -70,6 +70,19 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
             return image_folder(path, input_size=input_size, channels=channels)
     ds = numpy_arrays(path, input_size=input_size)
     return ds.resized(channels=channels) if channels is not None else ds
+
+
+def load_splits(source: str | os.PathLike[str], *, input_size: int | None = None,
+                channels: int | None = None, holdout: float = 0.2, seed: int = 0
+                ) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) of ``source``: its own split when it has one (embedded sets, a
+    ``train/`` + ``test/`` folder), else a stratified, seeded ``holdout`` fraction as test.
+    """
+    text = os.fspath(source)
+    kw = {"input_size": input_size, "channels": channels}
+    if text in EMBEDDED or _split_folder(Path(text), "test") != Path(text):
+        return load_dataset(text, split="train", **kw), load_dataset(text, split="test", **kw)
+    return load_dataset(text, **kw).split(holdout, seed=seed)
 
 
 def _split_folder(root: Path, split: str) -> Path:

@@ -1,0 +1,319 @@
+"""A plain, seeded training loop over numpy arrays, with hooks for compression retraining.
+
+``train(model, data, TrainConfig(...), val_data=..., before_step=..., after_step=...)``:
+``before_step(model)`` runs after ``backward()`` and before ``optimizer.step()`` (weight
+sharing rewrites gradients there); ``after_step(model)`` runs after the step (pruning
+re-applies its masks there). Batches are sliced from the arrays directly — no DataLoader,
+which is simpler and faster for small in-memory sets on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekit.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgekit.calibration import ArrayDataset
+
+Hook = Callable[["torch.nn.Module"], None]
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "step", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Options of one training run; validated on construction.
+
+    ``schedule``: "cosine" anneals the learning rate to 0 over all steps; "step" divides it
+    by 10 after each third of the epochs; "none" keeps it. ``patience``: stop once the
+    validation metric has not improved for that many epochs (needs ``val_data``).
+    """
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    schedule: str = "cosine"
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD only
+    seed: int = 0
+    patience: int | None = None
+    progress: bool = True
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise InvalidInputError(f"epochs and batch_size must be >= 1 "
+                                    f"(got {self.epochs}, {self.batch_size})")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
+            raise InvalidInputError("need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise InvalidInputError(f"optimizer must be one of {OPTIMIZERS}, "
+                                    f"not {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise InvalidInputError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
+        if self.patience is not None and self.patience < 1:
+            raise InvalidInputError(f"patience must be >= 1, got {self.patience}")
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch ``history`` (loss, lr, seconds, val_<metric>...) and the best epoch."""
+
+    metric: str  # "accuracy" (classification) or "miou" (segmentation)
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_metric: float | None = None  # best validation metric, None without val_data
+    best_epoch: int | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig | None = None,
+          *, val_data: ArrayDataset | None = None, before_step: Hook | None = None,
+          after_step: Hook | None = None,
+          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+          ) -> TrainResult:
+    """Train ``model`` in place; with ``val_data`` the best epoch's weights are restored."""
+    import torch
+
+    cfg = config or TrainConfig()
+    if cfg.patience is not None and val_data is None:
+        raise InvalidInputError("early stopping (patience) needs val_data")
+    if val_data is not None and val_data.task != train_data.task:
+        raise InvalidInputError(f"val_data is {val_data.task} but train_data is "
+                                f"{train_data.task}")
+    metric = "accuracy" if train_data.task == "classification" else "miou"
+    loss_fn = loss_fn or _default_loss(cfg.label_smoothing)
+    device = _device_of(model)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    n = len(train_data)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    if n % cfg.batch_size == 1 and n > 1:
+        steps_per_epoch -= 1  # a lone last sample would break BatchNorm in train mode
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidInputError("model has no trainable parameters")
+    optimizer = _optimizer(cfg, params)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_factor(cfg.schedule, cfg.epochs, steps_per_epoch))
+
+    result = TrainResult(metric=metric)
+    best_state: dict[str, torch.Tensor] | None = None
+    stale = 0
+    bar = _progress_bar(cfg, steps_per_epoch)
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = rng.permutation(n)
+        total_loss, seen = 0.0, 0
+        lr_now = optimizer.param_groups[0]["lr"]
+        if bar is not None:
+            bar.reset()
+            bar.set_description(f"epoch {epoch}/{cfg.epochs}")
+        for step in range(steps_per_epoch):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            xb = torch.from_numpy(train_data.x[idx]).to(device)
+            yb = torch.from_numpy(train_data.y[idx]).to(device)
+            logits = _forward(model, xb, train_data, checked=epoch > 1 or step > 0)
+            loss = loss_fn(logits, yb)
+            if not torch.isfinite(loss):
+                raise InvalidInputError(f"training diverged: loss is {loss.item()} at epoch "
+                                        f"{epoch}, step {step + 1}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if before_step is not None:
+                before_step(model)
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step(model)
+            total_loss += loss.item() * len(idx)
+            seen += len(idx)
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
+
+        record: dict[str, float] = {"epoch": epoch, "loss": total_loss / max(seen, 1),
+                                    "lr": lr_now}
+        improved = False
+        if val_data is not None:
+            scores = evaluate(model, val_data, batch_size=max(cfg.batch_size, 256))
+            record.update({f"val_{k}": v for k, v in scores.items()})
+            if result.best_metric is None or scores[metric] > result.best_metric:
+                result.best_metric, result.best_epoch = scores[metric], epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                improved = True
+        record["seconds"] = time.perf_counter() - epoch_start
+        result.history.append(record)
+        result.epochs_run = epoch
+        if cfg.progress:
+            _report_epoch(record, cfg.epochs, bar)
+        stale = 0 if improved else stale + 1
+        if cfg.patience is not None and stale >= cfg.patience:
+            result.stopped_early = epoch < cfg.epochs
+            break
+    if bar is not None:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def evaluate(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
+             ) -> dict[str, float]:
+    """{"accuracy"} for classification; {"miou", "pixel_accuracy"} for segmentation.
+
+    mIoU averages the IoU of every class that occurs in the labels or the predictions.
+    """
+    if len(data) == 0:
+        raise InvalidInputError(f"{data.name}: cannot evaluate on an empty data set")
+    if data.task == "classification":
+        correct = 0
+        for start, logits in _batched_logits(model, data.x, batch_size, data):
+            labels = data.y[start:start + len(logits)]
+            correct += int((logits.argmax(1) == labels).sum())
+        return {"accuracy": correct / len(data)}
+    k = data.num_classes
+    # rows: true class; columns: predicted class, plus one for outputs beyond the data's classes
+    confusion = np.zeros((k, k + 1), dtype=np.int64)
+    for start, logits in _batched_logits(model, data.x, batch_size, data):
+        labels = data.y[start:start + len(logits)]
+        pred = np.minimum(logits.argmax(1), k)
+        confusion += np.bincount((labels * (k + 1) + pred).ravel(),
+                                 minlength=k * (k + 1)).reshape(k, k + 1)
+    hits = np.diag(confusion[:, :k])
+    union = confusion.sum(1) + confusion[:, :k].sum(0) - hits
+    present = union > 0
+    return {"miou": float((hits[present] / union[present]).mean()),
+            "pixel_accuracy": float(hits.sum() / confusion.sum())}
+
+
+def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits (float32) of ``model`` for the float32 images ``x`` (N×C×H×W), in eval mode."""
+    x = np.asarray(x)
+    if x.dtype != np.float32 or x.ndim != 4:
+        raise InvalidInputError(f"predict needs float32 images (N, C, H, W), got {x.dtype} "
+                                f"{x.shape}")
+    chunks = [logits for _, logits in _batched_logits(model, x, batch_size, None)]
+    if not chunks:
+        raise InvalidInputError("predict got no images")
+    return np.concatenate(chunks)
+
+
+def _batched_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int,
+                    data: ArrayDataset | None) -> Iterator[tuple[int, np.ndarray]]:
+    import torch
+
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))
+                logits = _forward(model, xb.to(device), data, checked=start > 0)
+                yield start, logits.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
+def _forward(model: torch.nn.Module, xb: torch.Tensor, data: ArrayDataset | None, *,
+             checked: bool) -> torch.Tensor:
+    """Run the model; on the first batch turn a shape misfit into a clear InvalidInputError."""
+    import torch.nn.functional as F
+
+    if checked:
+        out = model(xb)
+    else:
+        try:
+            out = model(xb)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InvalidInputError(f"model cannot take inputs of shape {tuple(xb.shape)}: "
+                                    f"{first}") from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]  # main head first (aux heads are for the model's own losses)
+    if data is not None and data.task == "segmentation" and out.ndim == 4 \
+            and out.shape[-2:] != xb.shape[-2:]:
+        out = F.interpolate(out, size=xb.shape[-2:], mode="bilinear", align_corners=False)
+    if not checked and data is not None:
+        want = 2 if data.task == "classification" else 4
+        if out.ndim != want or out.shape[1] < data.num_classes:
+            raise InvalidInputError(
+                f"model output {tuple(out.shape)} does not fit {data.task} data with "
+                f"{data.num_classes} classes ({data.name})")
+    return out
+
+
+def _default_loss(label_smoothing: float):
+    import torch.nn.functional as F
+
+    def cross_entropy(logits, targets):  # per-pixel for (N, C, H, W) logits
+        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+    return cross_entropy
+
+
+def _optimizer(cfg: TrainConfig, params: list[Any]):
+    import torch
+
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
+    total = max(1, epochs * steps_per_epoch)
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+    if schedule == "step":
+        every = max(1, epochs // 3) * steps_per_epoch
+        return lambda step: 0.1 ** (step // every)
+    return lambda step: 1.0
+
+
+def _device_of(model: torch.nn.Module):
+    import torch
+
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _progress_bar(cfg: TrainConfig, total: int):
+    if not (cfg.progress and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, leave=False, unit="batch", file=sys.stderr)
+
+
+def _report_epoch(record: dict[str, float], epochs: int, bar) -> None:
+    parts = [f"epoch {int(record['epoch'])}/{epochs}", f"loss {record['loss']:.4f}"]
+    parts += [f"{k} {v:.4f}" for k, v in record.items() if k.startswith("val_")]
+    parts.append(f"{record['seconds']:.1f}s")
+    line = "  ".join(parts)
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
