@@ -1,9 +1,9 @@
-"""Binary, ternary and hashed networks for 28x28 single-channel digits (mnist5k).
+"""Binary, ternary and hashed networks, sized for 28x28 single-channel digits (mnist5k).
 
-Every family is built by one private builder that takes ``weights``: the low-bit kind
-(``binary``, ``xnor``, ``twn``, ``ttq``, ``hashed``) or ``"fp32"`` for its full-precision
-twin with the same topology (ReLU where the low-bit net has binary activations), which
-is what the benchmark compares against. Registered variants are at the bottom:
+Every variant takes ``weights``: its low-bit kind (``binary``, ``xnor``, ``twn``, ``ttq``,
+``hashed``) or ``"fp32"`` for the full-precision twin with the same topology (ReLU where
+the low-bit net has binary activations), which the benchmark compares against:
+``create_model("ternary_lenet5", weights="fp32")``. Registered variants (bottom):
 
 =====================  ==========================================================  ========
 name                   layers                                                      weights
@@ -13,19 +13,20 @@ xnor_convnet           conv32-conv64-fc128-fc10, BN, XNOR binary inputs after L1
 ternary_lenet5         LeNet-5 (conv6-conv16-fc120-fc84-fc10) with BN               twn
 ttq_resnet8            ResNet-8 (16/32/64, one basic block per stage); first conv  ttq
                        and classifier full precision, as in the TTQ paper
-hashed_mlp             784-1000-10 (the paper's 3-layer net), compression 1/8      hashed
-hashed_mlp_64          same at compression 1/64                                    hashed
+hashed_mlp             784-1000-10 (the paper's 3-layer net), ``compression=1/8``  hashed
+                       (any factor in (0, 1], e.g. ``compression=1/64``)
 =====================  ==========================================================  ========
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+import torch
 from torch import nn
 
 from edgekit.compress.lowbit import layers as L
 from edgekit.errors import InvalidInputError
+from edgekit.models._blocks import InputCheck
+from edgekit.models.registry import register_model
 
 WEIGHT_KINDS = ("fp32", "binary", "xnor", "twn", "ttq", "hashed")
 
@@ -87,103 +88,110 @@ class _BasicBlock(nn.Module):
 
 
 class LowBitNet(nn.Module):
-    """A feature stack and a classifier; ``weights`` names the kind of its weight layers."""
+    """Input check, a feature stack and a classifier; ``weights`` names the layer kind."""
 
-    def __init__(self, features: nn.Module, classifier: nn.Module, weights: str) -> None:
+    def __init__(self, features: nn.Module, classifier: nn.Module, weights: str,
+                 in_channels: int) -> None:
         super().__init__()
+        self.check = InputCheck(in_channels)
         self.features = features
         self.classifier = classifier
         self.weights = weights
 
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(self.check(x)), 1))
 
 
-def _binary_mlp(weights: str = "binary", hidden: int = 256, num_classes: int = 10) -> LowBitNet:
+def _mlp_in(in_channels: int, input_size: int) -> int:
+    return in_channels * input_size * input_size
+
+
+# ---- registered variants ---------------------------------------------------------------
+
+_MNIST = {"family": "lowbit", "num_classes": 10, "in_channels": 1, "input_size": 28}
+
+
+@register_model(min_input_size=1, **_MNIST)
+def binary_mlp(*, num_classes: int, in_channels: int, input_size: int, weights: str = "binary",
+               hidden: int = 256) -> nn.Module:
+    """BNN MLP in-256-256-classes: binary weights, BN + sign activations (real-valued input)."""
     _check_kind(weights, ("binary", "fp32"))
-    # BNN: the first layer sees real pixels; a final BN keeps logits well scaled.
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = 28 * 28
+    layers: list[nn.Module] = []
+    width = _mlp_in(in_channels, input_size)
     for _ in range(2):
         layers += [_linear(weights, width, hidden), nn.BatchNorm1d(hidden), _activation(weights)]
         width = hidden
+    # A final BN keeps the logits of a binary classifier well scaled (BNN paper).
     classifier = nn.Sequential(_linear(weights, width, num_classes), nn.BatchNorm1d(num_classes))
-    return LowBitNet(nn.Sequential(*layers), classifier, weights)
+    return LowBitNet(nn.Sequential(nn.Flatten(), *layers), classifier, weights, in_channels)
 
 
-def _xnor_convnet(weights: str = "xnor", num_classes: int = 10) -> LowBitNet:
+@register_model(min_input_size=4, **_MNIST)
+def xnor_convnet(*, num_classes: int, in_channels: int, input_size: int,
+                 weights: str = "xnor") -> nn.Module:
+    """XNOR-Net ConvNet conv32-pool-conv64-pool-fc128-fc: binary inputs after layer 1."""
     _check_kind(weights, ("xnor", "fp32"))
-    relu_or_id = nn.ReLU if weights == "fp32" else nn.Identity  # XNOR layers binarize input
+    act = nn.ReLU if weights == "fp32" else nn.Identity  # XNOR layers binarize their input
     features = nn.Sequential(
-        _conv(weights, 1, 32, 3, padding=1, binary_input=False), nn.BatchNorm2d(32),
-        relu_or_id(), nn.MaxPool2d(2),
-        _conv(weights, 32, 64, 3, padding=1), nn.BatchNorm2d(64), relu_or_id(), nn.MaxPool2d(2),
+        _conv(weights, in_channels, 32, 3, padding=1, binary_input=False), nn.BatchNorm2d(32),
+        act(), nn.MaxPool2d(2),
+        _conv(weights, 32, 64, 3, padding=1), nn.BatchNorm2d(64), act(), nn.MaxPool2d(2),
     )
+    side = input_size // 2 // 2
     classifier = nn.Sequential(
-        _linear(weights, 64 * 7 * 7, 128), nn.BatchNorm1d(128), relu_or_id(),
+        _linear(weights, 64 * side * side, 128), nn.BatchNorm1d(128), act(),
         _linear(weights, 128, num_classes), nn.BatchNorm1d(num_classes),
     )
-    return LowBitNet(features, classifier, weights)
+    return LowBitNet(features, classifier, weights, in_channels)
 
 
-def _lenet5(weights: str = "twn", num_classes: int = 10) -> LowBitNet:
+@register_model(min_input_size=12, **_MNIST)
+def ternary_lenet5(*, num_classes: int, in_channels: int, input_size: int,
+                   weights: str = "twn") -> nn.Module:
+    """Ternary (TWN) LeNet-5: conv6-pool-conv16-pool-fc120-fc84-fc, BN after the convs."""
     _check_kind(weights, ("twn", "ttq", "fp32"))
     features = nn.Sequential(
-        _conv(weights, 1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        _conv(weights, in_channels, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.MaxPool2d(2),
         _conv(weights, 6, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
     )
+    side = (input_size // 2 - 4) // 2
     classifier = nn.Sequential(
-        _linear(weights, 16 * 5 * 5, 120), nn.ReLU(), _linear(weights, 120, 84), nn.ReLU(),
+        _linear(weights, 16 * side * side, 120), nn.ReLU(), _linear(weights, 120, 84), nn.ReLU(),
         _linear(weights, 84, num_classes),
     )
-    return LowBitNet(features, classifier, weights)
+    return LowBitNet(features, classifier, weights, in_channels)
 
 
-def _resnet8(weights: str = "ttq", num_classes: int = 10) -> LowBitNet:
+@register_model(min_input_size=4, **_MNIST)
+def ttq_resnet8(*, num_classes: int, in_channels: int, input_size: int,
+                weights: str = "ttq") -> nn.Module:
+    """Ternary (TTQ) ResNet-8, 16/32/64 channels; first conv and classifier stay fp32."""
     _check_kind(weights, ("twn", "ttq", "fp32"))
     features = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
         _BasicBlock(weights, 16, 16, 1), _BasicBlock(weights, 16, 32, 2),
         _BasicBlock(weights, 32, 64, 2), nn.AdaptiveAvgPool2d(1),
     )
-    return LowBitNet(features, nn.Linear(64, num_classes), weights)
+    return LowBitNet(features, nn.Linear(64, num_classes), weights, in_channels)
 
 
-def _hashed_mlp(weights: str = "hashed", hidden: int = 1000, compression: float = 1 / 8,
-                seed: int = 0, num_classes: int = 10) -> LowBitNet:
-    """HashedNets 3-layer net; each layer gets its own seed so layers do not share a map."""
+@register_model(min_input_size=1, **_MNIST)
+def hashed_mlp(*, num_classes: int, in_channels: int, input_size: int, weights: str = "hashed",
+               compression: float = 1 / 8, hidden: int = 1000, seed: int = 0) -> nn.Module:
+    """HashedNets 3-layer MLP in-1000-classes; ``compression`` = buckets / virtual weights."""
     _check_kind(weights, ("hashed", "fp32"))
+    n_in = _mlp_in(in_channels, input_size)
     if weights == "fp32":
-        hidden_layer, out_layer = nn.Linear(784, hidden), nn.Linear(hidden, num_classes)
-    else:
-        hidden_layer = L.HashedLinear(784, hidden, compression=compression, seed=seed)
-        out_layer = L.HashedLinear(hidden, num_classes, compression=compression, seed=seed + 1)
-    return LowBitNet(nn.Sequential(nn.Flatten(), hidden_layer, nn.ReLU()), out_layer, weights)
+        first, last = nn.Linear(n_in, hidden), nn.Linear(hidden, num_classes)
+    else:  # one seed per layer so the two layers do not share a hash map
+        first = L.HashedLinear(n_in, hidden, compression=compression, seed=seed)
+        last = L.HashedLinear(hidden, num_classes, compression=compression, seed=seed + 1)
+    return LowBitNet(nn.Sequential(nn.Flatten(), first, nn.ReLU()), last, weights, in_channels)
 
 
-def dense_equivalent_hidden(hidden: int, compression: float, n_in: int = 784,
-                            n_out: int = 10) -> int:
-    """Hidden width of a plain MLP with as many weights as a hashed one has buckets."""
-    budget = compression * hidden * (n_in + n_out)
-    return max(1, round(budget / (n_in + n_out)))
-
-
-BUILDERS = {
-    "binary_mlp": (_binary_mlp, {}),
-    "xnor_convnet": (_xnor_convnet, {}),
-    "ternary_lenet5": (_lenet5, {}),
-    "ttq_resnet8": (_resnet8, {}),
-    "hashed_mlp": (_hashed_mlp, {"compression": 1 / 8}),
-    "hashed_mlp_64": (_hashed_mlp, {"compression": 1 / 64}),
-}
-
-
-def build_lowbit(name: str, **kwargs: Any) -> LowBitNet:
-    """Build a low-bit model (or, with ``weights="fp32"``, its full-precision twin)."""
-    if name not in BUILDERS:
-        raise InvalidInputError(f"unknown low-bit model {name!r}; known: {sorted(BUILDERS)}")
-    builder, defaults = BUILDERS[name]
-    model = builder(**{**defaults, **kwargs})
-    model.edgekit_config = {"name": name, "input_shape": (1, 1, 28, 28), "num_classes": 10,
-                            **defaults, **kwargs}
-    return model
+def dense_equivalent_hidden(hidden: int, compression: float) -> int:
+    """Hidden width of a plain in-h-out MLP with as many weights as a hashed in-hidden-out
+    MLP has buckets (h * (in + out) = compression * hidden * (in + out)): the paper's
+    "equivalent size" baseline."""
+    return max(1, round(compression * hidden))
