@@ -16,6 +16,7 @@ from edgekit.errors import EdgekitError
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [
     "edgekit.cli.train",
+    "edgekit.cli.bench",
 ]
 
 

@@ -1,0 +1,5 @@
+"""Runtime runners behind one protocol (see ``base.Runner``), chosen by name or file suffix."""
+
+from edgekit.bench.runners.base import RUNNERS, Runner, TensorSpec, runner_class
+
+__all__ = ["RUNNERS", "Runner", "TensorSpec", "runner_class"]
