@@ -1,0 +1,106 @@
+"""Which int8 arithmetic each deployment target runs, as plain data (printable, testable).
+
+The scheme decides how QAT simulates quantization, so that the fake-quant model trains
+with the same rounding and ranges the engine will use:
+
+* TensorRT (explicit quantization): signed int8 only, zero point 0 everywhere;
+  per-channel (axis 0) symmetric weights, per-tensor symmetric activations; Q/DQ pairs
+  on the inputs of Conv/Gemm (and on both inputs of residual adds, so they fuse).
+* onnxruntime: the same QDQ layout runs well on its CPU int8 kernels.
+* TFLite: int8 with asymmetric (zero-point) activations and symmetric per-channel
+  weights — built by ``edgekit.compress.qat_tflite``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from edgekit.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    target: str
+    weights: str  # "int8 symmetric per-channel" ...
+    weight_narrow_range: bool  # [-127, 127], the range TensorRT's own calibrator uses
+    activations: str
+    activation_signed: bool  # TensorRT has no uint8 Q/DQ: post-ReLU tensors stay int8
+    placement: str
+    batchnorm: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_QDQ = dict(
+    weights="int8 symmetric per-channel (axis 0)",
+    weight_narrow_range=True,
+    activations="int8 symmetric per-tensor (zero point 0)",
+    activation_signed=True,
+    placement="QuantizeLinear/DequantizeLinear on the inputs of Conv/Gemm and residual Add",
+    batchnorm="folded into the preceding convolution before quantization",
+)
+
+SCHEMES: dict[str, QuantScheme] = {
+    "tensorrt": QuantScheme(target="tensorrt", **_QDQ),
+    "onnxruntime": QuantScheme(target="onnxruntime", **_QDQ),
+    "tflite": QuantScheme(
+        target="tflite",
+        weights="int8 symmetric per-channel (axis 0)",
+        weight_narrow_range=True,
+        activations="int8 asymmetric per-tensor (zero point)",
+        activation_signed=True,
+        placement="every tensor between int8 builtin ops (full-integer model)",
+        batchnorm="folded into the preceding convolution before quantization",
+    ),
+}
+
+
+def scheme_for(target: str) -> QuantScheme:
+    try:
+        return SCHEMES[target]
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown quantization target {target!r}; choose one of {', '.join(SCHEMES)}"
+        ) from None
+
+
+def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
+    """nncf's AdvancedQuantizationParameters that realise a symmetric QDQ scheme."""
+    from nncf.common.quantization.structs import QuantizationScheme
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        QuantizationParameters,
+    )
+
+    return AdvancedQuantizationParameters(
+        weights_quantization_params=QuantizationParameters(
+            num_bits=8,
+            mode=QuantizationScheme.SYMMETRIC,
+            per_channel=True,
+            narrow_range=scheme.weight_narrow_range,
+        ),
+        activations_quantization_params=QuantizationParameters(
+            num_bits=8,
+            mode=QuantizationScheme.SYMMETRIC,
+            per_channel=False,
+        ),
+    )
+
+
+def force_signed_activations(qmodel: Any) -> int:
+    """Make every unsigned (post-ReLU, uint8) nncf quantizer signed int8; return how many.
+
+    TensorRT's Q/DQ are int8 only. nncf's hardware configs reject ``signedness_to_force``, so
+    the flag is flipped on the inserted quantizers instead: the range (scale) stays, the
+    levels become [-128, 127], and QAT then trains with the step TensorRT will use.
+    """
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    flipped = 0
+    for module in qmodel.modules():
+        if isinstance(module, SymmetricQuantizer) and not module.signed:
+            module.signed = True
+            flipped += 1
+    return flipped

@@ -1,0 +1,130 @@
+"""QAT/PTQ with nncf for the TensorRT/onnxruntime QDQ scheme (real nncf, real training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("nncf")
+
+from edgekit.compress.qat import QuantConfig, QuantizedModel, quantize, sample_inputs  # noqa: E402
+from edgekit.errors import ExportError, InvalidInputError  # noqa: E402
+
+
+class SmallNet(torch.nn.Module):
+    """Conv+BN, depthwise, h-swish, a residual add and a linear head: the MobileNet ops."""
+
+    def __init__(self, channels: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(channels, 8, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(8), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                                nn.BatchNorm2d(8), nn.Hardswish())
+        self.head = nn.Linear(8 * 16, classes)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = y + self.dw(y)
+        return self.head(torch.nn.functional.adaptive_avg_pool2d(y, 4).flatten(1))
+
+
+def _data(n: int = 256, seed: int = 0):
+    from edgekit.calibration import ArrayDataset
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    x = rng.random((n, 1, 16, 16), dtype=np.float32) * 0.3
+    for i, label in enumerate(y):  # a learnable pattern: a bright 4x4 block per class
+        row, col = divmod(int(label), 4)
+        x[i, 0, 4 * row:4 * row + 4, 4 * col:4 * col + 4] = 1.0
+    return ArrayDataset(x=x, y=y, task="classification", num_classes=10, name="rows")
+
+
+def _quantizers(model):
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    return [m for m in model.modules() if isinstance(m, SymmetricQuantizer)]
+
+
+@pytest.mark.parametrize("kwargs", [dict(target="coreml"), dict(mode="int4"), dict(epochs=-1),
+                                    dict(batch_size=0), dict(lr=0.0)])
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(InvalidInputError):
+        QuantConfig(**kwargs)
+
+
+def test_qat_needs_training_data():
+    with pytest.raises(InvalidInputError, match="train_data"):
+        quantize(SmallNet(), QuantConfig(mode="qat", epochs=1), calib_data=_data(16))
+
+
+@pytest.mark.slow
+def test_ptq_scheme_is_tensorrt_int8():
+    torch.manual_seed(0)
+    model = SmallNet().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qm = quantize(model, QuantConfig(mode="ptq", calibration_size=64), calib_data=_data(128))
+    assert isinstance(qm, QuantizedModel) and qm.backend == "nncf"
+    assert qm.input_shape == (1, 16, 16)
+    # BatchNorm folded before quantization, the caller's model untouched
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in qm.model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    quantizers = _quantizers(qm.model)
+    weights = [q for q in quantizers if q.per_channel]
+    activations = [q for q in quantizers if not q.per_channel]
+    assert len(weights) == 3  # two convs and the linear layer
+    assert activations, "activations must be quantized per tensor"
+    assert all(q.signed for q in quantizers), "TensorRT Q/DQ is signed int8 only"
+    assert all((q.level_low, q.level_high) == (-127, 127) for q in weights)
+    assert all((q.level_low, q.level_high) == (-128, 127) for q in activations)
+    # fake-quant model still computes the float function closely
+    x = sample_inputs(_data(32, seed=1), 32)
+    with torch.no_grad():
+        ref, out = model(x), qm.model(x)
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 1e-3
+
+
+@pytest.mark.slow
+def test_qat_fine_tunes_and_keeps_accuracy():
+    from edgekit.training import TrainConfig, evaluate, train
+
+    torch.manual_seed(0)
+    data, val = _data(512), _data(128, seed=1)
+    model = SmallNet()
+    train(model, data, TrainConfig(epochs=3, lr=1e-2, batch_size=64, progress=False))
+    fp32 = evaluate(model, val)
+    qm = quantize(model, QuantConfig(epochs=1, lr=1e-4, calibration_size=128, batch_size=64),
+                  train_data=data, val_data=val)
+    assert qm.history is not None and qm.history.epochs_run == 1
+    int8 = evaluate(qm.model, val)
+    fp32_acc = fp32["accuracy"] if isinstance(fp32, dict) else fp32
+    int8_acc = int8["accuracy"] if isinstance(int8, dict) else int8
+    assert fp32_acc > 0.5
+    assert int8_acc >= fp32_acc - 0.05
+
+
+@pytest.mark.slow
+def test_top_level_sequential_is_wrapped():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 14 * 14, 10))
+    qm = quantize(net, QuantConfig(mode="ptq", calibration_size=32), calib_data=_data(32))
+    assert len([q for q in _quantizers(qm.model) if q.per_channel]) == 2
+
+
+class DataDependent(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: cannot be traced into one graph
+            return self.bn(self.conv(x)).mean((2, 3))
+        return self.conv(x).mean((2, 3))
+
+
+def test_untraceable_model_is_a_clear_error():
+    with pytest.raises(ExportError, match="trace"):
+        quantize(DataDependent().eval(), QuantConfig(mode="ptq", calibration_size=8),
+                 calib_data=_data(8))
