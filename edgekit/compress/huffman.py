@@ -53,7 +53,7 @@ def huffman_encode(symbols: np.ndarray) -> HuffmanStream:
     if values.size == 0:
         return HuffmanStream(HuffmanTable((0,), ()), b"", 0, 0)
     uniq, counts = np.unique(values, return_counts=True)
-    freq = dict(zip(uniq.tolist(), counts.tolist()))
+    freq = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
     codes, count, order = util.canonical_huffman(freq)
     bits = ba.bitarray(endian="big")
     bits.encode(codes, values.tolist())
@@ -98,7 +98,7 @@ def huffman_decode(
 def _coded_bits(decoded: np.ndarray, table: HuffmanTable) -> int:
     lengths = table.code_lengths()
     uniq, counts = np.unique(decoded, return_counts=True)
-    return int(sum(lengths[s] * c for s, c in zip(uniq.tolist(), counts.tolist())))
+    return int(sum(lengths[s] * c for s, c in zip(uniq.tolist(), counts.tolist(), strict=True)))
 
 
 def _check_table(table: HuffmanTable, alphabet: int) -> None:
@@ -122,8 +122,8 @@ def huffman_coded_bits(symbols: np.ndarray) -> int:
         return 0
     util = require("bitarray.util", purpose="Huffman coding")
     uniq, counts = np.unique(values, return_counts=True)
-    codes, _, _ = util.canonical_huffman(dict(zip(uniq.tolist(), counts.tolist())))
-    return int(sum(len(codes[s]) * c for s, c in zip(uniq.tolist(), counts.tolist())))
+    codes, _, _ = util.canonical_huffman(dict(zip(uniq.tolist(), counts.tolist(), strict=True)))
+    return int(sum(len(codes[s]) * c for s, c in zip(uniq.tolist(), counts.tolist(), strict=True)))
 
 
 def empirical_entropy_bits(symbols: np.ndarray) -> float:

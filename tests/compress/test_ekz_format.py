@@ -1,4 +1,4 @@
-"""The .ekz container and its record kinds: exact round trips, and every corruption -> FormatError."""
+"""The .ekz container and record kinds: exact round trips; every corruption -> FormatError."""
 
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ def shared_tensors(draw):
 
 def _file(shared: SharedWeights, codec: str = "huffman", gap_bits=None) -> bytes:
     recs = [
-        TensorRecord("w", "dc", shared, shared.indices.shape, {"codec": codec, "gap_bits": gap_bits}),
+        TensorRecord("w", "dc", shared, shared.indices.shape,
+                     {"codec": codec, "gap_bits": gap_bits}),
         TensorRecord("b", "raw", np.arange(5, dtype=np.float32), (5,)),
     ]
     return encode_ekz(recs, model_config={"name": "lenet5", "num_classes": 10})
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(shared_tensors(), st.sampled_from(["huffman", "rans"]),
+@given(shared_tensors(), st.sampled_from(["huffman", "rans", "auto"]),
        st.sampled_from([None, 0, 1, 3, 8]))
 def test_dc_round_trip_is_exact(shared, codec, gap_bits):
     f = parse_ekz(_file(shared, codec, gap_bits))

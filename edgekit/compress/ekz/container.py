@@ -78,7 +78,8 @@ class EkzFile:
             raise FormatError(f"record {info.name!r}: {exc}") from None
         except (ValueError, TypeError, IndexError, KeyError, OverflowError, struct.error) as exc:
             # A decoder that missed a check must still not leak a non-format error.
-            raise FormatError(f"record {info.name!r}: corrupt {info.kind} payload ({exc})") from None
+            raise FormatError(
+                f"record {info.name!r}: corrupt {info.kind} payload ({exc})") from None
         if tuple(array.shape) != info.shape:
             raise FormatError(f"record {info.name!r} decoded to {array.shape}, not {info.shape}")
         return array
@@ -124,7 +125,8 @@ def parse_ekz(data: bytes, limits: Limits = DEFAULT_LIMITS) -> EkzFile:
     if version != VERSION or flags != 0:
         raise FormatError(f"unsupported .ekz version {version} / flags {flags}")
     if header_len > limits.max_header_bytes:
-        raise FormatError(f"header of {header_len} bytes exceeds the {limits.max_header_bytes} limit")
+        raise FormatError(
+            f"header of {header_len} bytes exceeds the {limits.max_header_bytes} limit")
     end = PREAMBLE_SIZE + header_len
     if end > len(data):
         raise FormatError("file is truncated inside its header")
@@ -162,7 +164,8 @@ def load_ekz(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> E
     return parse_ekz(data, limits)
 
 
-def read_ekz(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
+def read_ekz(path: str | os.PathLike[str],
+             limits: Limits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
     """Decode every tensor of a file into dense numpy arrays."""
     return load_ekz(path, limits).tensors()
 

@@ -108,6 +108,8 @@ class SharedWeights:
 
 
 def _write_stream(out: bytearray, symbols: np.ndarray, codec: str) -> None:
+    if codec == "auto":
+        raise ValueError("resolve 'auto' per record before writing a stream")
     if codec == "huffman":
         from edgekit.compress.huffman import huffman_encode
 
@@ -131,7 +133,10 @@ def _write_stream(out: bytearray, symbols: np.ndarray, codec: str) -> None:
         out += stream.data
 
 
-def _read_stream(reader: ByteReader, codec: str, n: int, alphabet: int) -> np.ndarray:
+def _read_stream(reader: ByteReader, codec: str, n: int, alphabet: int,
+                 sizes: dict[str, int], part: str) -> np.ndarray:
+    """Read one coded stream; records its table bytes and coded bits in ``sizes``."""
+    start = reader.pos
     if codec == "huffman":
         from edgekit.compress.huffman import MAX_CODE_LENGTH, HuffmanTable, huffman_decode
 
@@ -141,17 +146,26 @@ def _read_stream(reader: ByteReader, codec: str, n: int, alphabet: int) -> np.nd
             raise FormatError("Huffman table has more codes than the alphabet")
         symbols = tuple(reader.varint(alphabet) for _ in range(sum(count)))
         nbits = reader.varint(8 * len(reader.data))
+        table_end = reader.pos
         data = reader.take((nbits + 7) // 8)
-        return huffman_decode(data, nbits, HuffmanTable(count, symbols), n, alphabet)
-    from edgekit.compress.entropy import rans_decode
+        out = huffman_decode(data, nbits, HuffmanTable(count, symbols), n, alphabet)
+    else:
+        from edgekit.compress.entropy import rans_decode
 
-    n_hist = reader.varint(alphabet)
-    counts = tuple(reader.varint(n) for _ in range(n_hist))
-    n_words = reader.varint(len(reader.data) // 4)
-    return rans_decode(reader.take(4 * n_words), counts, n, alphabet)
+        n_hist = reader.varint(alphabet)
+        counts = tuple(reader.varint(n) for _ in range(n_hist))
+        n_words = reader.varint(len(reader.data) // 4)
+        table_end = reader.pos
+        nbits = 32 * n_words
+        out = rans_decode(reader.take(4 * n_words), counts, n, alphabet)
+    sizes[f"{part}_table_bytes"] = table_end - start
+    sizes[f"{part}_bits"] = nbits
+    sizes[f"{part}_bytes"] = reader.pos - start
+    return out
 
 
 CODECS = ("huffman", "rans")
+WRITE_CODECS = (*CODECS, "auto")  # auto: per record, whichever codec is smaller
 
 
 def choose_gap_bits(indices: np.ndarray, max_bits: int = 12) -> int:
@@ -175,8 +189,11 @@ def _dc_encode(value: Any, options: dict[str, Any]) -> tuple[dict[str, Any], byt
     if not isinstance(value, SharedWeights):
         raise TypeError("the 'dc' record kind encodes SharedWeights values")
     codec = options.get("codec", "huffman")
-    if codec not in CODECS:
-        raise ValueError(f"codec must be one of {CODECS}")
+    if codec not in WRITE_CODECS:
+        raise ValueError(f"codec must be one of {WRITE_CODECS}")
+    if codec == "auto":
+        candidates = [_dc_encode(value, {**options, "codec": c}) for c in CODECS]
+        return min(candidates, key=lambda pair: len(pair[1]))
     codebook = np.asarray(value.codebook, dtype="<f4").ravel()
     indices = np.asarray(value.indices).ravel()
     if indices.size and (indices.min() < 0 or indices.max() > codebook.size):
@@ -194,35 +211,40 @@ def _dc_encode(value: Any, options: dict[str, Any]) -> tuple[dict[str, Any], byt
     return params, bytes(out)
 
 
-def dc_streams(params: dict, payload: memoryview, shape: tuple[int, ...], limits: Limits):
-    """Decode a 'dc' record into ``(codebook, gaps, idx, sizes)``; sizes in bytes per part."""
+@dataclass
+class DcParts:
+    """A decoded ``dc`` record: its streams and where its bytes went (for reports)."""
+
+    codebook: np.ndarray
+    gaps: np.ndarray
+    idx: np.ndarray
+    dense_idx: np.ndarray
+    sizes: dict[str, int]
+
+
+def dc_parts(params: dict, payload: memoryview, shape: tuple[int, ...], limits: Limits) -> DcParts:
     from edgekit.compress.sparse import from_relative
 
     numel = int(np.prod(shape, dtype=np.int64))
-    k = param_int(params, "k", 0, min(limits.max_alphabet - 1, 1 << 16))
+    k = param_int(params, "k", 0, limits.max_alphabet - 1)
     gap_bits = param_int(params, "gap_bits", 0, 16)
     n = param_int(params, "n", 0, numel)
     codec = param_choice(params, "codec", CODECS)
     reader = ByteReader(payload, "dc record")
     codebook = reader.array("<f4", k)
-    start = reader.pos
-    idx = _read_stream(reader, codec, n, k + 1)
-    idx_bytes = reader.pos - start
+    sizes = {"codebook_bytes": 4 * k, "gap_table_bytes": 0, "gap_bits": 0, "gap_bytes": 0}
+    idx = _read_stream(reader, codec, n, k + 1, sizes, "idx")
     gaps = np.zeros(0, dtype=np.int64)
     if gap_bits:
-        start = reader.pos
-        gaps = _read_stream(reader, codec, n, 1 << gap_bits)
-    gap_bytes = reader.pos - start if gap_bits else 0
+        gaps = _read_stream(reader, codec, n, 1 << gap_bits, sizes, "gap")
     reader.expect_end()
-    dense_idx = from_relative(gaps, idx, numel, gap_bits)
-    sizes = {"codebook": 4 * k, "index_stream": idx_bytes, "gap_stream": gap_bytes}
-    return codebook, gaps, idx, dense_idx, sizes
+    return DcParts(codebook, gaps, idx, from_relative(gaps, idx, numel, gap_bits), sizes)
 
 
 def _dc_decode(params: dict, payload: memoryview, shape: tuple[int, ...], limits: Limits):
-    codebook, _, _, dense_idx, _ = dc_streams(params, payload, shape, limits)
-    table = np.concatenate([np.zeros(1, np.float32), codebook.astype(np.float32)])
-    return table[dense_idx].reshape(shape)
+    parts = dc_parts(params, payload, shape, limits)
+    table = np.concatenate([np.zeros(1, np.float32), parts.codebook.astype(np.float32)])
+    return table[parts.dense_idx].reshape(shape)
 
 
 register_record_kind(
