@@ -14,7 +14,9 @@ import sys
 from edgekit.errors import EdgekitError
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES: list[str] = [
+COMMAND_MODULES: list[str    "edgekit.cli.deepcomp",
+] = [
+    "edgekit.cli.models",
     "edgekit.cli.train",
     "edgekit.cli.bench",
 ]
