@@ -14,11 +14,11 @@ import sys
 from edgekit.errors import EdgekitError
 
 # Command modules, in the order their commands appear in --help.
-COMMAND_MODULES: list[str    "edgekit.cli.deepcomp",
-] = [
+COMMAND_MODULES: list[str] = [
     "edgekit.cli.models",
     "edgekit.cli.train",
     "edgekit.cli.bench",
+    "edgekit.cli.deepcomp",
 ]
 
 
