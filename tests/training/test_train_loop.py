@@ -1,0 +1,164 @@
+"""The training loop: it learns, it is seeded, its hooks run, early stop, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekit.calibration import load_dataset
+from edgekit.errors import InvalidInputError
+from edgekit.models import create_model
+from edgekit.training import TrainConfig, evaluate, predict, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("mnist5k").subset(800), load_dataset("mnist5k", split="test").subset(300)
+
+
+def test_training_lifts_accuracy_far_above_chance(digits):
+    train_ds, test_ds = digits
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    before = evaluate(model, test_ds)["accuracy"]
+    result = train(model, train_ds, TrainConfig(epochs=3, lr=3e-3, progress=False),
+                   val_data=test_ds)
+    after = evaluate(model, test_ds)["accuracy"]
+    assert before < 0.3  # chance is 0.1
+    assert after > 0.8, result.history
+    assert result.epochs_run == 3 and len(result.history) == 3
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    # the best epoch's weights are what the model holds at the end
+    assert after == result.best_metric == max(h["val_accuracy"] for h in result.history)
+
+
+def test_training_is_reproducible_with_a_seed(digits):
+    train_ds, _ = digits
+    histories = []
+    for _ in range(2):
+        model = create_model("lenet300_100")
+        torch.manual_seed(123)  # same initial weights; train() seeds the rest
+        for p in model.parameters():
+            nn.init.normal_(p, std=0.05)
+        cfg = TrainConfig(epochs=2, optimizer="sgd", lr=0.05, schedule="step", seed=4,
+                          progress=False)
+        histories.append([h["loss"] for h in train(model, train_ds, cfg).history])
+    assert histories[0] == histories[1]
+
+
+def test_hooks_run_around_every_optimizer_step(digits):
+    train_ds, _ = digits
+    model = create_model("lenet300_100")
+    first = model.fc1.weight
+    mask = torch.rand_like(first) > 0.5
+    with torch.no_grad():
+        first.mul_(mask)
+    frozen_before = model.fc3.weight.detach().clone()
+    calls = {"before": 0, "after": 0}
+
+    def before_step(m):  # weight sharing's place: gradients exist and can be rewritten
+        calls["before"] += 1
+        assert m.fc1.weight.grad is not None
+        m.fc3.weight.grad.zero_()
+
+    def after_step(m):  # pruning's place: re-apply the mask after the update
+        calls["after"] += 1
+        with torch.no_grad():
+            m.fc1.weight.mul_(mask)
+
+    cfg = TrainConfig(epochs=2, batch_size=100, optimizer="sgd", momentum=0.0, lr=0.05,
+                      progress=False)
+    train(model, train_ds, cfg, before_step=before_step, after_step=after_step)
+    assert calls == {"before": 16, "after": 16}  # 800 samples / 100 per batch x 2 epochs
+    assert torch.equal(model.fc1.weight[~mask], torch.zeros(int((~mask).sum())))
+    assert torch.equal(model.fc3.weight, frozen_before)
+
+
+def test_early_stop_after_patience_epochs_without_improvement(digits):
+    train_ds, test_ds = digits
+    model = create_model("lenet300_100")
+
+    def freeze(m):  # no update can happen, so the metric never improves after epoch 1
+        for p in m.parameters():
+            p.grad.zero_()
+
+    cfg = TrainConfig(epochs=10, patience=2, progress=False)
+    result = train(model, train_ds, cfg, val_data=test_ds, before_step=freeze)
+    assert result.epochs_run == 3 and result.stopped_early and result.best_epoch == 1
+    with pytest.raises(InvalidInputError, match="needs val_data"):
+        train(model, train_ds, cfg)
+
+
+class _TinySegNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU(),
+                                  nn.Conv2d(16, 16, 3, padding=4, dilation=4), nn.ReLU(),
+                                  nn.Conv2d(16, 11, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_segmentation_training_with_a_custom_loss():
+    train_ds = load_dataset("mnist5k_seg", input_size=32).subset(400)
+    test_ds = load_dataset("mnist5k_seg", split="test", input_size=32).subset(100)
+    torch.manual_seed(0)
+    model = _TinySegNet()
+    before = evaluate(model, test_ds)
+    weight = torch.ones(11)
+    weight[0] = 0.1  # background covers ~90 % of the pixels
+    calls = []
+
+    def weighted_ce(logits, target):
+        calls.append(logits.shape)
+        return torch.nn.functional.cross_entropy(logits, target, weight=weight)
+
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-2, progress=False)
+    result = train(model, train_ds, cfg, val_data=test_ds, loss_fn=weighted_ce)
+    after = evaluate(model, test_ds)
+    assert len(calls) == 75 and calls[0] == (16, 11, 32, 32)  # per-pixel logits
+    assert set(after) == {"miou", "pixel_accuracy"} and result.metric == "miou"
+    assert after["pixel_accuracy"] > 0.8 > 0.1 > before["pixel_accuracy"]
+    assert after["miou"] > 0.05 > before["miou"]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+class _ForegroundModel(nn.Module):
+    """Predicts class 1 wherever a pixel is brighter than 0.5, background elsewhere."""
+
+    def forward(self, x):
+        fg = (x[:, :1] > 0.5).float()
+        return torch.cat([1 - fg, fg, torch.zeros_like(fg).expand(-1, 9, -1, -1)], 1)
+
+
+def test_miou_counts_classes_present_in_labels_or_predictions():
+    ds = load_dataset("mnist5k_seg", split="test", input_size=32).subset(50)
+    scores = evaluate(_ForegroundModel(), ds, batch_size=7)
+    truth, pred = ds.y, (ds.x[:, 0] > 0.5).astype(np.int64)
+    ious = []
+    for c in range(11):
+        union = ((truth == c) | (pred == c)).sum()
+        if union:
+            ious.append(((truth == c) & (pred == c)).sum() / union)
+    assert scores["miou"] == pytest.approx(np.mean(ious))
+    assert scores["pixel_accuracy"] == pytest.approx((truth == pred).mean())
+
+
+def test_predict_and_bad_inputs(digits):
+    _, test_ds = digits
+    model = create_model("lenet5")
+    model.train()
+    logits = predict(model, test_ds.x[:10], batch_size=3)
+    assert logits.shape == (10, 10) and logits.dtype == np.float32 and model.training
+    with pytest.raises(InvalidInputError, match="float32"):
+        predict(model, test_ds.x[:2].astype(np.float64))
+    with pytest.raises(InvalidInputError, match="cannot take inputs"):
+        evaluate(model, load_dataset("mnist5k", split="test", input_size=40).subset(10))
+    with pytest.raises(InvalidInputError, match="does not fit segmentation"):
+        evaluate(model, load_dataset("mnist5k_seg", split="test", input_size=28).subset(4))
+    with pytest.raises(InvalidInputError, match="optimizer"):
+        TrainConfig(optimizer="lion")
