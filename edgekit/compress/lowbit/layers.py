@@ -72,6 +72,12 @@ class _Twn:
     def quantized_weight(self) -> torch.Tensor:
         return twn_weight(self.weight)
 
+    @torch.no_grad()
+    def ternary_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes, value of +1, magnitude of -1): what the tern2 record stores."""
+        codes, alpha = twn_codes_and_scale(self.weight)
+        return codes, alpha, alpha
+
 
 class _Ttq:
     """TTQ: {-W_n, 0, +W_p} with learned positive and negative scales."""
@@ -87,8 +93,10 @@ class _Ttq:
     def quantized_weight(self) -> torch.Tensor:
         return ttq_weight(self.weight, self.w_pos, self.w_neg)
 
-    def ternary_codes(self) -> torch.Tensor:
-        return ttq_codes(self.weight)
+    @torch.no_grad()
+    def ternary_parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(codes, W_p, W_n): what the tern2 record stores."""
+        return ttq_codes(self.weight), self.w_pos.detach(), self.w_neg.detach()
 
 
 class _LowBitConv(nn.Conv2d):

@@ -51,6 +51,17 @@ class HashedWeights:
         return (self.buckets.astype(np.float32)[index] * sign).reshape(shape)
 
 
+@dataclass(frozen=True)
+class TernaryWeights:
+    """Codes in {-1, 0, +1} (output channel first) and the values of +1 and -1 codes:
+    ``+pos`` and ``-neg``, one per tensor or per output channel. TTQ's learned scales
+    may take any sign, so a layer hands these over rather than a dense tensor."""
+
+    codes: np.ndarray
+    pos: np.ndarray
+    neg: np.ndarray
+
+
 def _rows(value: Any) -> np.ndarray:
     w = np.asarray(value, dtype=np.float32)
     if w.ndim < 1 or w.size == 0:
@@ -131,12 +142,25 @@ def fits_ternary(value: Any) -> bool:
     return _ternary_scales(_rows(value)) is not None
 
 
-def _tern2_encode(value: Any, options: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+def _as_ternary(value: Any) -> TernaryWeights:
+    if isinstance(value, TernaryWeights):
+        return value
     rows = _rows(value)
     scales = _ternary_scales(rows)
     if scales is None:
         raise InvalidInputError("tern2 needs a weight whose channels take values {-n, 0, +p}")
-    pos, neg = _shrink(*scales)
+    return TernaryWeights(np.sign(rows).astype(np.int8), *scales)
+
+
+def _tern2_encode(value: Any, options: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    tern = _as_ternary(value)
+    rows = np.asarray(tern.codes).reshape(len(tern.codes), -1)
+    pos = np.asarray(tern.pos, np.float32).ravel()
+    neg = np.asarray(tern.neg, np.float32).ravel()
+    if (pos.size != neg.size or pos.size not in (1, rows.shape[0])
+            or not np.isin(rows, (-1, 0, 1)).all()):
+        raise InvalidInputError("tern2 needs codes in {-1, 0, 1} and 1 or per-channel scales")
+    pos, neg = _shrink(np.broadcast_to(pos, rows.shape[:1]), np.broadcast_to(neg, rows.shape[:1]))
     codes = np.where(rows > 0, 1, np.where(rows < 0, 2, 0)).astype(np.uint8).ravel()
     codes = np.concatenate([codes, np.zeros((-codes.size) % 4, np.uint8)]).reshape(-1, 4)
     packed = codes[:, 0] | (codes[:, 1] << 2) | (codes[:, 2] << 4) | (codes[:, 3] << 6)

@@ -40,6 +40,10 @@ def lowbit_records(model: nn.Module) -> list[TensorRecord]:
         elif layer.kind == "hashed":
             value = _records.HashedWeights(layer.buckets.detach().cpu().numpy(), layer.seed)
             records.append(TensorRecord(key, "hashed", value, array.shape))
+        elif layer.kind in ("twn", "ttq"):
+            codes, pos, neg = (t.cpu().numpy() for t in layer.ternary_parts())
+            value = _records.TernaryWeights(codes.astype(np.int8), pos, neg)
+            records.append(TensorRecord(key, "tern2", value, array.shape))
         else:
             records.append(TensorRecord(key, RECORD_FOR_LAYER[layer.kind], array, array.shape))
     return records
@@ -128,4 +132,8 @@ def storage_report(model: nn.Module) -> StorageReport:
 def _dense(value: object, shape: tuple[int, ...]) -> np.ndarray:
     if isinstance(value, _records.HashedWeights):
         return value.dense(shape)
+    if isinstance(value, _records.TernaryWeights):
+        codes = value.codes.reshape(len(value.codes), -1)
+        pos, neg = (np.asarray(v, np.float32).reshape(-1, 1) for v in (value.pos, value.neg))
+        return np.where(codes > 0, pos, np.where(codes < 0, -neg, 0)).reshape(shape)
     return np.asarray(value)
