@@ -3,7 +3,7 @@
 Real line formats (rails are ``instant/average``)::
 
     Nano (JetPack 4):  ... thermal@38C POM_5V_IN 2132/2132 POM_5V_GPU 78/78 POM_5V_CPU 275/275
-    Xavier NX (JP4):   ... VDD_IN 4520/4520 VDD_CPU_GPU_CV 913/913 VDD_SOC 1305/1305
+    Xavier NX (JP5):   ... VDD_IN 4500mW/4500mW VDD_CPU_GPU_CV 799mW/799mW VDD_SOC 1598mW/1598mW
     Orin (JP5/6):      ... VDD_IN 5263mW/5263mW VDD_CPU_GPU_CV 717mW/717mW VDD_SOC 1794mW/1794mW
     AGX Orin (JP5/6):  ... VDD_GPU_SOC 3176mW/3176mW VDD_CPU_CV 794mW/794mW VIN_SYS_5V0 ...
 
