@@ -22,6 +22,11 @@ _PUBLIC = {
     "TrainConfig": "edgekit.training",
     "save_checkpoint": "edgekit.checkpoint",
     "load_checkpoint": "edgekit.checkpoint",
+    "QuantConfig": "edgekit.compress.qat",
+    "quantize": "edgekit.compress.qat",
+    "export_onnx": "edgekit.export.onnx",
+    "check_model": "edgekit.export.check",
+    "verify": "edgekit.export.verify",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -19,6 +19,7 @@ COMMAND_MODULES: list[str] = [
     "edgekit.cli.train",
     "edgekit.cli.bench",
     "edgekit.cli.deepcomp",
+    "edgekit.cli.export",
 ]
 
 

@@ -1,0 +1,176 @@
+"""Prove the deployed file is the trained model: run it in its real runtime and compare.
+
+The reference is the trained torch model (the fake-quant module of a QuantizedModel, or a
+float module). Reported: top-1 agreement (pixel agreement for segmentation outputs), max
+and mean output error in units of the output quantization step, and the accuracy of each
+side when labels are given. Below ``threshold`` agreement, VerificationError is raised —
+after the report has been written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit._io import atomic_write_json
+from edgekit._lazy import require
+from edgekit.errors import InvalidInputError, VerificationError
+
+RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt"}
+
+
+@dataclass
+class VerifyReport:
+    artifact: str
+    runtime: str
+    samples: int
+    task: str  # "classification" (top-1) or "segmentation" (per pixel)
+    agreement: float  # fraction of argmax decisions equal to the reference's
+    max_error_steps: float  # |deployed - reference| in output quantization steps
+    mean_error_steps: float
+    output_step: float
+    step_source: str  # where the output step comes from
+    reference_accuracy: float | None = None
+    deployed_accuracy: float | None = None
+    threshold: float = 0.995
+    passed: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        acc = ""
+        if self.deployed_accuracy is not None:
+            acc = (f", accuracy {self.deployed_accuracy:.4f} deployed vs "
+                   f"{self.reference_accuracy:.4f} reference")
+        return (f"{self.runtime}: agreement {self.agreement:.4f} on {self.samples} samples, "
+                f"error max {self.max_error_steps:.2f} / mean {self.mean_error_steps:.3f} "
+                f"output steps{acc}")
+
+
+def verify(
+    artifact_path: str | Path,
+    reference_model: Any,
+    data: Any,
+    *,
+    runtime: str | None = None,
+    threshold: float = 0.995,
+    report_path: str | Path | None = None,
+    batch_size: int = 64,
+    threads: int = 1,
+) -> VerifyReport:
+    """Compare ``artifact_path`` run in its runtime with ``reference_model`` on ``data``."""
+    from edgekit.compress.qat import inputs_array, labels_array
+
+    path = Path(artifact_path)
+    if not path.is_file():
+        raise InvalidInputError(f"no artifact at {path}")
+    runtime = runtime or RUNTIMES.get(path.suffix)
+    if runtime not in RUNTIMES.values():
+        raise InvalidInputError(f"cannot tell the runtime of {path.name}; pass runtime= one of "
+                                f"{', '.join(sorted(set(RUNTIMES.values())))}")
+    x, y = inputs_array(data), labels_array(data)
+    if len(x) == 0:
+        raise InvalidInputError("the verification data set is empty")
+    run = _runner(runtime, path, threads)
+    deployed = np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    reference = _torch_outputs(reference_model, x, batch_size)
+    if deployed.shape != reference.shape:
+        raise VerificationError(f"{path.name}: output shape {deployed.shape} differs from the "
+                                f"reference's {reference.shape}")
+    step, source = _output_step(runtime, path, reference)
+    report = _compare(path, runtime, deployed, reference, y, step, source, threshold)
+    if report_path is not None:
+        atomic_write_json(report_path, report.to_dict())
+    if not report.passed:
+        raise VerificationError(f"{path.name} does not match the trained model: "
+                                f"{report.summary()} (threshold {threshold:.4f})")
+    return report
+
+
+def _compare(path: Path, runtime: str, deployed: np.ndarray, reference: np.ndarray,
+             labels: np.ndarray | None, step: float, source: str, threshold: float
+             ) -> VerifyReport:
+    task = "segmentation" if deployed.ndim == 4 else "classification"
+    pred_dep, pred_ref = deployed.argmax(1), reference.argmax(1)
+    agreement = float((pred_dep == pred_ref).mean())
+    err = np.abs(deployed.astype(np.float64) - reference) / step
+    acc_ref = acc_dep = None
+    if labels is not None and labels.shape == pred_ref.shape:
+        acc_ref = float((pred_ref == labels).mean())
+        acc_dep = float((pred_dep == labels).mean())
+    return VerifyReport(
+        artifact=str(path), runtime=runtime, samples=len(deployed), task=task,
+        agreement=agreement, max_error_steps=float(err.max()),
+        mean_error_steps=float(err.mean()), output_step=step, step_source=source,
+        reference_accuracy=acc_ref, deployed_accuracy=acc_dep, threshold=threshold,
+        passed=agreement >= threshold)
+
+
+def _torch_outputs(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    import torch
+
+    module = getattr(model, "model", model)
+    module.eval()
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            outs.append(module(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))
+                        .float().numpy())
+    return np.concatenate(outs)
+
+
+def _output_step(runtime: str, path: Path, reference: np.ndarray) -> tuple[float, str]:
+    """The quantization step of the output: the file's own when it has one."""
+    if runtime == "litert":
+        from edgekit.export.litert_ops import open_interpreter
+
+        detail = open_interpreter(path).get_output_details()[0]
+        scale = float((detail.get("quantization") or (0.0, 0))[0])
+        if scale > 0:
+            return scale, "output tensor scale of the .tflite"
+    if runtime == "onnxruntime":
+        scale = _onnx_output_dq_scale(path)
+        if scale:
+            return scale, "scale of the DequantizeLinear producing the ONNX output"
+    peak = float(np.abs(reference).max()) or 1.0
+    return peak / 127.0, "int8 step of the reference output range (max|y|/127)"
+
+
+def _onnx_output_dq_scale(path: Path) -> float | None:
+    onnx = require("onnx", purpose="reading ONNX outputs")
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}.get(graph.output[0].name)
+    if producer is None or producer.op_type != "DequantizeLinear":
+        return None
+    inits = {i.name: i for i in graph.initializer}
+    scale = inits.get(producer.input[1])
+    return float(numpy_helper.to_array(scale).max()) if scale is not None else None
+
+
+def _runner(runtime: str, path: Path, threads: int):
+    if runtime == "onnxruntime":
+        ort = require("onnxruntime", purpose="verifying an ONNX file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda xb: session.run(None, {name: xb})[0]
+    if runtime == "litert":
+        from edgekit.export.tflite import run_tflite
+
+        return lambda xb: run_tflite(path, xb, threads=threads)
+    from edgekit.export.tensorrt import run_engine
+
+    return lambda xb: run_engine(path, xb)
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
