@@ -1,0 +1,74 @@
+"""`edgekit train` / `edgekit eval` end to end on small subsets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgekit.calibration import load_dataset
+from edgekit.cli import main
+
+
+@pytest.mark.slow
+def test_train_then_eval_reproduces_the_recorded_accuracy(tmp_path, capsys):
+    out, report = tmp_path / "run", tmp_path / "train.json"
+    rc = main(["train", "--model", "lenet300_100", "--data", "mnist5k", "--epochs", "2",
+               "--train-limit", "600", "--lr", "3e-3", "--out", str(out), "--quiet",
+               "--json", str(report)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and f"checkpoint: {out}" in printed
+    config = json.loads((out / "config.json").read_text())
+    accuracy = config["metrics"]["accuracy"]
+    assert accuracy > 0.7  # 10 classes: chance is 0.1
+    assert config["extra"]["train_samples"] == 600 and config["extra"]["eval_samples"] == 1000
+    assert json.loads(report.read_text())["metrics"] == {"accuracy": accuracy}
+
+    eval_json = tmp_path / "eval.json"
+    assert main(["eval", str(out), "--json", str(eval_json)]) == 0
+    assert "mnist5k[test] (1000 samples)" in capsys.readouterr().out
+    assert json.loads(eval_json.read_text())["metrics"] == {"accuracy": accuracy}
+
+
+def test_train_on_unsplit_numpy_data_holds_out_a_test_part(tmp_path, capsys):
+    digits = load_dataset("mnist5k", split="test").subset(300)
+    data = tmp_path / "digits.npz"
+    np.savez(data, x=(digits.x[:, 0] * 255).round().astype(np.uint8), y=digits.y)
+    out = tmp_path / "run"
+    assert main(["train", "--model", "lenet300_100", "--data", str(data), "--epochs", "1",
+                 "--out", str(out), "--quiet", "--seed", "5"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["extra"]["eval_samples"] == 60  # 20 % held out
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", str(tmp_path / "e.json")]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["samples"] == 60 and result["metrics"] == config["metrics"]
+
+
+def _edgekit(*args):
+    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_bad_model_name_exits_2_with_one_line_and_no_output(tmp_path):
+    out = tmp_path / "never"
+    proc = _edgekit("train", "--model", "lenet6", "--data", "mnist5k", "--epochs", "1",
+                    "--out", str(out))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "unknown model 'lenet6'" in proc.stderr
+    assert "did you mean" in proc.stderr and not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_data_and_checkpoint_paths_exit_2(tmp_path):
+    proc = _edgekit("train", "--model", "lenet5", "--data", str(tmp_path / "nope"),
+                    "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+    proc = _edgekit("eval", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and proc.stderr.startswith("edgekit: error:")
+    assert "checkpoint not found" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
