@@ -1,0 +1,189 @@
+"""Int8 QAT/PTQ for TFLite through PT2E, on a BatchNorm-free graph.
+
+litert-torch's PT2E QAT (``prepare_qat_pt2e`` + its quantizer with ``is_qat=True``) fails
+on conv+BatchNorm with torch 2.13 + torchao 0.18. The path here avoids that pattern
+instead of patching around it:
+
+1. ``fold_batchnorm`` merges every BN into its conv (exactly equivalent in float; checked);
+2. ``torch.export`` with a dynamic batch dim, then ``prepare_qat_pt2e`` with
+   ``TFLiteInt8Quantizer`` (litert's int8 specs; annotates every op with an int8 kernel);
+3. calibration batches initialise the moving-average ranges, ``edgekit.training.train``
+   fine-tunes weights through the fake-quant ops, then observers are frozen;
+4. ``convert_pt2e`` at export time turns the learned ranges into Q/DQ pairs that
+   ``litert_torch.convert`` lowers to a full-integer ``.tflite``.
+
+The trained fake-quant module is what ``QuantizedModel.model`` holds; the deployed file
+is derived from exactly that module, and ``edgekit.export.tflite`` checks parity.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edgekit.errors import DataError, EdgekitError, ExportError, InvalidInputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgekit.compress.qat import QuantConfig, QuantizedModel
+
+# How the model QAT trains is laid out for the TFLite int8 kernels (plain data, printable).
+TFLITE_SCHEME = {
+    "target": "tflite",
+    "weights": "int8 symmetric per-channel (axis 0), range [-127, 127]",
+    "activations": "int8 asymmetric per-tensor (zero point), range [-128, 127]",
+    "fixed": "LOGISTIC/SOFTMAX outputs scale 1/256, zero point -128",
+    "batchnorm": "folded into the preceding convolution before quantization",
+    "io": "int8 input and output (full-integer model)",
+    "annotation": "edgekit.compress.tflite_quantizer.TFLiteInt8Quantizer",
+}
+
+STAGE_PREPARED = "prepared"  # fake-quant modules (QAT); convert_pt2e runs at export
+STAGE_CONVERTED = "converted"  # Q/DQ reference graph (PTQ)
+
+
+def quantize_for_tflite(
+    model: torch.nn.Module,
+    cfg: QuantConfig | None = None,
+    *,
+    train_data: Any = None,
+    calib_data: Any = None,
+    val_data: Any = None,
+) -> QuantizedModel:
+    """Quantize ``model`` for TFLite int8; QAT fine-tunes on ``train_data``.
+
+    Returns a ``QuantizedModel`` whose ``model`` is the fake-quant torch module (batch
+    dimension dynamic) and whose ``extra`` carries the quantizer ``export_tflite`` needs.
+    The input model is not modified.
+    """
+    import torch
+
+    from edgekit.compress.qat import QuantConfig, QuantizedModel, sample_inputs
+
+    cfg = cfg or QuantConfig(target="tflite")
+    if cfg.target != "tflite":
+        raise InvalidInputError(f"quantize_for_tflite needs target='tflite', got {cfg.target!r}")
+    qat = cfg.mode == "qat" and cfg.epochs > 0
+    if qat and train_data is None:
+        raise InvalidInputError("QAT needs train_data (or use mode='ptq' / epochs=0)")
+    source = calib_data if calib_data is not None else train_data
+    if source is None:
+        raise InvalidInputError("quantization needs calibration data (calib_data or train_data)")
+    torch.manual_seed(cfg.seed)
+    calib = sample_inputs(source, cfg.calibration_size, seed=cfg.seed)
+    if len(calib) == 0:
+        raise DataError("the calibration data set is empty")
+
+    graph = export_bn_free(model, calib[: min(len(calib), 4)])
+    prepared, quantizer = _prepare(graph, qat=qat)
+    _calibrate(prepared, calib, cfg.batch_size)
+    history = None
+    if qat:
+        history = _fine_tune(prepared, train_data, val_data, cfg)
+    freeze_ranges(prepared)
+    stage = STAGE_PREPARED
+    if not qat:
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        prepared = convert_pt2e(prepared, fold_quantize=False)
+        stage = STAGE_CONVERTED
+    _eval(prepared)
+    return QuantizedModel(
+        model=prepared,
+        config=cfg,
+        scheme=dict(TFLITE_SCHEME),
+        history=history,
+        backend="pt2e",
+        input_shape=tuple(int(d) for d in calib.shape[1:]),
+        extra={"quantizer": quantizer, "pt2e_stage": stage, "calibration_samples": len(calib)},
+    )
+
+
+def export_bn_free(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    """BatchNorm folded (checked for equivalence), exported with a dynamic batch dim."""
+    import torch
+
+    from edgekit.compress.bn_fold import fold_batchnorm
+
+    model = model.eval()
+    folded = fold_batchnorm(model, example)
+    with torch.no_grad():
+        ref = model(example)
+        err = (folded(example) - ref).abs().max().item()
+    if err > 1e-4 * max(1.0, ref.abs().max().item()):
+        raise ExportError(f"folding BatchNorm changed the model's output by {err:.3g}")
+    if example.shape[0] < 2:  # torch.export specialises a dynamic dim seen with size 1
+        example = torch.cat([example, example])
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        exported = torch.export.export(folded, (example,), dynamic_shapes=({0: batch},))
+    except Exception:  # a model with a hard-coded batch size: fall back to a static export
+        try:
+            exported = torch.export.export(folded, (example[:1],))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise ExportError(f"torch.export cannot trace the model: {first}") from exc
+    return exported.module()
+
+
+def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+
+    from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
+
+    quantizer = TFLiteInt8Quantizer(is_qat=qat)
+    try:
+        prepared = (prepare_qat_pt2e if qat else prepare_pt2e)(graph, quantizer)
+    except EdgekitError:
+        raise
+    except Exception as exc:  # torchao raises many types for a graph it cannot annotate
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ExportError(f"PT2E could not prepare the model for int8: {first}") from exc
+    allow_exported_model_train_eval(prepared)  # lets train() call .train()/.eval()
+    return prepared, quantizer
+
+
+def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: int) -> None:
+    import torch
+
+    with torch.no_grad():
+        for batch in torch.split(calib, batch_size):
+            prepared(batch)
+
+
+def _fine_tune(prepared: Any, train_data: Any, val_data: Any, cfg: QuantConfig) -> Any:
+    from edgekit.training import TrainConfig, train
+
+    train_config = TrainConfig(
+        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=False
+    )
+    return train(prepared, train_data, train_config, val_data=val_data)
+
+
+def freeze_ranges(prepared: torch.fx.GraphModule) -> None:
+    """Stop observers so evaluation data no longer moves the learned ranges."""
+    from torchao.quantization.pt2e import disable_observer
+
+    prepared.apply(disable_observer)
+
+
+def _eval(module: torch.fx.GraphModule) -> None:
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+
+    move_exported_model_to_eval(module)
+
+
+def converted_graph(qm: QuantizedModel) -> torch.fx.GraphModule:
+    """The Q/DQ graph ``litert_torch.convert`` lowers, from the QuantizedModel's own module."""
+    import copy
+
+    stage = qm.extra.get("pt2e_stage")
+    if stage == STAGE_CONVERTED:
+        return qm.model
+    if stage != STAGE_PREPARED:
+        raise ExportError("this QuantizedModel was not made by quantize_for_tflite "
+                          "(no PT2E graph to convert to TFLite)")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    return convert_pt2e(copy.deepcopy(qm.model), fold_quantize=False)

@@ -1,0 +1,270 @@
+"""A PT2E quantizer that annotates every op TFLite has an int8 kernel for.
+
+litert-torch's ``PT2EQuantizer`` annotates conv, linear, add, mul, cat, pooling and
+sigmoid/softmax only, and finds add/mul through ``source_fn_stack`` metadata that
+``torch.export`` on torch 2.13 no longer records. Everything it misses (hardswish, the
+residual ADD of MobileNetV2, MEAN after an un-annotated op, PReLU, …) is left between a
+DEQUANTIZE and a QUANTIZE and runs in float. This quantizer reuses litert's quantization
+specs (int8 asymmetric per-tensor activations, int8 symmetric per-channel weights) but
+annotates from plain tables of aten ops, so which op gets what is data you can print:
+
+* ``WEIGHTED``: conv/linear, weights per-channel; a following ReLU/ReLU6 is fused
+  (one output quantizer after the activation, as TFLite's fused activation computes it).
+* ``INDEPENDENT``: ops whose int8 kernel rescales (ADD, SUB, MUL, HARD_SWISH, PRELU, …):
+  own output quantizer.
+* ``SHARED``: data movement, pooling, resizing and monotone clamps (RESHAPE, TRANSPOSE,
+  SLICE, MAX/AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, RELU, CONCATENATION, …): output shares
+  the input's scale, as the converter's same-scale constraints for those kernels require.
+* ``FIXED``: LOGISTIC and SOFTMAX, whose int8 kernels require scale 1/256, zero point -128.
+
+Graph rewrites run before annotation so the graph only holds ops with int8 kernels:
+``hardsigmoid(x)`` → ``relu6(x + 3) * (1/6)`` (TFLite has no HARD_SIGMOID);
+``prelu(x, a)`` → ``relu(x) + a * (x - relu(x))`` (litert lowers PReLU to RELU, MUL, MUL,
+SUB and leaves them in float); ``split``/``chunk`` + ``getitem`` → one ``slice`` per chunk
+(observers need tensor outputs).
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+from litert_torch.quantize.pt2e_quantizer_utils import (
+    QuantizationConfig,
+    _convert_scalars_to_attrs,
+)
+from torch.fx import GraphModule, Node
+from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+aten = torch.ops.aten
+
+WEIGHTED = {aten.conv1d.default, aten.conv2d.default, aten.convolution.default, aten.linear.default}
+FUSABLE_ACTIVATIONS = {aten.relu.default, aten.relu6.default, aten.hardtanh.default}
+INDEPENDENT = {
+    aten.add.Tensor,
+    aten.sub.Tensor,
+    aten.mul.Tensor,
+    aten.hardswish.default,
+    aten.leaky_relu.default,
+    aten.tanh.default,
+}
+SHARED = {
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.permute.default,
+    aten.transpose.int,
+    aten.flatten.using_ints,
+    aten.squeeze.dim,
+    aten.squeeze.dims,
+    aten.unsqueeze.default,
+    aten.contiguous.default,
+    aten.clone.default,
+    aten.slice.Tensor,
+    aten.select.int,
+    aten.max_pool2d.default,
+    aten.avg_pool2d.default,
+    aten.adaptive_avg_pool2d.default,
+    aten.mean.dim,
+    aten.mean.default,
+    aten.upsample_bilinear2d.vec,
+    aten.upsample_bilinear2d.default,
+    aten.relu.default,
+    aten.relu6.default,
+    aten.hardtanh.default,
+    aten.pad.default,
+    aten.constant_pad_nd.default,
+    aten.upsample_nearest2d.vec,
+    aten.upsample_nearest2d.default,
+    aten.pixel_shuffle.default,
+    aten.dropout.default,
+}
+FIXED = {aten.sigmoid.default, aten._softmax.default, aten.softmax.int}
+CONCAT = {aten.cat.default, aten.concat.default}
+_SPLITS = {aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default}
+
+
+def tflite_int8_config(*, is_qat: bool) -> QuantizationConfig:
+    """litert's own int8 spec: asymmetric per-tensor activations, symmetric per-channel weights."""
+    return get_symmetric_quantization_config(is_per_channel=True, is_qat=is_qat)
+
+
+class TFLiteInt8Quantizer(PT2EQuantizer):
+    """``PT2EQuantizer`` with full-graph annotation; accepted by ``litert_torch.convert``."""
+
+    def __init__(self, *, is_qat: bool = False) -> None:
+        super().__init__()
+        self.set_global(tflite_int8_config(is_qat=is_qat))
+
+    def transform_for_annotation(self, model: GraphModule) -> GraphModule:
+        _decompose_hardsigmoid(model)
+        _decompose_prelu(model)
+        _splits_to_slices(model)
+        return _convert_scalars_to_attrs(model)
+
+    def annotate(self, model: GraphModule) -> GraphModule:
+        annotate_tflite_int8(model, self.global_config)
+        return model
+
+
+def _is_float_tensor(arg: object) -> bool:
+    if not isinstance(arg, Node):
+        return False
+    val = arg.meta.get("val")
+    if val is None:  # get_attr constants made by the scalar pass carry no meta
+        return arg.op == "get_attr"
+    return isinstance(val, torch.Tensor) and val.dtype.is_floating_point
+
+
+def _annotated(node: Node) -> bool:
+    ann = node.meta.get("quantization_annotation")
+    return ann is not None and ann._annotated
+
+
+def _mark(node: Node, inputs: dict, output) -> None:
+    node.meta["quantization_annotation"] = QuantizationAnnotation(
+        input_qspec_map=inputs, output_qspec=output, _annotated=True
+    )
+
+
+def _fused_activation(node: Node) -> Node | None:
+    if len(node.users) != 1:
+        return None
+    user = next(iter(node.users))
+    if user.op != "call_function" or user.target not in FUSABLE_ACTIVATIONS:
+        return None
+    if user.target == aten.hardtanh.default and tuple(user.args[1:3]) not in ((0, 6), (0.0, 6.0)):
+        return None
+    return user
+
+
+def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
+    """Annotate every node of ``gm`` that has a TFLite int8 kernel, in topological order."""
+    act = config.input_activation
+    out_act = config.output_activation
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or _annotated(node):
+            continue
+        target = node.target
+        if target in WEIGHTED:
+            _annotate_weighted(node, config)
+        elif target in INDEPENDENT:
+            inputs = {a: act for a in node.args if _is_float_tensor(a)}
+            _mark(node, inputs, out_act)
+        elif target in SHARED or target in CONCAT:
+            tensors = node.args[0] if target in CONCAT else [node.args[0]]
+            tensors = [t for t in tensors if _is_float_tensor(t)]
+            if not tensors:
+                continue
+            first = tensors[0]
+            shared = SharedQuantizationSpec((first, node))
+            inputs = {first: act, **{t: shared for t in tensors[1:]}}
+            _mark(node, inputs, shared)
+        elif target in FIXED and _is_float_tensor(node.args[0]):
+            _mark(node, {node.args[0]: act}, config.fixed_qparams)
+
+
+def _annotate_weighted(node: Node, config: QuantizationConfig) -> None:
+    inputs = {node.args[0]: config.input_activation, node.args[1]: config.weight}
+    if len(node.args) > 2 and isinstance(node.args[2], Node):
+        inputs[node.args[2]] = config.bias
+    activation = _fused_activation(node)
+    if activation is None:
+        _mark(node, inputs, config.output_activation)
+    else:
+        _mark(node, inputs, None)
+        _mark(activation, {}, config.output_activation)
+
+
+def _constant(gm: GraphModule, value: float, name: str) -> Node:
+    attr = name
+    i = 0
+    while hasattr(gm, attr):
+        i += 1
+        attr = f"{name}_{i}"
+    gm.register_buffer(attr, torch.tensor(value))
+    return gm.graph.create_node("get_attr", attr)
+
+
+def _decompose_hardsigmoid(gm: GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != aten.hardsigmoid.default:
+            continue
+        with gm.graph.inserting_before(node):
+            three = _constant(gm, 3.0, "_hsig_three")
+            sixth = _constant(gm, 1.0 / 6.0, "_hsig_sixth")
+            shifted = gm.graph.call_function(aten.add.Tensor, (node.args[0], three))
+            clipped = gm.graph.call_function(aten.hardtanh.default, (shifted, 0.0, 6.0))
+            scaled = gm.graph.call_function(aten.mul.Tensor, (clipped, sixth))
+        for new in (shifted, clipped, scaled):
+            new.meta["val"] = node.meta.get("val")
+        node.replace_all_uses_with(scaled)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+
+
+def _fake_view(val: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    mode = getattr(val, "fake_mode", None)
+    if mode is None:
+        return val.reshape(shape)
+    with mode:
+        return val.reshape(shape)
+
+
+def _decompose_prelu(gm: GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target != aten.prelu.default:
+            continue
+        x, slope = node.args[0], node.args[1]
+        x_val, slope_val = x.meta.get("val"), slope.meta.get("val")
+        if x_val is None or slope_val is None:
+            continue
+        channels = slope_val.numel()
+        shape = [channels] + [1] * (x_val.dim() - 2) if channels > 1 else [1]
+        graph = gm.graph
+        with graph.inserting_before(node):
+            alpha = graph.call_function(aten.view.default, (slope, shape))
+            pos = graph.call_function(aten.relu.default, (x,))
+            neg = graph.call_function(aten.sub.Tensor, (x, pos))
+            scaled = graph.call_function(aten.mul.Tensor, (neg, alpha))
+            out = graph.call_function(aten.add.Tensor, (pos, scaled))
+        # observers are only inserted on nodes whose meta says they output a tensor
+        for new in (pos, neg, scaled, out):
+            new.meta["val"] = node.meta.get("val")
+        alpha.meta["val"] = _fake_view(slope_val, shape)
+        node.replace_all_uses_with(out)
+        graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
+
+
+def _splits_to_slices(gm: GraphModule) -> None:
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in _SPLITS:
+            continue
+        users = list(node.users)
+        if not all(u.op == "call_function" and u.target is operator.getitem for u in users):
+            continue
+        pieces = node.meta.get("val")
+        if not pieces:
+            continue
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+        ndim = pieces[0].dim()
+        dim = dim % ndim
+        starts = [0]
+        for piece in pieces:
+            starts.append(starts[-1] + int(piece.shape[dim]))
+        for user in users:
+            idx = user.args[1]
+            with gm.graph.inserting_before(user):
+                sliced = gm.graph.call_function(
+                    aten.slice.Tensor, (node.args[0], dim, starts[idx], starts[idx + 1])
+                )
+            sliced.meta["val"] = user.meta.get("val")
+            user.replace_all_uses_with(sliced)
+            gm.graph.erase_node(user)
+        gm.graph.erase_node(node)
+    gm.graph.lint()
+    gm.recompile()
