@@ -1,0 +1,124 @@
+"""benchmark() with the real onnxruntime and LiteRT interpreters on tiny exported models."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from edgekit.bench import BenchConfig, TimingConfig, benchmark, validate_result
+from edgekit.bench.runners import runner_class
+from edgekit.errors import BenchError, DataError, InvalidInputError, UnknownNameError
+
+FAST = TimingConfig(runs=20, warmup=3)
+
+
+def test_onnxruntime_result_has_every_part_of_the_record(onnx_model):
+    result = benchmark(onnx_model, BenchConfig(threads=1, timing=FAST, profile="cpu"))
+    assert validate_result(result) is result
+    lat = result["latency_ms"]
+    assert len(lat["samples"]) == 20 and lat["runs"] == 20
+    assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert lat["median_ci95"][0] <= lat["p50"] <= lat["median_ci95"][1]
+    assert result["throughput_ips"] == pytest.approx(1e3 / lat["p50"])
+    assert result["init_ms"] > 0 and result["first_run_ms"] > 0
+    assert result["memory"]["peak_rss_mb"] > 0
+    assert result["runtime"]["name"] == "onnxruntime" and result["runtime"]["threads"] == 1
+    assert result["runtime"]["providers"] == ["CPUExecutionProvider"]
+    assert len(result["model"]["sha256"]) == 64
+    assert result["model"]["inputs"] == [{"name": "input", "shape": [1, 3, 16, 16],
+                                          "dtype": "float32"}]
+    assert result["device"]["profile"] == "cpu"
+    for key in ("cpu_model", "cpus", "temperatures_c", "hostname", "jetson"):
+        assert key in result["state_before"]
+    # This machine has no power sensor: the record says so and carries no number.
+    assert result["power"]["available"] is False
+    assert "rapl" in result["power"]["reason"]
+    assert "energy_per_inference_mj" not in result["power"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("xnnpack", [True, False])
+def test_litert_runs_with_and_without_xnnpack(tflite_model, reference_output, xnnpack):
+    x, expected = reference_output
+    cfg = BenchConfig(threads=1, xnnpack=xnnpack, timing=FAST, power="none",
+                      input_path=str(x), reference_path=str(expected))
+    result = benchmark(tflite_model, cfg)
+    assert result["runtime"]["name"] == "litert" and result["runtime"]["xnnpack"] is xnnpack
+    assert result["model"]["precision"] == "fp32"  # detected from the tensor types
+    assert result["reference_check"]["passed"] is True
+    assert result["reference_check"]["max_abs_err"] < 1e-4
+
+
+def test_reference_check_passes_and_detects_a_wrong_reference(onnx_model, reference_output,
+                                                              tmp_path):
+    x, expected = reference_output
+    cfg = BenchConfig(timing=FAST, power="none", input_path=str(x), reference_path=str(expected))
+    assert benchmark(onnx_model, cfg)["reference_check"]["passed"] is True
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.load(expected) + 1.0)
+    cfg.reference_path = str(wrong)
+    check = benchmark(onnx_model, cfg)["reference_check"]
+    assert check["passed"] is False and check["max_abs_err"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_dynamic_batch_and_seeded_inputs(onnx_model):
+    result = benchmark(onnx_model, BenchConfig(batch=4, timing=FAST, power="none"))
+    assert result["model"]["inputs"][0]["shape"] == [4, 3, 16, 16]
+    assert result["throughput_ips"] == pytest.approx(4e3 / result["latency_ms"]["p50"])
+
+
+def test_bad_inputs_raise_typed_errors(onnx_model, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        benchmark(tmp_path / "missing.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    with pytest.raises(BenchError, match="cannot load"):
+        benchmark(garbage, BenchConfig(power="none"))
+    with pytest.raises(InvalidInputError, match="suffix"):
+        runner_class(None, tmp_path / "model.xyz")
+    with pytest.raises(UnknownNameError, match="did you mean: onnxruntime"):
+        runner_class("onnxruntim", onnx_model)
+    bad_shape = tmp_path / "bad.npy"
+    np.save(bad_shape, np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(DataError, match="shape"):
+        benchmark(onnx_model, BenchConfig(power="none", input_path=str(bad_shape)))
+    pickled = tmp_path / "obj.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="cannot read"):
+        benchmark(onnx_model, BenchConfig(power="none", input_path=str(pickled)))
+    with pytest.raises(UnknownNameError):
+        benchmark(onnx_model, BenchConfig(power="none", profile="jetsn-nano"))
+
+
+def test_tensorrt_engine_without_tensorrt_names_how_to_install(tmp_path):
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"\x00" * 16)
+    pytest.importorskip("numpy")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(Exception, match="TensorRT"):
+            benchmark(engine, BenchConfig(power="none"))
+    else:  # pragma: no cover - only where TensorRT exists
+        with pytest.raises(BenchError):
+            benchmark(engine, BenchConfig(power="none"))
+
+
+def test_power_from_an_external_meter_is_integrated_over_the_window(onnx_model, tmp_path):
+    # A real child process stands in for a USB power meter (there is none here). It reads a
+    # constant 7.5 W, so the net energy above idle must come out as exactly zero while the
+    # gross energy per inference is 7.5 W x the measured time per inference.
+    meter = tmp_path / "meter.py"
+    meter.write_text("print(7.5)\n")
+    cfg = BenchConfig(timing=FAST, power="external", idle_seconds=0.6, energy_seconds=0.6,
+                      power_options={"command": [sys.executable, str(meter)]})
+    result = benchmark(onnx_model, cfg)
+    power = result["power"]
+    assert power["available"] is True and power["sampler"] == "external"
+    assert power["idle_w"] == pytest.approx(7.5) and power["load_w"] == pytest.approx(7.5)
+    assert power["energy_per_inference_mj"] == pytest.approx(0.0, abs=1e-9)
+    per_inference_s = power["load_seconds"] / power["load_inferences"]
+    assert power["gross_energy_per_inference_mj"] == pytest.approx(7.5 * per_inference_s * 1e3)
+    assert power["sample_rate_hz"] > 1

@@ -1,0 +1,58 @@
+"""`edgekit bench`, `report` and `devices` from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+
+def edgekit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_bench_writes_a_valid_result_and_prints_a_summary(onnx_model, tmp_path):
+    out = tmp_path / "r.json"
+    run = edgekit("bench", str(onnx_model), "--runs", "10", "--warmup", "2", "--json", str(out),
+                  "--precision", "fp32", "--profile", "jetson")
+    assert run.returncode == 0, run.stderr
+    assert "measured: p50" in run.stdout and "power: unavailable (" in run.stdout
+    result = json.loads(out.read_text())
+    assert result["schema_version"] == 1 and result["device"]["profile"] == "jetson"
+    assert result["model"]["precision"] == "fp32"
+
+
+def test_bench_errors_are_one_line_and_exit_2(tmp_path):
+    run = edgekit("bench", str(tmp_path / "nope.onnx"))
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith("edgekit: error:") and len(run.stderr.splitlines()) == 1
+    odd = tmp_path / "model.bin"
+    odd.write_bytes(b"1")
+    run = edgekit("bench", str(odd), "--json", str(tmp_path / "r.json"))
+    assert run.returncode == 2 and "suffix" in run.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_reference_mismatch_exits_1(onnx_model, reference_output, tmp_path):
+    x, expected = reference_output
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.load(expected) * 2 + 1)
+    run = edgekit("bench", str(onnx_model), "--runs", "5", "--warmup", "1", "--power", "none",
+                  "--input", str(x), "--reference", str(wrong))
+    assert run.returncode == 1 and "reference MISMATCH" in run.stdout
+
+
+def test_devices_lists_profiles_and_estimates():
+    run = edgekit("devices")
+    assert run.returncode == 0
+    assert "jetson-orin-nano" in run.stdout and "raspberry-pi-5" in run.stdout
+    run = edgekit("devices", "rpi", "--macs", "300e6", "--bytes", "3.5e6", "--precision", "int8",
+                  "--json")
+    data = json.loads(run.stdout)
+    assert data["profile"]["name"] == "raspberry-pi-5"
+    assert data["estimate"]["kind"] == "estimated" and data["estimate"]["bound"] == "compute"
+    run = edgekit("devices", "jetson-nan")
+    assert run.returncode == 2 and "did you mean" in run.stderr
