@@ -1,0 +1,271 @@
+"""TFLite int8 QAT: BatchNorm folding, full-graph annotation, and parity of the deployed file.
+
+Everything runs for real: torch.export + torchao PT2E, litert-torch conversion and the
+LiteRT interpreter. The family blocks below are small stand-ins for the zoo's patterns
+(conversion of the full zoo nets takes about a minute each; benchmarks/tflite_int8.py
+covers them) and the zoo itself is covered by the folding test and the LeNet-5 parity test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_litert")
+
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from edgekit.compress.bn_fold import count_batchnorm, fold_batchnorm  # noqa: E402
+from edgekit.compress.qat import QuantConfig  # noqa: E402
+from edgekit.errors import ExportError, InvalidInputError  # noqa: E402
+
+
+def _bn(ch: int) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(ch)
+    with torch.no_grad():  # non-trivial statistics so folding is actually exercised
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+    return bn
+
+
+class MobileNetV3Block(nn.Module):
+    """Inverted residual with hardswish and squeeze-excite (hardsigmoid gate)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), _bn(8), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1, groups=8, bias=False), _bn(8),
+                                nn.Hardswish())
+        self.se_reduce, self.se_expand = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 1)
+        self.project = nn.Sequential(nn.Conv2d(8, 8, 1, bias=False), _bn(8))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x)
+        s = F.adaptive_avg_pool2d(y, 1)
+        s = F.hardsigmoid(self.se_expand(F.relu(self.se_reduce(s))))
+        x = x + self.project(y * s)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class ShuffleNetUnit(nn.Module):
+    """Channel split (chunk), branch, concat, channel shuffle (view/transpose/view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), _bn(8), nn.ReLU())
+        self.branch = nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), _bn(4), nn.ReLU(),
+                                    nn.Conv2d(4, 4, 3, 1, 1, groups=4, bias=False), _bn(4))
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.branch(b)], 1)
+        n, c, h, w = x.shape
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+        return self.fc(self.pool(x).mean((2, 3)))
+
+
+class ESPNetModule(nn.Module):
+    """Dilated-conv pyramid, hierarchical sums, concat, then BN + PReLU on the concat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(1, 4, 3, 2, 1, bias=False)
+        self.d = nn.ModuleList(nn.Conv2d(4, 4, 3, 1, r, dilation=r, bias=False) for r in (1, 2, 4))
+        self.bn, self.act = _bn(12), nn.PReLU(12)
+        self.head = nn.Conv2d(12, 10, 1)
+
+    def forward(self, x):
+        x = self.reduce(x)
+        d1, d2, d4 = (conv(x) for conv in self.d)
+        x = self.act(self.bn(torch.cat([d1, d1 + d2, d1 + d2 + d4], 1)))
+        return F.adaptive_avg_pool2d(self.head(x), 1).flatten(1)
+
+
+class FireNet(nn.Module):
+    """SqueezeNet fire module: squeeze 1x1, expand 1x1 and 3x3, concat; then a conv head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2), nn.ReLU(),
+                                  nn.MaxPool2d(3, 2, ceil_mode=True))
+        self.squeeze = nn.Conv2d(8, 4, 1)
+        self.e1, self.e3 = nn.Conv2d(4, 8, 1), nn.Conv2d(4, 8, 3, padding=1)
+        self.head = nn.Conv2d(16, 10, 1)
+
+    def forward(self, x):
+        x = F.relu(self.squeeze(self.stem(x)))
+        x = torch.cat([F.relu(self.e1(x)), F.relu(self.e3(x))], 1)
+        return torch.flatten(F.adaptive_avg_pool2d(F.relu(self.head(x)), 1), 1)
+
+
+class MobileNetV2Block(nn.Module):
+    """Expand / depthwise / project with ReLU6 and a residual add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), _bn(8), nn.ReLU6())
+        self.block = nn.Sequential(
+            nn.Conv2d(8, 16, 1, bias=False), _bn(16), nn.ReLU6(),
+            nn.Conv2d(16, 16, 3, 1, 1, groups=16, bias=False), _bn(16), nn.ReLU6(),
+            nn.Conv2d(16, 8, 1, bias=False), _bn(8))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.block(x)
+        return self.fc(x.mean((2, 3)))
+
+
+FAMILIES = {
+    "mobilenet_v3": MobileNetV3Block,
+    "shufflenet": ShuffleNetUnit,
+    "espnet": ESPNetModule,
+    "squeezenet": FireNet,
+    "mobilenet_v2": MobileNetV2Block,
+}
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from edgekit.calibration import load_dataset
+
+    return load_dataset("mnist5k", split="train"), load_dataset("mnist5k", split="test")
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fold_batchnorm_is_exact_and_removes_every_bn(family):
+    torch.manual_seed(0)
+    model = FAMILIES[family]().eval()
+    x = torch.rand(4, 1, 28, 28)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model, x)
+    assert count_batchnorm(folded) == 0
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
+                                  "shufflenet_v1", "shufflenet_v2_x1_0", "squeezenet1_1",
+                                  "espnet_cls", "espnetv2_cls"])
+def test_fold_batchnorm_on_zoo_models(name):
+    from edgekit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=1, input_size=32).eval()
+    x = torch.rand(2, 1, 32, 32)
+    folded = fold_batchnorm(model, x)
+    assert count_batchnorm(folded) == 0
+    with torch.no_grad():
+        ref = model(x)
+        assert (folded(x) - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
+def test_quantizer_annotates_every_compute_op():
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edgekit.compress.qat_tflite import export_bn_free
+    from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
+
+    for family, cls in FAMILIES.items():
+        graph = export_bn_free(cls().eval(), torch.rand(2, 1, 28, 28))
+        prepared = prepare_pt2e(graph, TFLiteInt8Quantizer())
+        for node in prepared.graph.nodes:
+            if node.op != "call_function" or "activation_post_process" in str(node.target):
+                continue
+            ann = node.meta.get("quantization_annotation")
+            name = str(node.target)
+            if name.startswith(("aten.sym_size", "aten._assert", "<built-in")):
+                continue
+            assert ann is not None and ann._annotated, f"{family}: {name} left unannotated"
+
+
+def _qat(model, mnist, *, epochs=1, n=256):
+    from edgekit.compress.qat_tflite import quantize_for_tflite
+
+    train_ds, _ = mnist
+    cfg = QuantConfig(target="tflite", mode="qat", epochs=epochs, lr=1e-4,
+                      calibration_size=64, batch_size=32, seed=0)
+    return quantize_for_tflite(model, cfg, train_data=train_ds.subset(n, seed=0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_exports_full_integer_with_parity(family, mnist, tmp_path):
+    from edgekit.export.tflite import export_tflite, float_compute_ops, run_tflite
+
+    torch.manual_seed(0)
+    qm = _qat(FAMILIES[family](), mnist)
+    assert qm.backend == "pt2e" and qm.history is not None
+    art = export_tflite(qm, tmp_path / f"{family}.tflite", calibration=mnist[1].x[:8])
+    assert float_compute_ops(art.path) == []
+    x = mnist[1].x[:200]
+    got = run_tflite(art.path, x)
+    with torch.no_grad():
+        want = qm.model(torch.from_numpy(x)).numpy()
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.97
+
+
+@pytest.mark.slow
+def test_lenet5_qat_parity_on_mnist5k_test(mnist, tmp_path):
+    """The acceptance check: QAT-trained LeNet-5, .tflite in LiteRT vs fake-quant torch."""
+    from edgekit.export.tflite import export_tflite, float_compute_ops, run_tflite
+    from edgekit.models import create_model
+    from edgekit.training import TrainConfig, train
+
+    train_ds, test_ds = mnist
+    torch.manual_seed(0)
+    model = create_model("lenet5", num_classes=10, in_channels=1, input_size=28)
+    train(model, train_ds.subset(1500, seed=0),
+          TrainConfig(epochs=2, lr=2e-3, batch_size=64, progress=False))
+    qm = _qat(model, mnist, n=1000)
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert not any(torch.equal(first_conv.weight, p) for p in qm.model.parameters())  # QAT moved
+    art = export_tflite(qm, tmp_path / "lenet5.tflite", calibration=train_ds.x[:16])
+    assert float_compute_ops(art.path) == []
+    got = run_tflite(art.path, test_ds.x)
+    with torch.no_grad():
+        want = qm.model(torch.from_numpy(test_ds.x)).numpy()
+    agreement = np.mean(got.argmax(1) == want.argmax(1))
+    assert agreement >= 0.995, agreement
+    assert np.mean(got.argmax(1) == test_ds.y) > 0.8  # it learned the digits
+
+
+def test_ptq_mode_returns_converted_reference(mnist):
+    from edgekit.compress.qat_tflite import STAGE_CONVERTED, quantize_for_tflite
+
+    cfg = QuantConfig(target="tflite", mode="ptq", epochs=0, calibration_size=16, batch_size=8)
+    qm = quantize_for_tflite(MobileNetV2Block(), cfg, calib_data=mnist[0].x[:32])
+    assert qm.extra["pt2e_stage"] == STAGE_CONVERTED and qm.history is None
+    targets = {str(n.target) for n in qm.model.graph.nodes}
+    assert "quantized_decomposed.quantize_per_tensor.default" in targets
+
+
+def test_bad_input_is_a_typed_error(mnist):
+    from edgekit.compress.qat_tflite import quantize_for_tflite
+
+    with pytest.raises(InvalidInputError, match="target='tflite'"):
+        quantize_for_tflite(MobileNetV2Block(), QuantConfig(target="tensorrt"),
+                            train_data=mnist[0])
+    with pytest.raises(InvalidInputError, match="train_data"):
+        quantize_for_tflite(MobileNetV2Block(), QuantConfig(target="tflite", mode="qat"))
+
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: torch.export cannot trace it
+                return x.flatten(1)
+            return -x.flatten(1)
+
+    with pytest.raises(ExportError):
+        quantize_for_tflite(DataDependent(), QuantConfig(target="tflite", mode="ptq", epochs=0),
+                            calib_data=mnist[0].x[:8])
