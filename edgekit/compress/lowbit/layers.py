@@ -17,6 +17,7 @@ from torch import nn
 from edgekit.compress.lowbit import hashing
 from edgekit.compress.lowbit.quantizers import (
     binarize_ste,
+    channel_mean_abs,
     sign_pm1,
     ttq_codes,
     ttq_weight,
@@ -143,7 +144,13 @@ class TTQLinear(_Ttq, _LowBitLinear):
 class XnorConv2d(_Xnor, nn.Conv2d):
     """XNOR-Net conv: binary weights with per-output-channel alpha and, when
     ``binary_input``, binary inputs scaled by K = (mean_c |x|) convolved with a k x k
-    box filter (the paper's activation scaling). The first layer keeps real inputs."""
+    box filter (the paper's activation scaling). The first layer keeps real inputs.
+
+    With binary inputs the conv runs on sign(x) and sign(W) -- an integer count, exact in
+    any summation order -- and is scaled by alpha * K afterwards, as in the paper. That
+    order keeps ONNX/TFLite runtimes bit-compatible: alpha * sign(W) would make the sum
+    order-dependent, and a tie at 0 feeding the next sign() would flip.
+    """
 
     def __init__(self, *args, binary_input: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -151,13 +158,16 @@ class XnorConv2d(_Xnor, nn.Conv2d):
             raise ValueError("XnorConv2d with binary_input supports groups=1, dilation=1")
         self.binary_input = binary_input
 
+    def export_weight(self) -> torch.Tensor:
+        """The standard conv weight: sign(W) with binary inputs (alpha applied after)."""
+        return binarize_ste(self.weight) if self.binary_input else self.quantized_weight()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.quantized_weight()
         if not self.binary_input:
-            return self._conv_forward(x, weight, self.bias)
-        scale = xnor_input_scale_conv(x, self.kernel_size, self.stride, self.padding)
-        out = self._conv_forward(binarize_ste(x), weight, None) * scale
-        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+            return self._conv_forward(x, self.quantized_weight(), self.bias)
+        alpha = channel_mean_abs(self.weight).view(1, -1, 1, 1)
+        return xnor_conv(x, binarize_ste(self.weight), alpha, self.bias, self.stride,
+                         self.padding, self.kernel_size, binarize_ste)
 
 
 class XnorLinear(_Xnor, nn.Linear):
@@ -167,12 +177,27 @@ class XnorLinear(_Xnor, nn.Linear):
         super().__init__(*args, **kwargs)
         self.binary_input = binary_input
 
+    def export_weight(self) -> torch.Tensor:
+        return binarize_ste(self.weight) if self.binary_input else self.quantized_weight()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.quantized_weight()
         if not self.binary_input:
-            return F.linear(x, weight, self.bias)
-        out = F.linear(binarize_ste(x), weight, None) * x.abs().mean(dim=-1, keepdim=True)
-        return out if self.bias is None else out + self.bias
+            return F.linear(x, self.quantized_weight(), self.bias)
+        alpha = channel_mean_abs(self.weight).view(1, -1)
+        return xnor_linear(x, binarize_ste(self.weight), alpha, self.bias, binarize_ste)
+
+
+def xnor_conv(x, sign_weight, alpha, bias, stride, padding, kernel_size, binarize):
+    """(sign(x) * sign(W)) * (alpha * K) + bias; shared by training and export forms."""
+    scale = xnor_input_scale_conv(x, kernel_size, stride, padding)
+    out = F.conv2d(binarize(x), sign_weight, None, stride, padding) * (alpha * scale)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def xnor_linear(x, sign_weight, alpha, bias, binarize):
+    beta = x.abs().mean(dim=-1, keepdim=True)
+    out = F.linear(binarize(x), sign_weight, None) * (alpha * beta)
+    return out if bias is None else out + bias
 
 
 def xnor_input_scale_conv(x, kernel_size, stride, padding) -> torch.Tensor:

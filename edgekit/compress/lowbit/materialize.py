@@ -2,7 +2,8 @@
 
 Each low-bit layer becomes an ``nn.Conv2d`` / ``nn.Linear`` whose weight is exactly the
 tensor the low-bit layer computes with (``quantized_weight()``), so the exported graph
-contains only Conv/Gemm plus, for binary activations, a Where op. State-dict keys stay
+contains only Conv/Gemm plus, for binary activations, a Where op (XNOR layers with
+binary inputs add the Mul by alpha * K, and keep alpha as a buffer). State-dict keys stay
 the same (``<layer>.weight``, ``<layer>.bias``), which is what the storage records use.
 The declarative map below says which layer becomes what.
 """
@@ -12,28 +13,33 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgekit.compress.lowbit import layers as L
-from edgekit.compress.lowbit.quantizers import sign_pm1
+from edgekit.compress.lowbit.quantizers import channel_mean_abs, sign_pm1
 
 
 class XnorScaledConv2d(nn.Conv2d):
-    """Standard conv on sign(x), times the XNOR activation scale K, plus bias."""
+    """Standard conv (weight sign(W)) on sign(x), times alpha * K, plus bias."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("alpha", torch.ones(self.out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = L.xnor_input_scale_conv(x, self.kernel_size, self.stride, self.padding)
-        out = self._conv_forward(sign_pm1(x), self.weight, None) * scale
-        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+        return L.xnor_conv(x, self.weight, self.alpha.view(1, -1, 1, 1), self.bias, self.stride,
+                           self.padding, self.kernel_size, sign_pm1)
 
 
 class XnorScaledLinear(nn.Linear):
-    """Standard linear on sign(x), times beta = mean |x| per sample, plus bias."""
+    """Standard linear (weight sign(W)) on sign(x), times alpha * beta, plus bias."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register_buffer("alpha", torch.ones(self.out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(sign_pm1(x), self.weight, None) * x.abs().mean(dim=-1, keepdim=True)
-        return out if self.bias is None else out + self.bias
+        return L.xnor_linear(x, self.weight, self.alpha.view(1, -1), self.bias, sign_pm1)
 
 
 def _conv_like(layer: nn.Module, cls: type[nn.Conv2d] = nn.Conv2d) -> nn.Conv2d:
@@ -75,9 +81,12 @@ def materialize(model: nn.Module) -> nn.Module:
         if replacement is None:
             continue
         if hasattr(module, "quantized_weight"):
-            replacement.weight.copy_(module.quantized_weight())
+            export_weight = getattr(module, "export_weight", module.quantized_weight)
+            replacement.weight.copy_(export_weight())
             if module.bias is not None:
                 replacement.bias.copy_(module.bias)
+        if isinstance(replacement, (XnorScaledConv2d, XnorScaledLinear)):
+            replacement.alpha.copy_(channel_mean_abs(module.weight).flatten())
         if not name:  # the model itself is a single low-bit layer
             return replacement.eval()
         _set_submodule(out, name, replacement.eval())

@@ -19,7 +19,7 @@ TTQ_THRESHOLD_FACTOR = 0.05
 
 def sign_pm1(x: torch.Tensor) -> torch.Tensor:
     """Sign with sign(0) = +1, so every value is exactly -1 or +1 (torch.sign gives 0)."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
 def binarize_ste(x: torch.Tensor) -> torch.Tensor:
