@@ -122,3 +122,22 @@ def test_power_from_an_external_meter_is_integrated_over_the_window(onnx_model, 
     per_inference_s = power["load_seconds"] / power["load_inferences"]
     assert power["gross_energy_per_inference_mj"] == pytest.approx(7.5 * per_inference_s * 1e3)
     assert power["sample_rate_hz"] > 1
+
+
+def test_torch_eager_runner_from_a_module_and_from_a_pt2_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    from edgekit.bench import benchmark_runner
+    from edgekit.bench.runners.torch_eager import TorchRunner
+
+    from .conftest import SHAPE, _tiny_net
+
+    net = _tiny_net()
+    runner = TorchRunner.from_module(net, SHAPE, threads=1)
+    result = benchmark_runner(runner, BenchConfig(timing=FAST, power="none"),
+                              model={"name": "tiny", "sha256": None, "size_bytes": None})
+    assert result["runtime"]["name"] == "torch" and result["model"]["precision"] == "fp32"
+    archive = tmp_path / "tiny.pt2"
+    torch.export.save(torch.export.export(net, (torch.zeros(SHAPE),)), str(archive))
+    from_file = benchmark(archive, BenchConfig(timing=FAST, power="none"))
+    assert from_file["runtime"]["name"] == "torch"
+    assert from_file["model"]["inputs"][0]["shape"] == list(SHAPE)

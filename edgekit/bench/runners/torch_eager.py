@@ -6,6 +6,7 @@ objects); an ``nn.Module`` in memory is benchmarked with ``TorchRunner.from_modu
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class TorchRunner(Runner):
             self._dtype_name = str(example.dtype).removeprefix("torch.")
         dtype = getattr(self.torch, self._dtype_name)
         self._module = self._module.to(self.device, dtype=dtype)
-        if hasattr(self._module, "eval"):
+        with contextlib.suppress(NotImplementedError):  # exported graphs refuse eval()
             self._module.eval()
         self._inputs: list[Any] = []
         self._out: Any = None
