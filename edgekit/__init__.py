@@ -27,6 +27,11 @@ _PUBLIC = {
     "export_onnx": "edgekit.export.onnx",
     "check_model": "edgekit.export.check",
     "verify": "edgekit.export.verify",
+    "benchmark": "edgekit.bench",
+    "BenchConfig": "edgekit.bench",
+    "get_profile": "edgekit.devices",
+    "list_profiles": "edgekit.devices",
+    "estimate_latency": "edgekit.devices",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]
