@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory to write; an existing "
                    "checkpoint there is replaced, any other non-empty directory is refused")
     p.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate "
-                   "(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: "
+                   "%(default)s, for training from scratch; TrainConfig's 1e-3 suits fine-tuning)")
     p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam",
                    help="default: %(default)s")
     p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine",
@@ -92,6 +92,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.train_limit is not None:
         train_ds = train_ds.subset(args.train_limit, seed=args.seed)
     channels, size, _ = train_ds.input_shape
+    import torch
+
+    torch.manual_seed(args.seed)  # initial weights; train() seeds the shuffling
     try:
         model = create_model(args.model, num_classes=train_ds.num_classes,
                              in_channels=channels, input_size=size)

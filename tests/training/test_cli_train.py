@@ -8,8 +8,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from edgekit.calibration import load_dataset
+from edgekit.checkpoint import load_checkpoint
 from edgekit.cli import main
 
 
@@ -47,6 +49,13 @@ def test_train_on_unsplit_numpy_data_holds_out_a_test_part(tmp_path, capsys):
     assert main(["eval", str(out), "--json", str(tmp_path / "e.json")]) == 0
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["samples"] == 60 and result["metrics"] == config["metrics"]
+    # --seed fixes the initial weights and the shuffling, so a rerun gives the same weights
+    # (up to float rounding: MKL's kernels may round differently with memory alignment)
+    assert main(["train", "--model", "lenet300_100", "--data", str(data), "--epochs", "1",
+                 "--out", str(tmp_path / "again"), "--quiet", "--seed", "5"]) == 0
+    first, second = (load_checkpoint(tmp_path / d)[0].state_dict() for d in ("run", "again"))
+    for key, value in first.items():
+        torch.testing.assert_close(second[key], value, rtol=1e-5, atol=1e-6)
 
 
 def _edgekit(*args):
