@@ -23,7 +23,7 @@ from edgekit.errors import FormatError
 index_arrays = hnp.arrays(np.int64, st.integers(0, 400), elements=st.integers(0, 40))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(index_arrays, st.integers(0, 10), st.floats(0, 1))
 def test_relative_index_round_trip(values, gap_bits, zero_frac):
     values = values.copy()
@@ -48,7 +48,7 @@ def test_entries_past_the_tensor_are_refused():
         from_relative(np.array([5, 5]), np.array([1, 1]), 10, 4)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(hnp.arrays(np.int64, st.integers(0, 2000), elements=st.integers(0, 300)))
 def test_huffman_round_trip_and_optimality(symbols):
     stream = huffman_encode(symbols)
@@ -61,7 +61,7 @@ def test_huffman_round_trip_and_optimality(symbols):
         or np.unique(symbols).size == 1
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(hnp.arrays(np.int64, st.integers(1, 500), elements=st.integers(0, 60)), st.data())
 def test_corrupt_huffman_stream_raises_format_error(symbols, data):
     stream = huffman_encode(symbols)
@@ -82,7 +82,7 @@ def test_bad_huffman_tables_are_refused():
         huffman_decode(b"\x00", 2, HuffmanTable((0, 2), (0, 9)), 2, 4)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(hnp.arrays(np.int64, st.integers(0, 3000), elements=st.integers(0, 40)))
 def test_rans_round_trip_and_near_entropy(symbols):
     stream = rans_encode(symbols)
