@@ -100,9 +100,11 @@ def benchmark_runner(
         warm = warm_up(runner.run, config.timing)
         samples = time_runs(runner.run, config.timing.runs)
     else:
-        with PowerMonitor(sampler) as monitor:
-            warm, samples, power = _measure_with_power(runner, config, sampler, monitor)
-        sampler.close()
+        try:
+            with PowerMonitor(sampler) as monitor:
+                warm, samples, power = _measure_with_power(runner, config, sampler, monitor)
+        finally:
+            sampler.close()  # e.g. stops a tegrastats child even when a run fails
 
     latency = summarize(samples, config.timing)
     precision = config.precision or runner.detected_precision()

@@ -103,7 +103,9 @@ def _config(args: argparse.Namespace) -> Any:
         xnnpack=not args.no_xnnpack,
         timing=TimingConfig(runs=args.runs, warmup=args.warmup, seed=args.seed),
         batch=args.batch, input_path=args.input, reference_path=args.reference,
-        atol=args.atol, rtol=args.rtol, power=args.power, power_options=power_options,
+        atol=args.atol, rtol=args.rtol, power_options=power_options,
+        # A meter command with the default --power means "use that meter".
+        power="external" if args.power_command and args.power == "auto" else args.power,
         idle_seconds=args.idle_seconds, energy_seconds=args.energy_seconds,
         profile=args.profile, precision=args.precision, label=args.label,
     )

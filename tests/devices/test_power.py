@@ -169,3 +169,10 @@ def test_energy_subtracts_idle_and_propagates_uncertainty():
     assert counter["energy_per_inference_mj"] == pytest.approx((8.0 - 5.0) * 3.0)
     with pytest.raises(PowerUnavailable, match="too few"):
         summarize_energy(idle[:1], load, idle_s=2.0, load_s=3.0, inferences=10)
+
+
+def test_options_a_sampler_does_not_take_are_refused():
+    from edgekit.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="takes no option"):
+        open_sampler("external", root="/sys")

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgekit.errors import InvalidInputError
 from edgekit.registry import Registry
 
 
@@ -70,8 +71,14 @@ def open_sampler(name: str, **options: Any) -> PowerSampler:
     reasons = []
     for candidate in names:
         cls = SAMPLERS.get(candidate)
-        accepted = {k: v for k, v in options.items() if k in getattr(cls, "OPTIONS", ())}
-        sampler = cls(**(accepted if name == "auto" else options))
+        allowed = getattr(cls, "OPTIONS", ())
+        unknown = sorted(set(options) - set(allowed))
+        if unknown and name != "auto":  # "auto" offers each sampler only what it takes
+            raise InvalidInputError(f"power sampler {name!r} takes no option {unknown} "
+                                    f"(it takes {list(allowed)})")
+        if name == "auto":  # a command is only ever meant for an explicitly named sampler
+            allowed = tuple(a for a in allowed if a != "command")
+        sampler = cls(**{k: v for k, v in options.items() if k in allowed})
         try:
             sampler.open()
             sampler.read_watts()  # a sensor that opens but cannot be read is unavailable too
