@@ -35,6 +35,14 @@ class RecordKind:
 
 RECORD_KINDS: dict[str, RecordKind] = {}
 
+# Kinds defined outside this module: kind name -> module whose import registers it. Imported
+# on first use, so reading a file of only 'raw'/'dc' records never loads them.
+KIND_MODULES: dict[str, str] = {
+    "bits1": "edgekit.compress.lowbit.records",
+    "tern2": "edgekit.compress.lowbit.records",
+    "hashed": "edgekit.compress.lowbit.records",
+}
+
 
 def register_record_kind(kind: RecordKind) -> RecordKind:
     if kind.name in RECORD_KINDS:
@@ -44,10 +52,15 @@ def register_record_kind(kind: RecordKind) -> RecordKind:
 
 
 def get_record_kind(name: str) -> RecordKind:
+    if name not in RECORD_KINDS and name in KIND_MODULES:
+        import importlib
+
+        importlib.import_module(KIND_MODULES[name])
     try:
         return RECORD_KINDS[name]
     except KeyError:
-        raise FormatError(f"unknown record kind {name!r}; known: {sorted(RECORD_KINDS)}") from None
+        known = sorted(set(RECORD_KINDS) | set(KIND_MODULES))
+        raise FormatError(f"unknown record kind {name!r}; known: {known}") from None
 
 
 def param_int(params: dict[str, Any], key: str, lo: int, hi: int) -> int:
