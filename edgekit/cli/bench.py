@@ -76,6 +76,9 @@ def register(sub: Any) -> None:
     devices.add_argument("--bytes", type=float, dest="bytes_moved")
     devices.add_argument("--precision", default="fp32")
     devices.add_argument("--json", action="store_true", help="print JSON")
+    devices.add_argument("--result", metavar="PATH",
+                         help="with --macs/--bytes: write the estimate as a result record")
+    devices.add_argument("--model-name", default="model", help="model name for --result")
     devices.set_defaults(func=run_devices)
 
 
@@ -207,6 +210,13 @@ def run_devices(args: argparse.Namespace) -> int:
             raise InvalidInputError("an estimate needs both --macs and --bytes")
         data["estimate"] = estimate_latency(profile, args.macs, args.bytes_moved,
                                             args.precision).to_dict()
+        if args.result:
+            from edgekit._io import atomic_write_json
+            from edgekit.bench.estimated import estimated_result
+
+            atomic_write_json(args.result, estimated_result(
+                profile.name, args.macs, args.bytes_moved, args.precision,
+                model_name=args.model_name))
     if args.json:
         print(json.dumps(data, indent=2))
     else:
