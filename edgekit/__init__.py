@@ -32,6 +32,10 @@ _PUBLIC = {
     "get_profile": "edgekit.devices",
     "list_profiles": "edgekit.devices",
     "estimate_latency": "edgekit.devices",
+    "load_ekz": "edgekit.compress.ekz",
+    "read_ekz": "edgekit.compress.ekz",
+    "pack_model": "edgekit.compress.ekz.pack",
+    "ekz_to_onnx": "edgekit.compress.ekz.deploy",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

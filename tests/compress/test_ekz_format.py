@@ -195,3 +195,16 @@ def test_corrupt_payload_behind_valid_crc_never_escapes(sample_file, data):
     except FormatError:
         return
     assert out["w"].shape == (40, 50) and out["w"].dtype == np.float32
+
+
+def test_reading_dc_files_does_not_import_torch(tmp_path, sample_file):
+    """The device path: decoding raw/dc records needs numpy + bitarray, not torch."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.ekz"
+    path.write_bytes(sample_file)
+    code = ("import sys; from edgekit.compress.ekz import read_ekz; "
+            f"t = read_ekz({str(path)!r}); assert t['w'].shape == (40, 50); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
