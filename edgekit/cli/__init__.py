@@ -15,6 +15,7 @@ from edgekit.errors import EdgekitError
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [
+    "edgekit.cli.compress",
     "edgekit.cli.models",
     "edgekit.cli.train",
     "edgekit.cli.bench",

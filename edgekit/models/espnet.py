@@ -146,7 +146,8 @@ def _check_alphas(alpha2: int, alpha3: int) -> None:
 
 # Mehta et al. 2018, Table 1 / Sec. 4: ESPNet (Cityscapes, 20 classes) has 0.364 M params.
 @register_model(family="espnet", task="segmentation", num_classes=20,
-                paper={"params": 0.364e6}, min_input_size=16, input_multiple=8)
+                paper={"params": 0.364e6}, min_input_size=16, input_multiple=8,
+                small_defaults={"alpha3": 3})
 def espnet(*, num_classes: int, in_channels: int, input_size: int, alpha2: int = 2,
            alpha3: int = 8) -> nn.Module:
     """ESPNet segmentation (ESP modules, hierarchical feature fusion, light decoder)."""
@@ -158,7 +159,7 @@ def espnet(*, num_classes: int, in_channels: int, input_size: int, alpha2: int =
     return ESPNet(num_classes, in_channels, alpha2, alpha3)
 
 
-@register_model(family="espnet", min_input_size=16)
+@register_model(family="espnet", min_input_size=16, small_defaults={"alpha3": 3})
 def espnet_cls(*, num_classes: int, in_channels: int, input_size: int, alpha2: int = 2,
                alpha3: int = 8) -> nn.Module:
     """ESPNet-C classification (encoder + global pooling + linear)."""

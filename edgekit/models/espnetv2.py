@@ -226,7 +226,7 @@ class ESPNetv2(nn.Module):
 # parameters; that is the width scale s = 2.0 of the authors' release (s = 1.0 is ~86 M,
 # the default here because it is the plain 1x network).
 @register_model(family="espnetv2", paper={"params": 3.5e6, "macs": 284e6},
-                paper_args={"width_mult": 2.0})
+                paper_args={"width_mult": 2.0}, small_defaults={"width_mult": 0.5})
 def espnetv2_cls(*, num_classes: int, in_channels: int, input_size: int,
                  width_mult: float = 1.0) -> nn.Module:
     """ESPNetv2 classification (EESP units, input reinforcement)."""
@@ -235,7 +235,7 @@ def espnetv2_cls(*, num_classes: int, in_channels: int, input_size: int,
 
 
 @register_model(family="espnetv2", task="segmentation", num_classes=20, min_input_size=32,
-                input_multiple=16)
+                input_multiple=16, small_defaults={"width_mult": 0.5})
 def espnetv2(*, num_classes: int, in_channels: int, input_size: int,
              width_mult: float = 1.0) -> nn.Module:
     """ESPNetv2 segmentation (EESP encoder, pyramid-pooling decoder)."""

@@ -64,7 +64,8 @@ def _build(num_classes: int, in_channels: int, input_size: int, width_mult: floa
 
 
 # Howard et al. 2017, Table 8: 1.0 MobileNet-224: 569 M mult-adds, 4.2 M parameters.
-@register_model(family="mobilenet_v1", paper={"params": 4.2e6, "macs": 569e6})
+@register_model(family="mobilenet_v1", paper={"params": 4.2e6, "macs": 569e6},
+                small_defaults={"width_mult": 0.5})
 def mobilenet_v1(*, num_classes: int, in_channels: int, input_size: int,
                  width_mult: float = 1.0) -> nn.Module:
     """MobileNetV1 (depthwise-separable convs; width_mult = alpha)."""

@@ -81,7 +81,8 @@ def _build(num_classes: int, in_channels: int, input_size: int, width_mult: floa
 
 # Sandler et al. 2018, Table 4: 300 M MAdds, "3.4 M" params; the authors' TF-slim release
 # (mobilenet_v2_1.0_224 in tensorflow/models research/slim/nets/mobilenet) lists 3.47 M.
-@register_model(family="mobilenet_v2", paper={"params": 3.47e6, "macs": 300e6})
+@register_model(family="mobilenet_v2", paper={"params": 3.47e6, "macs": 300e6},
+                small_defaults={"width_mult": 0.5})
 def mobilenet_v2(*, num_classes: int, in_channels: int, input_size: int,
                  width_mult: float = 1.0) -> nn.Module:
     """MobileNetV2 (inverted residuals, linear bottlenecks, ReLU6)."""

@@ -107,7 +107,8 @@ def _build(config: list[tuple], last: int, num_classes: int, in_channels: int,
 
 
 # Howard et al. 2019, Table 3: MobileNetV3-Large 1.0: 219 M MAdds, 5.4 M params.
-@register_model(family="mobilenet_v3", paper={"params": 5.4e6, "macs": 219e6})
+@register_model(family="mobilenet_v3", paper={"params": 5.4e6, "macs": 219e6},
+                small_defaults={"width_mult": 0.5})
 def mobilenet_v3_large(*, num_classes: int, in_channels: int, input_size: int,
                        width_mult: float = 1.0) -> nn.Module:
     """MobileNetV3-Large (h-swish, squeeze-excite)."""
@@ -115,7 +116,8 @@ def mobilenet_v3_large(*, num_classes: int, in_channels: int, input_size: int,
 
 
 # Howard et al. 2019, Table 4: MobileNetV3-Small 1.0: 56 M MAdds, 2.5 M params.
-@register_model(family="mobilenet_v3", paper={"params": 2.5e6, "macs": 56e6})
+@register_model(family="mobilenet_v3", paper={"params": 2.5e6, "macs": 56e6},
+                small_defaults={"width_mult": 0.5})
 def mobilenet_v3_small(*, num_classes: int, in_channels: int, input_size: int,
                        width_mult: float = 1.0) -> nn.Module:
     """MobileNetV3-Small (h-swish, squeeze-excite)."""

@@ -18,6 +18,9 @@ from edgekit.registry import Registry
 
 TASKS = ("classification", "segmentation")
 _BASE_ARGS = ("num_classes", "in_channels", "input_size")
+# Inputs of at most this size (28 px digits, 64 px segmentation canvases) take the
+# ``small_defaults`` of a spec; families also reduce downsampling below 64 px.
+SMALL_DEFAULTS_UPTO = 64
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,9 @@ class ModelSpec:
     most families); ``small_input_size`` is the size used for the cheap variant trained
     on mnist5k (28 px digits, 64 px segmentation canvases). ``paper`` holds published
     sizes, e.g. ``{"params": 3.4e6, "macs": 300e6}``, for the variant arguments in
-    ``paper_args`` (empty: the defaults) at ``input_size`` px.
+    ``paper_args`` (empty: the defaults) at ``input_size`` px. ``small_defaults`` replace
+    the variant defaults when a model is built for an input of 64 px or less (cheap
+    variants for digits and 64 px canvases; any argument passed explicitly wins).
     """
 
     name: str
@@ -44,6 +49,7 @@ class ModelSpec:
     input_multiple: int = 1
     variant_defaults: dict[str, Any] = field(default_factory=dict)
     paper_args: dict[str, Any] = field(default_factory=dict)
+    small_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ def register_model(*, family: str, task: str = "classification", num_classes: in
                    paper: dict[str, float] | None = None, description: str = "",
                    small_input_size: int | None = None, min_input_size: int = 17,
                    input_multiple: int = 1, paper_args: dict[str, Any] | None = None,
+                   small_defaults: dict[str, Any] | None = None,
                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a builder under its function name with its spec."""
     if task not in TASKS:
@@ -75,7 +82,10 @@ def register_model(*, family: str, task: str = "classification", num_classes: in
         small = small_input_size or (64 if task == "segmentation" else 28)
         spec = ModelSpec(fn.__name__, family, task, num_classes, in_channels, input_size, paper,
                          description or (fn.__doc__ or "").strip().split("\n")[0], small,
-                         min_input_size, input_multiple, defaults, dict(paper_args or {}))
+                         min_input_size, input_multiple, defaults, dict(paper_args or {}),
+                         dict(small_defaults or {}))
+        if set(spec.small_defaults) - set(defaults):
+            raise TypeError(f"small_defaults of {fn.__name__} name unknown arguments")
         MODELS.register(fn.__name__)(_Entry(spec, fn))
         return fn
 
@@ -97,7 +107,8 @@ def create_model(name: str, *, num_classes: int | None = None, in_channels: int 
     """Build a registered model; unset arguments take the spec defaults.
 
     ``input_size`` is the resolution the model is built for: below 64 px the
-    classification families reduce early downsampling (see docs/models.md).
+    classification families reduce early downsampling, and up to 64 px variant arguments
+    not given take ``spec.small_defaults`` (see docs/models.md).
     """
     entry = MODELS.get(name)
     spec = entry.spec
@@ -119,6 +130,8 @@ def create_model(name: str, *, num_classes: int | None = None, in_channels: int 
         raise InvalidInputError(
             f"{name} does not take {', '.join(unknown)} (variant arguments: {accepted})")
     config.update(spec.variant_defaults)
+    if size <= SMALL_DEFAULTS_UPTO:
+        config.update(spec.small_defaults)
     config.update(variant_args)
     model = entry.build(**config)
     model.edgekit_config = {"name": name, **config}

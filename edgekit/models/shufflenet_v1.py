@@ -101,7 +101,8 @@ def _build(num_classes: int, in_channels: int, input_size: int, groups: int,
 
 # Zhang et al. 2018, Table 2: ShuffleNet 1x (g = 3): 140 MFLOPs (multiply-adds). Params:
 # the authors' release (megvii ShuffleNet-Series, ShuffleNetV1 README) lists 1.9 M for 1.0x g3.
-@register_model(family="shufflenet_v1", paper={"params": 1.9e6, "macs": 140e6})
+@register_model(family="shufflenet_v1", paper={"params": 1.9e6, "macs": 140e6},
+                small_defaults={"width_mult": 0.5})
 def shufflenet_v1(*, num_classes: int, in_channels: int, input_size: int, groups: int = 3,
                   width_mult: float = 1.0) -> nn.Module:
     """ShuffleNetV1 (group conv + channel shuffle; groups in {1, 2, 3, 4, 8})."""
