@@ -63,11 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "unpack", help="decode an .ekz file into ONNX, safetensors or a checkpoint",
         formatter_class=_RAW,
         description="Rebuild the architecture from the config stored in the file, load the\n"
-        "decoded weights and write a runnable ONNX (opset 17), a .safetensors file, or an\n"
-        "edgekit checkpoint directory.",
+        "decoded weights and write a runnable ONNX (opset 17), a float .tflite, a\n"
+        ".safetensors file, or an edgekit checkpoint directory.",
         epilog="example:\n  edgekit unpack lenet.ekz --to onnx --out lenet.onnx")
     u.add_argument("file", help=".ekz file")
-    u.add_argument("--to", choices=("onnx", "safetensors", "checkpoint"), required=True)
+    u.add_argument("--to", choices=("onnx", "tflite", "safetensors", "checkpoint"),
+                   required=True)
     u.add_argument("--out", required=True, help="output path")
     u.set_defaults(func=run_unpack)
 
@@ -160,6 +161,10 @@ def run_unpack(args: argparse.Namespace) -> int:
     ekz = load_ekz(args.file)
     if args.to == "onnx":
         ekz_to_onnx(ekz, args.out)
+    elif args.to == "tflite":
+        from edgekit.compress.ekz.deploy import ekz_to_tflite
+
+        ekz_to_tflite(ekz, args.out)
     elif args.to == "safetensors":
         ekz_to_safetensors(ekz, args.out)
     else:

@@ -122,3 +122,18 @@ def test_cli_prune_then_pack(tmp_path, capsys):
     assert "total:" in capsys.readouterr().out
     state = ekz_state_dict(tmp_path / "m.ekz")
     assert 0.2 < float((state["fc1.weight"] != 0).float().mean()) < 0.45
+
+
+@pytest.mark.slow
+def test_rebuilt_tflite_runs_in_litert(packed, tmp_path):
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    from edgekit.compress.ekz.deploy import ekz_to_tflite
+    from edgekit.export.tflite import run_tflite
+
+    model, path = packed
+    out = ekz_to_tflite(path, tmp_path / "m.tflite")
+    x = load_dataset("mnist5k", split="test").x[:8]
+    got = np.concatenate([run_tflite(out, x[i : i + 1]) for i in range(len(x))])
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), rtol=1e-3, atol=1e-4)

@@ -101,3 +101,14 @@ def ekz_to_safetensors(source: Source, out: str | os.PathLike[str]) -> Path:
     ekz = _file(source)
     meta = {"edgekit_config": __import__("json").dumps(ekz.model_config)}
     return atomic_write_bytes(out, st.save(ekz.tensors(), metadata=meta))
+
+
+def ekz_to_tflite(source: Source, out: str | os.PathLike[str]) -> Path:
+    """Rebuild the model and convert it to a float ``.tflite`` (edgekit.export.tflite)."""
+    from edgekit.export.tflite import export_tflite
+
+    ekz = _file(source)
+    model = ekz_model(ekz)
+    shape = tuple(_example_input(ekz.model_config).shape[1:])
+    export_tflite(model, out, input_shape=shape, metadata={"source": "ekz"})
+    return Path(out)
