@@ -73,11 +73,15 @@ def test_bad_model_name_exits_2_with_one_line_and_no_output(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_data_and_checkpoint_paths_exit_2(tmp_path):
-    proc = _edgekit("train", "--model", "lenet5", "--data", str(tmp_path / "nope"),
-                    "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "no such file or folder" in proc.stderr
-    proc = _edgekit("eval", str(tmp_path / "missing"))
-    assert proc.returncode == 2 and proc.stderr.startswith("edgekit: error:")
-    assert "checkpoint not found" in proc.stderr and proc.stderr.count("\n") == 1
+def test_bad_data_and_checkpoint_paths_exit_2(tmp_path, capsys):
+    assert main(["train", "--model", "lenet5", "--data", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgekit: error:") and "checkpoint not found" in err
+    assert err.count("\n") == 1
+    assert main(["train", "--model", "lenet5", "--data", "mnist5k_seg", "--epochs", "1",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "classification model but mnist5k_seg is segmentation" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
