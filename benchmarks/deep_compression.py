@@ -115,8 +115,11 @@ def run_model(name: str, recipe: dict, out: Path, *, log) -> dict:
     total_epochs = (recipe["pretrain"] + prune_cfg.steps * prune_cfg.retrain_epochs
                     + recipe["finetune"])
 
-    path = pack_model(model, out / f"{name}.ekz", shared=shared, codec="huffman")
-    rans_path = pack_model(model, out / f"{name}.rans.ekz", shared=shared, codec="rans")
+    small = recipe.get("small_dtype", "f4")
+    path = pack_model(model, out / f"{name}.ekz", shared=shared, codec="huffman",
+                      small_dtype=small)
+    rans_path = pack_model(model, out / f"{name}.rans.ekz", shared=shared, codec="rans",
+                           small_dtype=small)
     ekz = load_ekz(path)
     summary = file_summary(ekz)
     rebuilt = ekz_model(path)
@@ -168,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write results (flat `metrics` + details) here")
     parser.add_argument("--out", required=True, help="directory for the .ekz/.onnx files")
     parser.add_argument("--models", default=",".join(RECIPES))
+    parser.add_argument("--recipe", type=json.loads, default={}, metavar="JSON",
+                        help='override recipe keys per model, e.g. \'{"lenet5": {"finetune": 4}}\'')
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every epoch count (smoke runs: 0.2)")
     args = parser.parse_args(argv)
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name in args.models.split(","):
         recipe = copy.deepcopy(RECIPES[name])
+        recipe.update(args.recipe.get(name, {}))
         if args.scale != 1.0:
             for key in ("pretrain", "finetune"):
                 recipe[key] = max(1, round(recipe[key] * args.scale))

@@ -181,16 +181,20 @@ CODECS = ("huffman", "rans")
 WRITE_CODECS = (*CODECS, "auto")  # auto: per record, whichever codec is smaller
 
 
-def choose_gap_bits(indices: np.ndarray, max_bits: int = 12) -> int:
-    """Gap width minimising Huffman-coded gap+index bits (0 = dense, no gap stream)."""
-    from edgekit.compress.huffman import huffman_coded_bits
+def choose_gap_bits(indices: np.ndarray, codec: str = "huffman", max_bits: int = 12) -> int:
+    """Gap width minimising the coded gap + index streams and their tables (0 = dense)."""
+    from edgekit.compress.huffman import empirical_entropy_bits, huffman_coded_bits
     from edgekit.compress.sparse import to_relative
 
     best, best_cost = 0, None
     for bits in range(0, max_bits + 1):
         gaps, idx = to_relative(indices, bits)
-        table_bits = 16 * (np.unique(gaps).size + np.unique(idx).size)
-        cost = huffman_coded_bits(gaps) + huffman_coded_bits(idx) + table_bits
+        if codec == "huffman":  # tables list the symbols present
+            table_bits = 16 * (np.unique(gaps).size + np.unique(idx).size)
+            cost = huffman_coded_bits(gaps) + huffman_coded_bits(idx) + table_bits
+        else:  # rANS: near-entropy data, a histogram up to the largest symbol
+            table_bits = 8 * ((int(gaps.max()) + 1 if gaps.size else 0) + int(idx.max()) + 1)
+            cost = empirical_entropy_bits(gaps) + empirical_entropy_bits(idx) + table_bits
         if best_cost is None or cost < best_cost:
             best, best_cost = bits, cost
     return best
@@ -213,7 +217,7 @@ def _dc_encode(value: Any, options: dict[str, Any]) -> tuple[dict[str, Any], byt
         raise ValueError("indices must lie in 0..len(codebook)")
     gap_bits = options.get("gap_bits")
     if gap_bits is None:
-        gap_bits = choose_gap_bits(indices)
+        gap_bits = choose_gap_bits(indices, codec)
     gaps, idx = to_relative(indices, gap_bits)
     out = bytearray(codebook.tobytes())
     _write_stream(out, idx, codec)
