@@ -156,7 +156,7 @@ def fit_images(a: np.ndarray, size: int, *, pad_limit: int = 0, nearest: bool = 
         before = (size - h) // 2
         pad = [(0, 0)] * (a.ndim - 2) + [(before, size - h - before)] * 2
         return np.pad(a, pad)
-    image = _pil()
+    image = pil_image()
     method = image.Resampling.NEAREST if nearest else image.Resampling.BILINEAR
     flat = a.reshape(-1, h, w)
     out = np.empty((len(flat), size, size), dtype=a.dtype)
@@ -182,7 +182,8 @@ def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
     raise InvalidInputError(f"cannot convert {have}-channel images to {channels} channels")
 
 
-def _pil():
+def pil_image():
+    """PIL.Image, or MissingBackendError naming the extra that installs Pillow."""
     try:
         from PIL import Image
     except ImportError:

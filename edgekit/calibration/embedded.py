@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.calibration.dataset import ArrayDataset, _pil, convert_channels
+from edgekit.calibration.dataset import ArrayDataset, convert_channels, fit_images, pil_image
 from edgekit.errors import DataError, InvalidInputError, MissingBackendError
 
 MNIST_SIDE = 28
@@ -94,8 +94,6 @@ def _seg_canvases(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
     side = MNIST_SIDE if size >= 2 * MNIST_SIDE else max(8, size // 2)
     images = digits.x[:, 0]
     if side != MNIST_SIDE:
-        from edgekit.calibration.dataset import fit_images
-
         images = fit_images(images, side)
     cells = size // side  # digits sit in distinct grid cells, so they never overlap
     slack = size // cells - side
@@ -149,7 +147,7 @@ def calibration_crops(n: int = 64, size: int = 224, channels: int = 3, seed: int
     if n < 1 or size < 1 or channels not in (1, 3):
         raise InvalidInputError(f"need n >= 1, size >= 1, channels 1 or 3 (got {n}, {size}, "
                                 f"{channels})")
-    image = _pil()
+    image = pil_image()
     photos = _sample_photos()
     rng = np.random.default_rng(seed)
     out = np.empty((n, 3, size, size), dtype=np.float32)

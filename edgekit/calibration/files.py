@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.calibration.dataset import ArrayDataset, _pil
+from edgekit.calibration.dataset import ArrayDataset, pil_image
 from edgekit.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -40,7 +40,7 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
             raise DataError(f"{class_dir}: class folder has no PNG/JPEG images")
         files.extend((p, label) for p in members)
 
-    image = _pil()
+    image = pil_image()
     decoded = []
     for path, _ in files:
         try:
