@@ -154,3 +154,24 @@ def test_tern2_takes_explicit_codes_with_any_scale_sign():
     with pytest.raises(InvalidInputError):
         get_record_kind("tern2").encode(records.TernaryWeights(codes * 2, np.float32([1]),
                                                                np.float32([1])), {})
+
+
+def test_decoding_lowbit_files_needs_no_torch(tmp_path):
+    """Boards decode .ekz with numpy only: the low-bit kinds must not pull in torch."""
+    import subprocess
+    import sys
+
+    from edgekit.compress.ekz import TensorRecord, write_ekz
+
+    w = np.array([[0.5, -0.5, 0.0]], np.float32)
+    path = write_ekz(tmp_path / "w.ekz", [
+        TensorRecord("a", "tern2", w, w.shape),
+        TensorRecord("b", "bits1", w[:, :2], (1, 2)),
+        TensorRecord("c", "hashed", records.HashedWeights(np.ones(2, np.float32), 3), (2, 2)),
+    ])
+    code = ("import sys; from edgekit.compress.ekz import read_ekz; "
+            f"t = read_ekz({str(path)!r}); assert 'torch' not in sys.modules, 'torch loaded'; "
+            "print(sorted(t))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['a', 'b', 'c']"
