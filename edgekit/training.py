@@ -111,7 +111,7 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
         optimizer, _lr_factor(cfg.schedule, cfg.epochs, steps_per_epoch))
 
     result = TrainResult(metric=metric)
-    best_state: dict[str, torch.Tensor] | None = None
+    best_state: dict[str, Any] | None = None
     stale = 0
     bar = _progress_bar(cfg, steps_per_epoch)
     start = time.perf_counter()
@@ -155,7 +155,7 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
             record.update({f"val_{k}": v for k, v in scores.items()})
             if result.best_metric is None or scores[metric] > result.best_metric:
                 result.best_metric, result.best_epoch = scores[metric], epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = _snapshot(model)
                 improved = True
         record["seconds"] = time.perf_counter() - epoch_start
         result.history.append(record)
@@ -290,6 +290,16 @@ def _lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> Callable[[in
         every = max(1, epochs // 3) * steps_per_epoch
         return lambda step: 0.1 ** (step // every)
     return lambda step: 1.0
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
+    """A copy of the state dict (quantizer wrappers may hold non-tensor extra state)."""
+    import copy
+
+    import torch
+
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            for k, v in model.state_dict().items()}
 
 
 def _device_of(model: torch.nn.Module):
