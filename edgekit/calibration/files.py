@@ -41,23 +41,16 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
         files.extend((p, label) for p in members)
 
     image = pil_image()
-    decoded = []
-    for path, _ in files:
-        try:
-            with image.open(path) as img:
-                img.load()
-                decoded.append(img.copy())
-        except (OSError, ValueError, image.DecompressionBombError) as exc:
-            raise DataError(f"{path}: cannot decode image ({exc})") from None
-    if channels is None:
-        channels = 1 if all(img.mode in GREY_MODES for img in decoded) else 3
+    if channels is None:  # headers only: decoding everything twice would cost memory
+        modes = [_read_image(image, path, header_only=True).mode for path, _ in files]
+        channels = 1 if all(m in GREY_MODES for m in modes) else 3
     if channels not in (1, 3):
         raise DataError(f"{root}: channels must be 1 or 3, got {channels}")
     mode = "L" if channels == 1 else "RGB"
 
     arrays = []
-    for (path, _), img in zip(files, decoded, strict=True):
-        img = img.convert(mode)
+    for path, _ in files:
+        img = _read_image(image, path).convert(mode)
         if input_size is not None:
             img = _centre_square(img).resize((input_size, input_size), image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
@@ -70,6 +63,17 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
     return ArrayDataset(x=np.stack(arrays), y=np.array([lbl for _, lbl in files], dtype=np.int64),
                         task="classification", num_classes=len(class_dirs),
                         name=name or str(root), class_names=tuple(p.name for p in class_dirs))
+
+
+def _read_image(image, path: Path, *, header_only: bool = False):
+    try:
+        with image.open(path) as img:
+            if header_only:
+                return img
+            img.load()
+            return img.copy()
+    except (OSError, ValueError, image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
 
 
 def _centre_square(img):
