@@ -85,7 +85,7 @@ def quote_command(argv: list[str]) -> str:
 
 
 def _ssh(target: SSHTarget, opts: SSHOptions, argv: list[str], *, timeout: float,
-         stdin: Any = None) -> str:
+         stdin: Any = None, ok_codes: tuple[int, ...] = (0,)) -> str:
     command = [*opts.ssh_args(target), quote_command(argv)]
     try:
         out = subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout,
@@ -98,7 +98,7 @@ def _ssh(target: SSHTarget, opts: SSHOptions, argv: list[str], *, timeout: float
     err = out.stderr.decode(errors="replace").strip()
     if out.returncode == 255:
         raise RemoteError(f"{target.destination}: ssh failed: {_last_line(err)}")
-    if out.returncode != 0:
+    if out.returncode not in ok_codes:
         raise RemoteError(f"{target.destination}: {argv[0]} exited {out.returncode}: "
                           f"{_last_line(err)}")
     return out.stdout.decode(errors="replace")
@@ -136,7 +136,8 @@ def run_remote(
             file_args += [flag, remote]
         argv = [*shlex.split(opts.remote_python), "-m", "edgekit", "bench", remote_model,
                 *agent_args, *file_args, "--json", "-"]
-        stdout = _ssh(target, opts, argv, timeout=opts.run_timeout_s)
+        # Exit 1 is the agent's "measured, but the reference check failed": keep the result.
+        stdout = _ssh(target, opts, argv, timeout=opts.run_timeout_s, ok_codes=(0, 1))
     finally:
         # The result matters more than the clean-up; /tmp is cleared on reboot anyway.
         with contextlib.suppress(RemoteError):
