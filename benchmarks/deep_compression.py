@@ -96,12 +96,13 @@ def run_model(name: str, recipe: dict, out: Path, *, log) -> dict:
     baseline = copy.deepcopy(model)
 
     prune_cfg = PruneConfig(**recipe["prune"])
-    retrain = TrainConfig(lr=recipe["retrain_lr"], progress=False)
+    decay = recipe.get("weight_decay", 0.0)  # for the baseline's extra epochs as well
+    retrain = TrainConfig(lr=recipe["retrain_lr"], weight_decay=decay, progress=False)
     pruned = prune(model, train_data, prune_cfg, train_config=retrain, log=log)
     pruned_acc = evaluate(model, test_data)["accuracy"]
     shared = share_weights(model, ShareConfig(**recipe["share"]))
     quantized_acc = evaluate(model, test_data)["accuracy"]
-    ft = TrainConfig(lr=recipe["finetune_lr"], progress=False)
+    ft = TrainConfig(lr=recipe["finetune_lr"], weight_decay=decay, progress=False)
     shared = finetune_shared(model, shared, train_data, epochs=recipe["finetune"],
                              train_config=ft)
 
