@@ -43,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--calibration-size", type=int, default=300, help="default: %(default)s")
     q.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     q.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    q.add_argument("--threshold", type=float, default=0.995, help="minimum top-1 agreement "
+                   "of the deployed file with the trained model (default: %(default)s)")
     _data_args(q)
     q.set_defaults(func=run_quantize)
 
@@ -127,7 +129,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"metadata": {"checkpoint": str(args.checkpoint)}}
     if fmt == "tflite":
         options = {"calibration": train_ds.subset(args.calibration_size, seed=args.seed).x}
-    artifact = export(qm, fmt, args.out, data=test_ds, **options)
+    artifact = export(qm, fmt, args.out, data=test_ds, threshold=args.threshold, **options)
     print(f"wrote {artifact.path} ({artifact.format}, {artifact.precision}); "
           f"{artifact.verify_report.summary()}")
     engine = artifact.metadata.get("engine")

@@ -1,0 +1,323 @@
+"""int8 QAT vs fp32 vs vendor PTQ for every zoo family; parity of the deployed files; speed.
+
+Part 1, per family (small-input variants on mnist5k; ESPNet/ESPNetV2 on mnist5k_seg):
+train fp32 briefly, then
+  * edgekit QAT for TensorRT/onnxruntime (nncf, QDQ ONNX) -> run in onnxruntime,
+  * edgekit QAT for TFLite (part B's ``quantize_for_tflite`` + ``export_tflite``) -> LiteRT,
+  * vendor PTQ baselines on the same fp32 model: onnxruntime ``quantize_static`` (QDQ) and
+    litert-torch's PT2E PTQ (``vendor_ptq_tflite``).
+Accuracy (mIoU for segmentation) of each deployed file on the test subset, and parity of
+each edgekit file with its trained fake-quant torch model (``edgekit.export.verify``).
+
+Part 2, speed in one run: MobileNetV2-224 and ShuffleNetV2-224 (3x224x224, 10 classes,
+untrained weights, int8 by PTQ calibration on scikit-learn photo crops — latency does not
+depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntime and
+LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
+
+Budget: a shared 2-core CPU, so training is short (``--train-samples``, ``--epochs``,
+``--qat-epochs``); figures are for these small budgets, not converged models.
+
+    python benchmarks/quantization.py --json results/quantization.json --out results/quant
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEGMENTATION = ("espnet", "espnetv2")
+SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", help="write results (flat `metrics` object) here")
+    p.add_argument("--out", required=True, help="directory for the ONNX/TFLite files")
+    p.add_argument("--families", help="comma-separated zoo names (default: every family)")
+    p.add_argument("--train-samples", type=int, default=1500)
+    p.add_argument("--test-samples", type=int, default=400)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--qat-epochs", type=int, default=1)
+    p.add_argument("--speed-runs", type=int, default=30)
+    p.add_argument("--skip-speed", action="store_true")
+    args = p.parse_args()
+
+    import torch
+
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tflite = _tflite_module()
+    names = args.families.split(",") if args.families else _families()
+    rows = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            row = _family(name, args, out, tflite)
+        except Exception as exc:  # one family's failure is a result too; keep going
+            row = {"model": name, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        row["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(row)
+        print(_row_line(row), flush=True)
+    speed = {} if args.skip_speed else _speed(out, tflite, args.speed_runs)
+    result = {"benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
+              "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples",
+                                                         "epochs", "qat_epochs")},
+              "tflite_available": tflite is not None, "families": rows, "speed": speed,
+              "metrics": _metrics(rows, speed)}
+    print(json.dumps(result["metrics"], indent=2))
+    if args.json:
+        from edgekit._io import atomic_write_json
+
+        atomic_write_json(args.json, result)
+    return 0
+
+
+def _families() -> list[str]:
+    from edgekit.models import get_model_spec, list_models
+
+    names = list_models()
+    return [n for n in names if get_model_spec(n).task == "classification"
+            and not n.endswith("_cls")] + [n for n in SEGMENTATION if n in names]
+
+
+def _tflite_module() -> Any:
+    try:
+        import edgekit.compress.qat_tflite  # noqa: F401
+        import edgekit.export.tflite as tflite
+    except ImportError as exc:  # part B's module missing: report TFLite columns as missing
+        print(f"TFLite columns missing: {exc}")
+        return None
+    return tflite
+
+
+def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict[str, Any]:
+    from edgekit.calibration import load_splits
+    from edgekit.compress.qat import QuantConfig, quantize
+    from edgekit.export.onnx import export_onnx
+    from edgekit.export.verify import verify
+    from edgekit.models import create_model, get_model_spec
+    from edgekit.training import TrainConfig, train
+
+    spec = get_model_spec(name)
+    seg = spec.task == "segmentation"
+    size = spec.small_input_size
+    train_ds, test_ds = load_splits("mnist5k_seg" if seg else "mnist5k", input_size=size,
+                                    channels=1)
+    train_ds = train_ds.subset(args.train_samples, seed=0)
+    test_ds = test_ds.subset(args.test_samples, seed=0)
+    model = create_model(name, num_classes=train_ds.num_classes, in_channels=1, input_size=size)
+    train(model, train_ds, TrainConfig(epochs=args.epochs, lr=2e-3, batch_size=64,
+                                       progress=False))
+    model.eval()
+    shape = tuple(train_ds.input_shape)
+    calib = train_ds.subset(256, seed=1).x
+    row: dict[str, Any] = {"model": name, "task": spec.task, "input": list(shape),
+                           "metric": "miou" if seg else "accuracy"}
+    row["fp32"] = _score(_torch_out(model, test_ds.x), test_ds)
+
+    qcfg = dict(epochs=args.qat_epochs, lr=1e-4, calibration_size=256, batch_size=64)
+    qm = quantize(model, QuantConfig(target="tensorrt", **qcfg), train_data=train_ds)
+    onnx_path = out / f"{name}.int8.onnx"
+    export_onnx(qm, onnx_path)
+    report = verify(onnx_path, qm, test_ds, threshold=0.0)
+    row["qat_onnx"] = _score(_ort_out(onnx_path, test_ds.x), test_ds)
+    row["parity_onnx"] = report.agreement
+    row["onnx_error_steps_max"] = report.max_error_steps
+
+    fp32_onnx = out / f"{name}.fp32.onnx"
+    export_onnx(model, fp32_onnx, input_shape=shape)
+    ptq_onnx = _ort_quantize_static(fp32_onnx, out / f"{name}.ort_ptq.onnx", calib)
+    row["ort_ptq"] = _score(_ort_out(ptq_onnx, test_ds.x), test_ds)
+
+    if tflite is not None:
+        tq = quantize(model, QuantConfig(target="tflite", **qcfg), train_data=train_ds)
+        tfl_path = out / f"{name}.int8.tflite"
+        tflite.export_tflite(tq, tfl_path, calibration=calib)
+        report = verify(tfl_path, tq, test_ds, threshold=0.0)
+        row["qat_tflite"] = _score(_tfl_out(tflite, tfl_path, test_ds.x), test_ds)
+        row["parity_tflite"] = report.agreement
+        from edgekit.export.litert_ops import float_compute_ops
+
+        inner = [op for op, why in float_compute_ops(tfl_path) if not why.startswith("I/O")]
+        row["tflite_float_ops"] = len(inner)
+        vendor = tflite.vendor_ptq_tflite(model, out / f"{name}.litert_ptq.tflite",
+                                          calibration=calib)
+        row["litert_ptq"] = _score(_tfl_out(tflite, vendor.path, test_ds.x), test_ds)
+    return row
+
+
+def _score(logits: np.ndarray, ds: Any) -> float:
+    pred = logits.argmax(1)
+    if ds.task == "classification":
+        return float((pred == ds.y).mean())
+    k = ds.num_classes
+    conf = np.bincount((ds.y * k + np.minimum(pred, k - 1)).ravel(), minlength=k * k)
+    conf = conf.reshape(k, k)
+    hits = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - hits
+    return float((hits[union > 0] / union[union > 0]).mean())
+
+
+def _torch_out(model: Any, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate([model(torch.from_numpy(x[i:i + 128])).numpy()
+                               for i in range(0, len(x), 128)])
+
+
+def _session(path: Path, threads: int = 2) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _ort_out(path: Path, x: np.ndarray) -> np.ndarray:
+    session = _session(path)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 128]})[0]
+                           for i in range(0, len(x), 128)])
+
+
+def _tfl_out(tflite: Any, path: Path, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([tflite.run_tflite(path, x[i:i + 128], threads=2)
+                           for i in range(0, len(x), 128)])
+
+
+def _ort_quantize_static(fp32: Path, out: Path, calib: np.ndarray) -> Path:
+    """onnxruntime's own static PTQ as shipped (QDQ, u8 activations, s8 per-channel weights)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True)
+    return out
+
+
+def _speed(out: Path, tflite: Any, runs: int) -> dict[str, Any]:
+    from edgekit.calibration import calibration_crops
+    from edgekit.compress.qat import QuantConfig, quantize
+    from edgekit.export.onnx import export_onnx
+    from edgekit.models import create_model
+
+    calib = calibration_crops(32, size=224, channels=3)
+    x = calib[:1]
+    speed: dict[str, Any] = {}
+    for name in SPEED_MODELS:
+        model = create_model(name, num_classes=10, in_channels=3, input_size=224).eval()
+        files = {"ort_fp32": export_onnx(model, out / f"{name}-224.fp32.onnx",
+                                         input_shape=(3, 224, 224)).path}
+        qm = quantize(model, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=32,
+                                         batch_size=8), calib_data=calib)
+        files["ort_int8"] = export_onnx(qm, out / f"{name}-224.int8.onnx").path
+        files["ort_vendor"] = _ort_quantize_static(files["ort_fp32"],
+                                                   out / f"{name}-224.ort_ptq.onnx", calib)
+        if tflite is not None:
+            files["tflite_fp32"] = tflite.export_tflite(model, out / f"{name}-224.fp32.tflite",
+                                                        calibration=calib).path
+            tq = quantize(model, QuantConfig(target="tflite", mode="ptq", calibration_size=32,
+                                             batch_size=8), calib_data=calib)
+            files["tflite_int8"] = tflite.export_tflite(tq, out / f"{name}-224.int8.tflite",
+                                                        calibration=calib).path
+            files["tflite_vendor"] = tflite.vendor_ptq_tflite(
+                model, out / f"{name}-224.litert_ptq.tflite", calibration=calib).path
+        for threads in (1, 2):
+            for key, path in files.items():
+                ms = _median_ms(key, path, x, threads, runs, tflite)
+                speed[f"{name}.{key}.t{threads}_ms"] = round(ms, 3)
+    return speed
+
+
+def _median_ms(key: str, path: Path, x: np.ndarray, threads: int, runs: int, tflite: Any
+               ) -> float:
+    if key.startswith("ort"):
+        session = _session(path, threads)
+        name = session.get_inputs()[0].name
+
+        def call() -> Any:
+            return session.run(None, {name: x})
+    else:
+        from edgekit.export.litert_ops import open_interpreter
+
+        interp = open_interpreter(path, threads=threads)
+        detail = interp.get_input_details()[0]
+        feed = np.zeros(detail["shape"], dtype=detail["dtype"])  # latency: content-free
+
+        def call() -> Any:
+            interp.set_tensor(detail["index"], feed)
+            interp.invoke()
+    for _ in range(5):
+        call()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any]:
+    ok = [r for r in rows if "error" not in r]
+    m: dict[str, Any] = {"families": len(rows), "families_failed": len(rows) - len(ok)}
+
+    def agg(fn: Any, key: str) -> float | None:
+        vals = [r[key] for r in ok if key in r]
+        return round(float(fn(vals)), 4) if vals else None
+
+    m["parity_min_onnx"] = agg(min, "parity_onnx")
+    m["parity_min_tflite"] = agg(min, "parity_tflite")
+    drops = [100 * (r["fp32"] - r[k]) for r in ok for k in ("qat_onnx", "qat_tflite") if k in r]
+    m["int8_acc_drop_pp_max"] = round(max(drops), 2) if drops else None
+    m["tflite_float_ops_total"] = (sum(r["tflite_float_ops"] for r in ok)
+                                   if any("tflite_float_ops" in r for r in ok) else None)
+    gaps = []
+    for r in ok:
+        vendors = [r[k] for k in ("ort_ptq", "litert_ptq") if k in r]
+        ours = [r[k] for k in ("qat_onnx", "qat_tflite") if k in r]
+        if vendors and ours:
+            gaps.append(100 * (min(ours) - max(vendors)))
+    m["qat_minus_best_vendor_ptq_pp_min"] = round(min(gaps), 2) if gaps else None
+    for rt, prefix in (("ort", "ort"), ("tflite", "tflite")):
+        for vs, other in (("fp32", "fp32"), ("vendor", "vendor")):
+            ratios = [speed[f"{n}.{prefix}_{other}.t{t}_ms"] / speed[f"{n}.{prefix}_int8.t{t}_ms"]
+                      for n in SPEED_MODELS for t in (1, 2)
+                      if f"{n}.{prefix}_int8.t{t}_ms" in speed]
+            m[f"{rt}_int8_vs_{vs}"] = round(min(ratios), 3) if ratios else None
+    for n in SPEED_MODELS:
+        for t in (1, 2):
+            for rt in ("ort", "tflite"):
+                key = f"{n}.{rt}_int8.t{t}_ms"
+                if key in speed:
+                    for other in ("fp32", "vendor"):
+                        m[f"{n}.{rt}_int8_vs_{other}.t{t}"] = round(
+                            speed[f"{n}.{rt}_{other}.t{t}_ms"] / speed[key], 3)
+    return m
+
+
+def _row_line(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"{r['model']:<20} ERROR {r['error']}  ({r['seconds']} s)"
+    cells = " ".join(f"{k}={r[k]:.4f}" for k in ("fp32", "qat_onnx", "ort_ptq", "qat_tflite",
+                                                  "litert_ptq", "parity_onnx", "parity_tflite")
+                     if k in r)
+    extra = f" float_ops={r['tflite_float_ops']}" if "tflite_float_ops" in r else ""
+    return f"{r['model']:<20} {cells}{extra}  ({r['seconds']} s)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
