@@ -139,3 +139,44 @@ def test_torch_eager_runner_from_a_module_and_from_a_pt2_file(tmp_path):
     from_file = benchmark(archive, BenchConfig(timing=FAST, power="none"))
     assert from_file["runtime"]["name"] == "torch"
     assert from_file["model"]["inputs"][0]["shape"] == list(SHAPE)
+
+
+def test_rapl_counter_path_end_to_end_on_a_sysfs_tree(onnx_model, tmp_path):
+    # No RAPL here: a thread advances a powercap tree's counter at 5 W (5 uJ per us), as
+    # the kernel would, including a wrap at max_energy_range_uj. Energy comes from the
+    # counter deltas; at constant power the net energy per inference is ~0.
+    import threading
+    import time
+
+    zone = tmp_path / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    max_uj = 3_000_000  # wraps every 0.6 s at 5 W
+    (zone / "max_energy_range_uj").write_text(f"{max_uj}\n")
+    counter = zone / "energy_uj"
+    counter.write_text("0\n")
+    stop = threading.Event()
+    start = time.perf_counter()
+
+    def advance() -> None:
+        while not stop.is_set():
+            uj = int((time.perf_counter() - start) * 5e6) % max_uj
+            tmp = zone / "energy_uj.tmp"
+            tmp.write_text(f"{uj}\n")
+            tmp.replace(counter)
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=advance, daemon=True)
+    thread.start()
+    try:
+        cfg = BenchConfig(timing=FAST, power="rapl", idle_seconds=1.0, energy_seconds=1.0,
+                          power_options={"root": str(tmp_path / "powercap")})
+        power = benchmark(onnx_model, cfg)["power"]
+    finally:
+        stop.set()
+        thread.join()
+    assert power["available"] is True, power
+    assert power["energy_source"] == "counter"
+    assert power["idle_w"] == pytest.approx(5.0, rel=0.1)
+    assert power["load_w"] == pytest.approx(5.0, rel=0.1)
+    per_inference_mj = power["gross_energy_per_inference_mj"]
+    assert abs(power["energy_per_inference_mj"]) < 0.2 * per_inference_mj
