@@ -39,7 +39,7 @@ def family_row(name: str, out: Path, *, epochs: int, qat_epochs: int, train_n: i
     from edgekit.calibration import load_dataset
     from edgekit.compress.qat import QuantConfig
     from edgekit.compress.qat_tflite import quantize_for_tflite
-    from edgekit.export.litert_ops import float_compute_ops, op_counts
+    from edgekit.export.litert_ops import float_compute_ops, inspect_tflite, op_counts
     from edgekit.export.tflite import export_tflite, run_tflite, vendor_ptq_tflite
     from edgekit.models import create_model
     from edgekit.training import TrainConfig, train
@@ -67,7 +67,10 @@ def family_row(name: str, out: Path, *, epochs: int, qat_epochs: int, train_n: i
         fake = qm.model(torch.from_numpy(x)).numpy()
         fp32 = model.eval()(torch.from_numpy(x)).numpy()
     vend = run_tflite(vendor.path, x)
-    ours_counts, vendor_counts = op_counts(art.path), op_counts(vendor.path)
+    ours_floats, vendor_floats = float_compute_ops(art.path), float_compute_ops(vendor.path)
+    vendor_counts = op_counts(vendor.path)
+    requantize = sum(1 for op in inspect_tflite(art.path)
+                     if op.op_name == "QUANTIZE" and not op.runs_in_float)
     return {
         "model": name,
         "task": "segmentation" if seg else "classification",
@@ -77,34 +80,41 @@ def family_row(name: str, out: Path, *, epochs: int, qat_epochs: int, train_n: i
         "acc_fakequant": float(np.mean(fake.argmax(1) == y)),
         "acc_tflite_int8": float(np.mean(got.argmax(1) == y)),
         "acc_vendor_ptq": float(np.mean(vend.argmax(1) == y)),
-        "float_ops": len(float_compute_ops(art.path)),
-        "float_ops_detail": float_compute_ops(art.path),
-        "quant_dequant_ops": ours_counts.get("QUANTIZE", 0) + ours_counts.get("DEQUANTIZE", 0),
-        "vendor_float_ops": len(float_compute_ops(vendor.path)),
+        "float_ops": len(ours_floats),
+        "float_ops_detail": ours_floats,
+        "int8_requantize_ops": requantize,
+        "vendor_float_ops": len(vendor_floats),
         "vendor_quantize_ops": vendor_counts.get("QUANTIZE", 0),
         "vendor_dequantize_ops": vendor_counts.get("DEQUANTIZE", 0),
         "seconds": time.perf_counter() - t0,
     }
 
 
-def _median_ms(path: Path, x: np.ndarray, threads: int, repeats: int) -> float:
+def _interleaved_medians(files: dict[str, Path], x: np.ndarray, threads: int,
+                         repeats: int) -> dict[str, float]:
+    """Median ms per file; one invocation of each file per round, so load spikes from other
+    processes on the shared CPU hit all files alike."""
     from edgekit.export.litert_ops import open_interpreter
     from edgekit.export.tflite import _to_input
 
-    interp = open_interpreter(path, threads=threads)
-    (inp,) = interp.get_input_details()
-    interp.set_tensor(inp["index"], _to_input(x, inp))
-    for _ in range(5):
-        interp.invoke()
-    times = []
+    interps = {}
+    for label, path in files.items():
+        interp = open_interpreter(path, threads=threads)
+        (inp,) = interp.get_input_details()
+        interp.set_tensor(inp["index"], _to_input(x, inp))
+        for _ in range(3):
+            interp.invoke()
+        interps[label] = interp
+    times: dict[str, list[float]] = {label: [] for label in files}
     for _ in range(repeats):
-        t = time.perf_counter()
-        interp.invoke()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
+        for label, interp in interps.items():
+            t = time.perf_counter()
+            interp.invoke()
+            times[label].append(time.perf_counter() - t)
+    return {label: float(np.median(v) * 1e3) for label, v in times.items()}
 
 
-def speed_rows(out: Path, repeats: int) -> dict:
+def speed_rows(out: Path, repeats: int, *, reuse: bool = False) -> dict:
     import torch
 
     from edgekit.calibration import calibration_crops
@@ -119,18 +129,18 @@ def speed_rows(out: Path, repeats: int) -> dict:
     calib = calibration_crops(32, size=224, channels=3, seed=0)
     cfg = QuantConfig(target="tflite", mode="ptq", epochs=0, calibration_size=32,
                       batch_size=8, seed=0)
-    qm = quantize_for_tflite(model, cfg, calib_data=calib)
-    files = {
-        "fp32": export_tflite(model, out / "mbv2_224_fp32.tflite", calibration=calib[:2]).path,
-        "edgekit_int8": export_tflite(qm, out / "mbv2_224_int8.tflite", calibration=calib[:2]).path,
-        "vendor_ptq": vendor_ptq_tflite(model, out / "mbv2_224_vendor.tflite",
-                                        calibration=calib[:8]).path,
-    }
+    files = {"fp32": out / "mbv2_224_fp32.tflite", "edgekit_int8": out / "mbv2_224_int8.tflite",
+             "vendor_ptq": out / "mbv2_224_vendor.tflite"}
+    if not (reuse and all(p.is_file() for p in files.values())):
+        qm = quantize_for_tflite(model, cfg, calib_data=calib)
+        export_tflite(model, files["fp32"], calibration=calib[:2])
+        export_tflite(qm, files["edgekit_int8"], calibration=calib[:2])
+        vendor_ptq_tflite(model, files["vendor_ptq"], calibration=calib[:8])
     x = calib[:1]
     res: dict = {}
     for threads in (1, 2):
-        for label, path in files.items():
-            res[f"mbv2_224_{label}_ms_t{threads}"] = _median_ms(path, x, threads, repeats)
+        for label, ms in _interleaved_medians(files, x, threads, repeats).items():
+            res[f"mbv2_224_{label}_ms_t{threads}"] = ms
         fp32 = res[f"mbv2_224_fp32_ms_t{threads}"]
         ours = res[f"mbv2_224_edgekit_int8_ms_t{threads}"]
         vend = res[f"mbv2_224_vendor_ptq_ms_t{threads}"]
@@ -153,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--train-n", type=int, default=2000)
     p.add_argument("--test-n", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=30, help="timed invocations per file")
+    p.add_argument("--repeats", type=int, default=50, help="timed invocations per file")
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--reuse-files", action="store_true",
+                   help="time the MobileNetV2-224 files already in --out instead of converting")
     args = p.parse_args(argv)
 
     import torch
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                                                for r in rows),
         })
     if not args.skip_speed:
-        metrics.update(speed_rows(out, args.repeats))
+        metrics.update(speed_rows(out, args.repeats, reuse=args.reuse_files))
         for threads in (1, 2):
             print(f"MobileNetV2-224, {threads} thread(s): fp32 "
                   f"{metrics[f'mbv2_224_fp32_ms_t{threads}']:.1f} ms, edgekit int8 "

@@ -13,8 +13,12 @@ annotates from plain tables of aten ops, so which op gets what is data you can p
 * ``INDEPENDENT``: ops whose int8 kernel rescales (ADD, SUB, MUL, HARD_SWISH, PRELU, …):
   own output quantizer.
 * ``SHARED``: data movement, pooling, resizing and monotone clamps (RESHAPE, TRANSPOSE,
-  SLICE, MAX/AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, RELU, CONCATENATION, …): output shares
-  the input's scale, as the converter's same-scale constraints for those kernels require.
+  SLICE, MAX/AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, RELU, …): output shares the input's
+  scale, as the converter's same-scale constraints for those kernels require.
+* ``CONCAT``: each input keeps its producer's quantizer, the output gets its own; the
+  converter re-scales inputs with int8→int8 QUANTIZE ops. (Sharing one scale across the
+  inputs, as litert does, quantizes a tensor twice when it also feeds another op — e.g.
+  ESPNet's hierarchical sums — and the converter then leaves that op in float.)
 * ``FIXED``: LOGISTIC and SOFTMAX, whose int8 kernels require scale 1/256, zero point -128.
 
 Graph rewrites run before annotation so the graph only holds ops with int8 kernels:
@@ -152,9 +156,12 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
         elif target in INDEPENDENT:
             inputs = {a: act for a in node.args if _is_float_tensor(a)}
             _mark(node, inputs, out_act)
-        elif target in SHARED or target in CONCAT:
-            tensors = node.args[0] if target in CONCAT else [node.args[0]]
-            tensors = [t for t in tensors if _is_float_tensor(t)]
+        elif target in CONCAT:
+            tensors = [t for t in node.args[0] if _is_float_tensor(t)]
+            if tensors:
+                _mark(node, {t: act for t in tensors}, out_act)
+        elif target in SHARED:
+            tensors = [t for t in [node.args[0]] if _is_float_tensor(t)]
             if not tensors:
                 continue
             first = tensors[0]
