@@ -78,3 +78,14 @@ def test_tflite_of_xnor_convnet_agrees_with_pytorch(tmp_path):
     assert ops.get("SELECT_V2") == 3  # the three binary activations
     got = run_tflite(path, x)
     assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
+def test_qdq_rewrite_of_an_unreadable_file_is_an_export_error(tmp_path):
+    from edgekit.errors import ExportError
+
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf \x00\x01\x02")
+    for src in (bad, tmp_path / "missing.onnx"):
+        with pytest.raises(ExportError):
+            weights_to_qdq(src, tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()

@@ -11,7 +11,6 @@ written: activations stay float, and no runtime here has 1- or 2-bit kernels.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -56,7 +55,10 @@ def weights_to_qdq(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
     onnx = require("onnx", purpose="low-bit QDQ export")
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(src))
+    try:
+        model = onnx.load(str(src))
+    except Exception as exc:  # OSError, protobuf DecodeError, ...: all mean "not readable"
+        raise ExportError(f"cannot read ONNX file {src}: {exc}") from None
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < MIN_OPSET:
         raise ExportError(f"per-channel DequantizeLinear needs opset >= {MIN_OPSET}, "
@@ -93,7 +95,3 @@ def weights_to_qdq(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> 
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
     return done
-
-
-def file_size(path: str | os.PathLike[str]) -> int:
-    return Path(path).stat().st_size
