@@ -33,8 +33,8 @@ RECIPES = {
     "lenet300_100": {
         "pretrain": 20, "lr": 1e-3,
         "prune": {"quality": 2.8, "steps": 5, "retrain_epochs": 6,
-                  "layer_quality": {"fc2.weight": 2.2, "fc3.weight": 1.0}},
-        "retrain_lr": 1e-3,
+                  "layer_quality": {"fc2.weight": 2.2, "fc3.weight": 1.6}},
+        "retrain_lr": 1e-3, "weight_decay": 1e-4, "small_dtype": "f2",
         "share": {"fc_bits": 5, "conv_bits": 8}, "finetune": 5, "finetune_lr": 2e-4,
     },
     "lenet5": {
@@ -42,12 +42,13 @@ RECIPES = {
         "prune": {"quality": 2.8, "steps": 4, "retrain_epochs": 3,
                   "layer_quality": {"features.0.weight": 0.4, "features.2.weight": 1.6,
                                     "fc2.weight": 1.4}},
-        "retrain_lr": 1e-3,
+        "retrain_lr": 1e-3, "small_dtype": "f2",
         "share": {"fc_bits": 5, "conv_bits": 8}, "finetune": 3, "finetune_lr": 2e-4,
     },
     "squeezenet1_1": {
         "pretrain": 6, "lr": 2e-3,
         "prune": {"quality": 0.9, "steps": 2, "retrain_epochs": 2}, "retrain_lr": 1e-3,
+        "small_dtype": "f2",
         "share": {"fc_bits": 6, "conv_bits": 6}, "finetune": 2, "finetune_lr": 2e-4,
     },
 }
