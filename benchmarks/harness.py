@@ -280,7 +280,7 @@ def main() -> int:
         tmp = Path(tmp_dir)
         # ~1 ms and ~10 ms on this 2-core x86 machine with one thread (sizes chosen by trial).
         models = {"1ms": (conv_stack(16, 3), (3, 64, 64)),
-                  "10ms": (conv_stack(24, 4), (3, 48, 48))}
+                  "10ms": (conv_stack(32, 4), (3, 64, 64))}
         for tag, (model, shape) in models.items():
             export_onnx_file(model, shape, tmp / f"{tag}.onnx")
             export_tflite_file(model, shape, tmp / f"{tag}.tflite")
