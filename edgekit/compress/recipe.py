@@ -31,8 +31,9 @@ class CompressRecipe:
     model_args: dict[str, Any] = field(default_factory=dict)
     data: str = "mnist5k"
     weights: str | None = None  # a checkpoint dir or .safetensors; None trains from scratch
+    train_limit: int | None = None  # use only the first N training samples (quick trials)
     epochs: int = 3  # fp32 training epochs when no weights are given
-    lr: float = 0.05
+    lr: float = 3e-3  # Adam, cosine schedule (edgekit.training defaults)
     batch_size: int = 64
     precision: str = "int8"
     qat_epochs: int = 1  # 0 = post-training quantization only
@@ -50,6 +51,8 @@ class CompressRecipe:
         for name in ("epochs", "qat_epochs"):
             if getattr(self, name) < 0:
                 raise InvalidInputError(f"{name} must be >= 0")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise InvalidInputError("train_limit must be >= 1")
         for name in ("batch_size", "calibration_size", "bench_runs", "bench_threads"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1")

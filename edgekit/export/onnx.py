@@ -17,6 +17,7 @@ from edgekit._io import atomic_path, sha256_file
 from edgekit._lazy import require
 from edgekit.errors import ExportError, InvalidInputError
 from edgekit.export.artifact import Artifact
+from edgekit.export.onnx_fold import fold_weight_quantizers
 
 if TYPE_CHECKING:
     import torch
@@ -61,6 +62,8 @@ def export_onnx(
                               ) from exc
         proto = onnx.load(str(tmp))
         _check_ops(proto, precision)
+        if precision == "int8":  # int8 weights on disk, not float + QuantizeLinear
+            provenance["int8_weights_folded"] = str(fold_weight_quantizers(proto))
         del proto.metadata_props[:]
         for key, value in provenance.items():
             entry = proto.metadata_props.add()

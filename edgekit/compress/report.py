@@ -1,0 +1,52 @@
+"""The Markdown report at the end of `edgekit compress`, rendered from the run's manifest.
+
+Every figure says where it comes from: *measured* (named runtime on the named host) or
+*estimated* (roofline from the target's spec-sheet profile).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def render_report(manifest: dict[str, Any]) -> str:
+    recipe, target, metrics = manifest["recipe"], manifest["target"], manifest["metrics"]
+    lines = [
+        f"# edgekit compress: {recipe['model']} for {target['profile']} ({target['runtime']})",
+        "",
+        f"Data `{recipe['data']}`, precision {recipe['precision']}, "
+        f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
+        f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s.",
+        "",
+        "## Accuracy: trained vs deployed",
+        "",
+        "| model | where it ran | metric |",
+        "| --- | --- | --- |",
+    ]
+    for row in metrics.get("accuracy_rows", []):
+        value = f"{row['value']:.4f} ({row['metric']})"
+        lines.append(f"| {row['model']} | {row['runtime']} | {value} |")
+    parity = metrics.get("parity")
+    if parity:
+        lines += [
+            "",
+            f"Deployed vs trained: {parity['agreement'] * 100:.2f}% {parity['kind']} agreement; "
+            f"logit error max {parity['max_err_steps']:.2f} / mean {parity['mean_err_steps']:.3f} "
+            "output quantization steps (measured).",
+        ]
+    lines += ["", "## Files", "", "| file | bytes | sha256 |", "| --- | ---: | --- |"]
+    for name, art in manifest["artifacts"].items():
+        lines.append(f"| `{art['path']}` ({name}) | {art['bytes']:,} | `{art['sha256'][:16]}` |")
+    if "size_ratio" in metrics:
+        lines += ["", f"On disk: deployed file is {metrics['size_ratio']:.2f}x smaller than fp32."]
+    lines += ["", "## Latency", "", "| precision | p50 ms | p90 ms | where | kind |",
+              "| --- | ---: | ---: | --- | --- |"]
+    for row in metrics.get("latency_rows", []):
+        p90 = f"{row['p90_ms']:.3f}" if row.get("p90_ms") is not None else "–"
+        lines.append(f"| {row['precision']} | {row['p50_ms']:.3f} | {p90} | {row['where']} "
+                     f"| {row['kind']} |")
+    lines += ["", f"Power: {metrics.get('power', 'unavailable (not measured)')}", ""]
+    notes = metrics.get("notes", [])
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)

@@ -1,0 +1,83 @@
+"""`edgekit compress` end to end: real training, nncf QAT, export, onnxruntime/LiteRT verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import edgekit
+from edgekit.compress.recipe import CompressRecipe
+from edgekit.errors import InvalidInputError, UnknownNameError
+
+QUICK = {"epochs": 1, "qat_epochs": 1, "train_limit": 400, "bench_runs": 10}
+
+
+@pytest.mark.slow
+def test_compress_for_jetson_writes_verified_smaller_int8_onnx(tmp_path):
+    out = tmp_path / "jetson"
+    result = edgekit.compress("lenet300_100", "jetson", out=out, log=lambda _: None, **QUICK)
+
+    assert result.runtime == "tensorrt" and result.out_dir == out
+    names = sorted(p.name for p in out.iterdir())
+    for expected in ("build_engine.sh", "manifest.json", "model_fp32.onnx", "model_int8.onnx",
+                     "report.md", "tensorrt_build.json", "verify.json", "bench_int8.json"):
+        assert expected in names
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["model"] == "lenet300_100"
+    assert manifest["target"] == {"profile": "jetson-orin-nano", "runtime": "tensorrt"}
+    assert manifest["artifacts"]["int8"]["sha256"] == result.manifest["artifacts"]["int8"]["sha256"]
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["runtime"] == "onnxruntime" and verify["agreement"] >= 0.995
+    # weights stored as int8: the deployed file is much smaller than fp32
+    assert result.metrics["size_ratio"] > 3.0
+    assert "trtexec" in (out / "build_engine.sh").read_text()
+    assert "unavailable" in result.metrics["power"]  # no sensor here: never a number
+    report = (out / "report.md").read_text()
+    assert "measured" in report and "estimated" in report
+
+
+@pytest.mark.slow
+def test_compress_for_arm_writes_verified_int8_tflite(tmp_path):
+    out = tmp_path / "rpi"
+    result = edgekit.compress("lenet5", "rpi", out=out, log=lambda _: None, **QUICK)
+    assert result.runtime == "tflite"
+    verify = json.loads((out / "verify.json").read_text())
+    assert verify["runtime"] == "litert" and verify["agreement"] >= 0.995
+    assert (out / "model_int8.tflite").stat().st_size < (out / "model_fp32.tflite").stat().st_size
+
+
+def test_bad_target_fails_before_any_output(tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(UnknownNameError, match="did you mean"):
+        edgekit.compress("lenet5", "jetsn", out=out)
+    assert not out.exists()
+
+
+def test_non_empty_out_dir_is_not_overwritten(tmp_path):
+    (tmp_path / "keep.txt").write_text("user data")
+    with pytest.raises(InvalidInputError, match="not empty"):
+        edgekit.compress("lenet5", "jetson", out=tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "user data"
+
+
+def test_recipe_rejects_unknown_keys_and_bad_values(tmp_path):
+    toml = tmp_path / "r.toml"
+    toml.write_text('[compress]\nmodel = "lenet5"\nqat_epoch = 2\n')
+    with pytest.raises(InvalidInputError, match="did you mean qat_epochs"):
+        CompressRecipe.from_toml(toml)
+    with pytest.raises(InvalidInputError, match="precision"):
+        CompressRecipe(precision="int4")
+    toml.write_text('[compress]\nmodel = "lenet5"\nqat_epochs = 2\n')
+    assert CompressRecipe.from_toml(toml).replace(epochs=5, data=None).qat_epochs == 2
+
+
+def test_cli_unknown_model_is_one_line_and_exit_2(tmp_path):
+    out = tmp_path / "x"
+    proc = subprocess.run([sys.executable, "-m", "edgekit", "compress", "--model", "mobilenet_v9",
+                           "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "did you mean" in proc.stderr
+    assert not out.exists()
