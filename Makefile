@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgekit train --model lenet5 --data mnist5k --epochs 3 --out runs/demo
+	$(BIN)/edgekit compress --target jetson
 
 test: $(STAMP)
 	bash scripts/setup-system.sh

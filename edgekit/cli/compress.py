@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench-runs", type=int, help="timed runs per file (default 200)")
     p.add_argument("--threads", dest="bench_threads", type=int, help="runtime threads (1)")
     p.add_argument("--seed", type=int, help="seed for data order, init and inputs (0)")
-    p.add_argument("--out", help="output directory (default runs/compress-<profile>)")
+    p.add_argument("--out", help="output directory (default: the first free "
+                   "runs/compress-<profile>[-N], so no earlier run is replaced)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     p.set_defaults(func=run)
 

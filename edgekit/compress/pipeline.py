@@ -57,7 +57,7 @@ def compress(
         recipe = CompressRecipe.from_toml(recipe)
     recipe = (recipe or CompressRecipe()).replace(model=model, **overrides)
     profile = get_profile(target)
-    out_dir = Path(out) if out is not None else Path("runs") / f"compress-{profile.name}"
+    out_dir = Path(out) if out is not None else _free_dir(Path("runs") / f"compress-{profile.name}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise InvalidInputError(
             f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)"
@@ -84,6 +84,15 @@ def compress(
     final = {name: out_dir / path.relative_to(staging) for name, path in artifacts.items()}
     log(f"done in {time.time() - started:.0f} s: {out_dir / 'report.md'}")
     return CompressResult(out_dir, profile.name, profile.runtime, final, metrics, manifest)
+
+
+def _free_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``... : a default output never replaces an earlier run."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def _manifest(recipe, profile, ctx, artifacts, metrics, started, staging) -> dict[str, Any]:
