@@ -193,7 +193,7 @@ def choose_gap_bits(indices: np.ndarray, codec: str = "huffman", max_bits: int =
             table_bits = 16 * (np.unique(gaps).size + np.unique(idx).size)
             cost = huffman_coded_bits(gaps) + huffman_coded_bits(idx) + table_bits
         else:  # rANS: near-entropy data, a histogram up to the largest symbol
-            table_bits = 8 * ((int(gaps.max()) + 1 if gaps.size else 0) + int(idx.max()) + 1)
+            table_bits = 8 * sum(int(s.max()) + 1 for s in (gaps, idx) if s.size)
             cost = empirical_entropy_bits(gaps) + empirical_entropy_bits(idx) + table_bits
         if best_cost is None or cost < best_cost:
             best, best_cost = bits, cost
