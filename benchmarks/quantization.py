@@ -54,7 +54,18 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     tflite = _tflite_module()
     names = args.families.split(",") if args.families else _families()
-    rows = []
+    result: dict[str, Any] = {
+        "benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
+        "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
+                                                   "qat_epochs", "speed_runs")},
+        "tflite_available": tflite is not None, "families": [], "speed": {}}
+    # speed first, then family by family; the JSON is rewritten after each step so an
+    # interrupted run keeps what it measured
+    if not args.skip_speed:
+        result["speed"] = _speed(out, tflite, args.speed_runs)
+        for key, ms in result["speed"].items():
+            print(f"{key:<48} {ms:9.3f} ms", flush=True)
+        _save(args.json, result)
     for name in names:
         t0 = time.perf_counter()
         try:
@@ -62,20 +73,20 @@ def main() -> int:
         except Exception as exc:  # one family's failure is a result too; keep going
             row = {"model": name, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
         row["seconds"] = round(time.perf_counter() - t0, 1)
-        rows.append(row)
+        result["families"].append(row)
         print(_row_line(row), flush=True)
-    speed = {} if args.skip_speed else _speed(out, tflite, args.speed_runs)
-    result = {"benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
-              "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples",
-                                                         "epochs", "qat_epochs")},
-              "tflite_available": tflite is not None, "families": rows, "speed": speed,
-              "metrics": _metrics(rows, speed)}
+        _save(args.json, result)
+    _save(args.json, result)
     print(json.dumps(result["metrics"], indent=2))
-    if args.json:
+    return 0
+
+
+def _save(path: str | None, result: dict[str, Any]) -> None:
+    result["metrics"] = _metrics(result["families"], result["speed"])
+    if path:
         from edgekit._io import atomic_write_json
 
-        atomic_write_json(args.json, result)
-    return 0
+        atomic_write_json(path, result)
 
 
 def _families() -> list[str]:
