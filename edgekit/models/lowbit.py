@@ -3,7 +3,8 @@
 Every variant takes ``weights``: its low-bit kind (``binary``, ``xnor``, ``twn``, ``ttq``,
 ``hashed``) or ``"fp32"`` for the full-precision twin with the same topology (ReLU where
 the low-bit net has binary activations), which the benchmark compares against:
-``create_model("ternary_lenet5", weights="fp32")``. Registered variants (bottom):
+``create_model("ternary_lenet5", weights="fp32")``. ``materialized=True`` builds the
+export form (see ``edgekit.compress.lowbit.materialize``). Registered variants (bottom):
 
 =====================  ==========================================================  ========
 name                   layers                                                      weights
@@ -102,6 +103,16 @@ class LowBitNet(nn.Module):
         return self.classifier(torch.flatten(self.features(self.check(x)), 1))
 
 
+def _finish(model: LowBitNet, materialized: bool) -> nn.Module:
+    """``materialized=True`` builds the export architecture (standard Conv/Linear) that
+    ``.ekz`` files of low-bit models store, so ``create_model(**file_config)`` loads them."""
+    if not materialized:
+        return model
+    from edgekit.compress.lowbit.materialize import materialize
+
+    return materialize(model)
+
+
 def _mlp_in(in_channels: int, input_size: int) -> int:
     return in_channels * input_size * input_size
 
@@ -113,7 +124,7 @@ _MNIST = {"family": "lowbit", "num_classes": 10, "in_channels": 1, "input_size":
 
 @register_model(min_input_size=1, **_MNIST)
 def binary_mlp(*, num_classes: int, in_channels: int, input_size: int, weights: str = "binary",
-               hidden: int = 256) -> nn.Module:
+               hidden: int = 256, materialized: bool = False) -> nn.Module:
     """BNN MLP in-256-256-classes: binary weights, BN + sign activations (real-valued input)."""
     _check_kind(weights, ("binary", "fp32"))
     layers: list[nn.Module] = []
@@ -123,12 +134,13 @@ def binary_mlp(*, num_classes: int, in_channels: int, input_size: int, weights: 
         width = hidden
     # A final BN keeps the logits of a binary classifier well scaled (BNN paper).
     classifier = nn.Sequential(_linear(weights, width, num_classes), nn.BatchNorm1d(num_classes))
-    return LowBitNet(nn.Sequential(nn.Flatten(), *layers), classifier, weights, in_channels)
+    return _finish(LowBitNet(nn.Sequential(nn.Flatten(), *layers), classifier, weights,
+                             in_channels), materialized)
 
 
 @register_model(min_input_size=4, **_MNIST)
 def xnor_convnet(*, num_classes: int, in_channels: int, input_size: int,
-                 weights: str = "xnor") -> nn.Module:
+                 weights: str = "xnor", materialized: bool = False) -> nn.Module:
     """XNOR-Net ConvNet conv32-pool-conv64-pool-fc128-fc: binary inputs after layer 1."""
     _check_kind(weights, ("xnor", "fp32"))
     act = nn.ReLU if weights == "fp32" else nn.Identity  # XNOR layers binarize their input
@@ -142,12 +154,12 @@ def xnor_convnet(*, num_classes: int, in_channels: int, input_size: int,
         _linear(weights, 64 * side * side, 128), nn.BatchNorm1d(128), act(),
         _linear(weights, 128, num_classes), nn.BatchNorm1d(num_classes),
     )
-    return LowBitNet(features, classifier, weights, in_channels)
+    return _finish(LowBitNet(features, classifier, weights, in_channels), materialized)
 
 
 @register_model(min_input_size=12, **_MNIST)
 def ternary_lenet5(*, num_classes: int, in_channels: int, input_size: int,
-                   weights: str = "twn") -> nn.Module:
+                   weights: str = "twn", materialized: bool = False) -> nn.Module:
     """Ternary (TWN) LeNet-5: conv6-pool-conv16-pool-fc120-fc84-fc, BN after the convs."""
     _check_kind(weights, ("twn", "ttq", "fp32"))
     features = nn.Sequential(
@@ -160,12 +172,12 @@ def ternary_lenet5(*, num_classes: int, in_channels: int, input_size: int,
         _linear(weights, 16 * side * side, 120), nn.ReLU(), _linear(weights, 120, 84), nn.ReLU(),
         _linear(weights, 84, num_classes),
     )
-    return LowBitNet(features, classifier, weights, in_channels)
+    return _finish(LowBitNet(features, classifier, weights, in_channels), materialized)
 
 
 @register_model(min_input_size=4, **_MNIST)
 def ttq_resnet8(*, num_classes: int, in_channels: int, input_size: int,
-                weights: str = "ttq") -> nn.Module:
+                weights: str = "ttq", materialized: bool = False) -> nn.Module:
     """Ternary (TTQ) ResNet-8, 16/32/64 channels; first conv and classifier stay fp32."""
     _check_kind(weights, ("twn", "ttq", "fp32"))
     features = nn.Sequential(
@@ -173,12 +185,14 @@ def ttq_resnet8(*, num_classes: int, in_channels: int, input_size: int,
         _BasicBlock(weights, 16, 16, 1), _BasicBlock(weights, 16, 32, 2),
         _BasicBlock(weights, 32, 64, 2), nn.AdaptiveAvgPool2d(1),
     )
-    return LowBitNet(features, nn.Linear(64, num_classes), weights, in_channels)
+    return _finish(LowBitNet(features, nn.Linear(64, num_classes), weights, in_channels),
+                   materialized)
 
 
 @register_model(min_input_size=1, **_MNIST)
 def hashed_mlp(*, num_classes: int, in_channels: int, input_size: int, weights: str = "hashed",
-               compression: float = 1 / 8, hidden: int = 1000, seed: int = 0) -> nn.Module:
+               compression: float = 1 / 8, hidden: int = 1000, seed: int = 0,
+               materialized: bool = False) -> nn.Module:
     """HashedNets 3-layer MLP in-1000-classes; ``compression`` = buckets / virtual weights."""
     _check_kind(weights, ("hashed", "fp32"))
     n_in = _mlp_in(in_channels, input_size)
@@ -187,7 +201,8 @@ def hashed_mlp(*, num_classes: int, in_channels: int, input_size: int, weights: 
     else:  # one seed per layer so the two layers do not share a hash map
         first = L.HashedLinear(n_in, hidden, compression=compression, seed=seed)
         last = L.HashedLinear(hidden, num_classes, compression=compression, seed=seed + 1)
-    return LowBitNet(nn.Sequential(nn.Flatten(), first, nn.ReLU()), last, weights, in_channels)
+    return _finish(LowBitNet(nn.Sequential(nn.Flatten(), first, nn.ReLU()), last, weights,
+                             in_channels), materialized)
 
 
 def dense_equivalent_hidden(hidden: int, compression: float) -> int:

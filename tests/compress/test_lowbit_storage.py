@@ -75,3 +75,16 @@ def test_truncated_file_raises_format_error(tmp_path):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(FormatError):
         load_lowbit(bad)
+
+
+def test_generic_ekz_loader_rebuilds_the_export_architecture(tmp_path):
+    """Deployment tooling that knows nothing of low-bit layers (ekz_model) loads the file."""
+    from edgekit.compress.ekz.deploy import ekz_model
+
+    model = _trained_a_little("xnor_convnet", {})
+    path = save_lowbit(model, tmp_path / "m.ekz")
+    assert load_ekz(path).model_config["materialized"] is True
+    loaded = ekz_model(path)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))

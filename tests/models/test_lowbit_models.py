@@ -74,3 +74,10 @@ def test_ternary_lenet5_learns_mnist5k():
     train(model, data, TrainConfig(epochs=2, batch_size=64, lr=3e-3, progress=False))
     accuracy = evaluate(model, test)["accuracy"]
     assert accuracy > 0.8, accuracy  # chance is 0.1
+
+
+def test_materialized_variant_is_the_export_architecture():
+    model = create_model("ttq_resnet8", materialized=True)
+    assert model.edgekit_config["materialized"] is True
+    assert not lowbit_layers(model)
+    assert create_model(**model.edgekit_config).state_dict().keys() == model.state_dict().keys()

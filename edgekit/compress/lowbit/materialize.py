@@ -76,6 +76,9 @@ def materialize(model: nn.Module) -> nn.Module:
     The original model is not modified. Attributes such as ``edgekit_config`` are kept.
     """
     out = copy.deepcopy(model).eval()
+    config = getattr(out, "edgekit_config", None)
+    if isinstance(config, dict) and "materialized" in config:
+        out.edgekit_config = {**config, "materialized": True}
     for name, module in list(out.named_modules()):
         replacement = _standard_for(module)
         if replacement is None:

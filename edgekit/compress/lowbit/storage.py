@@ -2,9 +2,11 @@
 
 A weight layer is stored in its low-bit record kind (``bits1`` for BNN/XNOR, ``tern2``
 for TWN/TTQ, ``hashed`` for HashedNets); every other tensor (BN statistics, biases,
-full-precision layers) as ``raw`` fp32/int64. Loading rebuilds the registered model from
-the header's ``model`` config, materializes it and loads the decoded state dict, so the
-result is bit-identical to ``materialize(model)``.
+full-precision layers) as ``raw`` fp32/int64. The header's ``model`` config says
+``materialized=True``, so ``create_model(**config)`` (here, or the generic
+``edgekit.compress.ekz.deploy.ekz_model``) builds the export architecture and the
+decoded state dict loads into it strictly: the result is bit-identical to
+``materialize(model)``.
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ def lowbit_records(model: nn.Module) -> list[TensorRecord]:
 
 
 def _model_config(model: nn.Module) -> dict:
+    """The config that rebuilds the *materialized* model: what the records fit."""
     config = getattr(model, "edgekit_config", None)
-    if not isinstance(config, dict) or "name" not in config:
-        raise InvalidInputError("saving needs a registered model (model.edgekit_config)")
-    return dict(config)
+    if not isinstance(config, dict) or "materialized" not in config:
+        raise InvalidInputError("saving needs a registered low-bit model (edgekit.models, "
+                                "family 'lowbit'), which carries model.edgekit_config")
+    return {**config, "materialized": True}
 
 
 def encode_lowbit(model: nn.Module) -> bytes:
@@ -76,7 +80,7 @@ def model_from_ekz(ekz: EkzFile) -> nn.Module:
     name = config.pop("name", None)
     if not isinstance(name, str):
         raise FormatError("the .ekz header names no model to rebuild")
-    model = materialize(create_model(name, **config))
+    model = create_model(name, **config)
     state = {k: torch.from_numpy(np.array(v)) for k, v in ekz.tensors().items()}
     expected = model.state_dict()
     if set(state) != set(expected):
