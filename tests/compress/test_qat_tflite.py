@@ -155,9 +155,8 @@ def test_fold_batchnorm_is_exact_and_removes_every_bn(family):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
-                                  "shufflenet_v1", "shufflenet_v2_x1_0", "squeezenet1_1",
-                                  "espnet_cls", "espnetv2_cls"])
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_small", "shufflenet_v1",
+                                  "shufflenet_v2_x1_0", "espnet_cls", "espnetv2_cls"])
 def test_fold_batchnorm_on_zoo_models(name):
     from edgekit.models import create_model
 
