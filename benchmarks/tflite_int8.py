@@ -63,6 +63,7 @@ def family_row(name: str, out: Path, *, epochs: int, qat_epochs: int, train_n: i
     vendor = vendor_ptq_tflite(model, out / f"{name}_vendor_ptq.tflite", calibration=calib)
     x, y = test_ds.x, test_ds.y
     got = run_tflite(art.path, x)
+    got_builtin = run_tflite(art.path, x, xnnpack=False)
     with torch.no_grad():
         fake = qm.model(torch.from_numpy(x)).numpy()
         fp32 = model.eval()(torch.from_numpy(x)).numpy()
@@ -78,6 +79,7 @@ def family_row(name: str, out: Path, *, epochs: int, qat_epochs: int, train_n: i
         "model": name,
         "task": "segmentation" if seg else "classification",
         "parity_tflite_vs_fakequant": _agreement(got, fake),
+        "parity_builtin_kernels_vs_fakequant": _agreement(got_builtin, fake),
         "max_logit_error_steps": float(np.abs(got - fake).max() / step),
         "mean_logit_error_steps": float(np.abs(got - fake).mean() / step),
         "acc_fp32": float(np.mean(fp32.argmax(1) == y)),

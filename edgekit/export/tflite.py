@@ -127,16 +127,19 @@ def vendor_ptq_tflite(
                           precision="int8")
 
 
-def run_tflite(path: str | os.PathLike[str], x: np.ndarray, *, threads: int = 1) -> np.ndarray:
+def run_tflite(path: str | os.PathLike[str], x: np.ndarray, *, threads: int = 1,
+               xnnpack: bool = True) -> np.ndarray:
     """Run ``x`` (N×C×H×W float32) through the file; returns float32 (dequantized) outputs.
 
     int8/uint8 inputs are quantized with the file's own scale and zero point, and NCHW
-    is transposed to NHWC when the file's input is channel-last.
+    is transposed to NHWC when the file's input is channel-last. ``xnnpack=False`` runs
+    TFLite's builtin kernels instead of the XNNPACK delegate (their int8 arithmetic can
+    differ by several output steps on hardswish-heavy nets; see docs/tflite.md).
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 4:
         raise InvalidInputError(f"run_tflite needs N×C×H×W input, got shape {x.shape}")
-    interp = open_interpreter(path, threads=threads)
+    interp = open_interpreter(path, threads=threads, delegate=xnnpack)
     (inp,) = interp.get_input_details()
     out = interp.get_output_details()[0]
     want = tuple(int(d) for d in inp["shape"])
