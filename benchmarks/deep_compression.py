@@ -218,11 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     def total(key, codec="streams_huffman"):
         return sum(r[codec][key] for r in lenets)
 
-    coded = total("idx_bits") + total("gap_bits")
-    entropy = total("idx_entropy") + total("gap_entropy")
-    metrics["index_bits_over_entropy"] = coded / entropy
-    metrics["rans_index_bits_over_entropy"] = (
-        total("idx_bits", "streams_rans") + total("gap_bits", "streams_rans")) / entropy
+    def over_entropy(codec):  # each codec's file picks its own gap widths, so own streams
+        return ((total("idx_bits", codec) + total("gap_bits", codec))
+                / (total("idx_entropy", codec) + total("gap_entropy", codec)))
+
+    metrics["index_bits_over_entropy"] = over_entropy("streams_huffman")
+    metrics["rans_index_bits_over_entropy"] = over_entropy("streams_rans")
     metrics["vs_zstd19"] = total("with_tables_bytes") / total("zstd19_bytes")
     metrics["vs_xz9"] = total("with_tables_bytes") / total("xz9_bytes")
     metrics["decode_mb_per_s"] = min(r["decode_mb_per_s"] for r in rows.values())

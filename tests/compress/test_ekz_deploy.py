@@ -137,3 +137,21 @@ def test_rebuilt_tflite_runs_in_litert(packed, tmp_path):
     got = np.concatenate([run_tflite(out, x[i : i + 1]) for i in range(len(x))])
     with torch.no_grad():
         np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_aliased_layer_is_coded_not_stored_raw(tmp_path):
+    class Aliased(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Sequential(torch.nn.Linear(64, 32))
+            self.final = self.head[0]  # the same module under a second name
+
+        def forward(self, x):
+            return self.final(x)
+
+    model = Aliased()
+    path = pack_model(model, tmp_path / "a.ekz", shared=share_weights(model, ShareConfig()))
+    kinds = {r.name: r.kind for r in load_ekz(path).records}
+    assert kinds["head.0.weight"] == kinds["final.weight"] == "dc"
+    state = ekz_state_dict(path)
+    assert torch.equal(state["head.0.weight"], state["final.weight"])

@@ -19,8 +19,16 @@ def model_records(model: torch.nn.Module, shared: dict[str, SharedWeights], *,
                   codec: str = "huffman", small_dtype: str = "f4") -> list[TensorRecord]:
     """One record per state-dict entry; ``small_dtype`` (f4/f2) stores biases and BN values."""
     records = []
-    for name, tensor in model.state_dict().items():
+    state = model.state_dict()
+    # A module reachable under two names (e.g. final_conv = classifier[1]) appears twice in
+    # the state dict but once in named_modules(): code the alias with the same codebook.
+    by_storage = {state[n].data_ptr(): sw for n, sw in shared.items() if n in state}
+    for name, tensor in state.items():
         shape = tuple(tensor.shape)
+        if name not in shared and tensor.is_floating_point() and tensor.numel():
+            alias = by_storage.get(tensor.data_ptr())
+            if alias is not None and alias.indices.shape == shape:
+                shared = {**shared, name: alias}
         if name in shared:
             records.append(TensorRecord(name, "dc", shared[name], shape, {"codec": codec}))
         elif tensor.is_floating_point():
