@@ -62,12 +62,12 @@ class SqueezeNet(nn.Module):
                       padding=kernel // 2 if small else 0),
             nn.ReLU(), pool(), *fires,
         )
-        self.final_conv = nn.Conv2d(512, num_classes, 1)
+        final_conv = nn.Conv2d(512, num_classes, 1)  # one name only: no aliased weights
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), self.final_conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+            nn.Dropout(dropout), final_conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1))
         for m in self.modules():  # the torchvision/Caffe initialisation
             if isinstance(m, nn.Conv2d):
-                if m is self.final_conv:
+                if m is final_conv:
                     nn.init.normal_(m.weight, 0.0, 0.01)
                 else:
                     nn.init.kaiming_uniform_(m.weight)
