@@ -101,6 +101,8 @@ def count_sizes(metrics: dict[str, float]) -> None:
 
 
 def train_small_variants(args: argparse.Namespace, metrics: dict[str, float]) -> None:
+    import torch
+
     from edgekit.calibration import load_dataset
     from edgekit.models import count_macs, count_params, create_model, get_model_spec
     from edgekit.training import TrainConfig, evaluate, train
@@ -121,6 +123,7 @@ def train_small_variants(args: argparse.Namespace, metrics: dict[str, float]) ->
         set_name = "mnist5k_seg" if name in SEGMENTATION else "mnist5k"
         train_data, test_data = data[set_name]
         c, size, _ = train_data.input_shape
+        torch.manual_seed(0)  # same initial weights whatever ran before
         model = create_model(name, num_classes=train_data.num_classes, in_channels=c,
                              input_size=size)
         extra = {k: v for k, v in model.edgekit_config.items()
