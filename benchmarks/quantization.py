@@ -45,6 +45,10 @@ def main() -> int:
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--speed-runs", type=int, default=30)
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--speed-models", default=",".join(SPEED_MODELS),
+                   help="zoo names timed at 224 px (default: %(default)s)")
+    p.add_argument("--reuse-files", action="store_true",
+                   help="time files a previous run of this script left in --out")
     args = p.parse_args()
 
     import torch
@@ -53,7 +57,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tflite = _tflite_module()
-    names = args.families.split(",") if args.families else _families()
+    names = ([n for n in args.families.split(",") if n] if args.families is not None
+             else _families())
     result: dict[str, Any] = {
         "benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
         "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
@@ -62,7 +67,8 @@ def main() -> int:
     # speed first, then family by family; the JSON is rewritten after each step so an
     # interrupted run keeps what it measured
     if not args.skip_speed:
-        result["speed"] = _speed(out, tflite, args.speed_runs)
+        result["speed"] = _speed(out, tflite, args.speed_runs,
+                                 args.speed_models.split(","), args.reuse_files)
         for key, ms in result["speed"].items():
             print(f"{key:<48} {ms:9.3f} ms", flush=True)
         _save(args.json, result)
@@ -220,38 +226,55 @@ def _ort_quantize_static(fp32: Path, out: Path, calib: np.ndarray) -> Path:
     return out
 
 
-def _speed(out: Path, tflite: Any, runs: int) -> dict[str, Any]:
+def _speed(out: Path, tflite: Any, runs: int, models: list[str], reuse: bool
+           ) -> dict[str, Any]:
     from edgekit.calibration import calibration_crops
+
+    calib = calibration_crops(32, size=224, channels=3)
+    speed: dict[str, Any] = {}
+    for name in models:
+        try:
+            files = _speed_files(name, out, tflite, calib, reuse)
+        except Exception as exc:  # e.g. an export edgekit refuses: record it, time the rest
+            speed[f"{name}.error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            continue
+        for threads in (1, 2):
+            for key, path in files.items():
+                ms = _median_ms(key, path, calib[:1], threads, runs, tflite)
+                speed[f"{name}.{key}.t{threads}_ms"] = round(ms, 3)
+    return speed
+
+
+def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bool
+                 ) -> dict[str, Path]:
     from edgekit.compress.qat import QuantConfig, quantize
     from edgekit.export.onnx import export_onnx
     from edgekit.models import create_model
 
-    calib = calibration_crops(32, size=224, channels=3)
-    x = calib[:1]
-    speed: dict[str, Any] = {}
-    for name in SPEED_MODELS:
-        model = create_model(name, num_classes=10, in_channels=3, input_size=224).eval()
-        files = {"ort_fp32": export_onnx(model, out / f"{name}-224.fp32.onnx",
-                                         input_shape=(3, 224, 224)).path}
-        qm = quantize(model, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=32,
-                                         batch_size=8), calib_data=calib)
-        files["ort_int8"] = export_onnx(qm, out / f"{name}-224.int8.onnx").path
-        files["ort_vendor"] = _ort_quantize_static(files["ort_fp32"],
-                                                   out / f"{name}-224.ort_ptq.onnx", calib)
-        if tflite is not None:
-            files["tflite_fp32"] = tflite.export_tflite(model, out / f"{name}-224.fp32.tflite",
-                                                        calibration=calib).path
-            tq = quantize(model, QuantConfig(target="tflite", mode="ptq", calibration_size=32,
-                                             batch_size=8), calib_data=calib)
-            files["tflite_int8"] = tflite.export_tflite(tq, out / f"{name}-224.int8.tflite",
-                                                        calibration=calib).path
-            files["tflite_vendor"] = tflite.vendor_ptq_tflite(
-                model, out / f"{name}-224.litert_ptq.tflite", calibration=calib).path
-        for threads in (1, 2):
-            for key, path in files.items():
-                ms = _median_ms(key, path, x, threads, runs, tflite)
-                speed[f"{name}.{key}.t{threads}_ms"] = round(ms, 3)
-    return speed
+    model = create_model(name, num_classes=10, in_channels=3, input_size=224).eval()
+    ptq = dict(mode="ptq", calibration_size=32, batch_size=8)
+    makers = {
+        "ort_fp32": lambda p: export_onnx(model, p, input_shape=(3, 224, 224)).path,
+        "ort_int8": lambda p: export_onnx(quantize(model, QuantConfig(
+            target="onnxruntime", **ptq), calib_data=calib), p).path,
+        "ort_vendor": lambda p: _ort_quantize_static(out / f"{name}-224.fp32.onnx", p, calib),
+    }
+    if tflite is not None:
+        makers.update({
+            "tflite_fp32": lambda p: tflite.export_tflite(model, p, calibration=calib).path,
+            "tflite_int8": lambda p: tflite.export_tflite(quantize(model, QuantConfig(
+                target="tflite", **ptq), calib_data=calib), p, calibration=calib).path,
+            "tflite_vendor": lambda p: tflite.vendor_ptq_tflite(model, p,
+                                                                calibration=calib).path,
+        })
+    suffix = {"ort_fp32": "fp32.onnx", "ort_int8": "int8.onnx", "ort_vendor": "ort_ptq.onnx",
+              "tflite_fp32": "fp32.tflite", "tflite_int8": "int8.tflite",
+              "tflite_vendor": "litert_ptq.tflite"}
+    files = {}
+    for key, make in makers.items():
+        path = out / f"{name}-224.{suffix[key]}"
+        files[key] = path if reuse and path.is_file() else make(path)
+    return files
 
 
 def _median_ms(key: str, path: Path, x: np.ndarray, threads: int, runs: int, tflite: Any
@@ -306,10 +329,10 @@ def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any
     for rt, prefix in (("ort", "ort"), ("tflite", "tflite")):
         for vs, other in (("fp32", "fp32"), ("vendor", "vendor")):
             ratios = [speed[f"{n}.{prefix}_{other}.t{t}_ms"] / speed[f"{n}.{prefix}_int8.t{t}_ms"]
-                      for n in SPEED_MODELS for t in (1, 2)
+                      for n in _timed(speed) for t in (1, 2)
                       if f"{n}.{prefix}_int8.t{t}_ms" in speed]
             m[f"{rt}_int8_vs_{vs}"] = round(min(ratios), 3) if ratios else None
-    for n in SPEED_MODELS:
+    for n in _timed(speed):
         for t in (1, 2):
             for rt in ("ort", "tflite"):
                 key = f"{n}.{rt}_int8.t{t}_ms"
@@ -318,6 +341,10 @@ def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any
                         m[f"{n}.{rt}_int8_vs_{other}.t{t}"] = round(
                             speed[f"{n}.{rt}_{other}.t{t}_ms"] / speed[key], 3)
     return m
+
+
+def _timed(speed: dict[str, Any]) -> list[str]:
+    return sorted({k.split(".")[0] for k in speed if k.endswith("_ms")})
 
 
 def _row_line(r: dict[str, Any]) -> str:
