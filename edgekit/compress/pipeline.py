@@ -17,7 +17,7 @@ from typing import Any
 
 from edgekit._io import atomic_path, atomic_write_json, atomic_write_text, sha256_file
 from edgekit.compress.recipe import CompressRecipe
-from edgekit.errors import InvalidInputError
+from edgekit.errors import InvalidInputError, VerificationError
 
 Log = Callable[[str], None]
 
@@ -82,6 +82,10 @@ def compress(
 
         atomic_write_text(staging / "report.md", render_report(manifest))
     final = {name: out_dir / path.relative_to(staging) for name, path in artifacts.items()}
+    if not verification.get("passed", True):
+        raise VerificationError(f"the deployed file does not match the trained model "
+                                f"(agreement {verification['agreement']:.4f}); files and "
+                                f"report kept in {out_dir}")
     log(f"done in {time.time() - started:.0f} s: {out_dir / 'report.md'}")
     return CompressResult(out_dir, profile.name, profile.runtime, final, metrics, manifest)
 

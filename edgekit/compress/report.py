@@ -28,9 +28,12 @@ def render_report(manifest: dict[str, Any]) -> str:
         lines.append(f"| {row['model']} | {row['runtime']} | {value} |")
     parity = metrics.get("parity")
     if parity:
+        verdict = "PASSED" if parity["passed"] else "**FAILED**"
         lines += [
             "",
-            f"Deployed vs trained: {parity['agreement'] * 100:.2f}% {parity['kind']} agreement; "
+            f"Verification {verdict} (threshold {parity['threshold'] * 100:.1f}%, deployed file "
+            f"run in {parity['runtime']}): "
+            f"{parity['agreement'] * 100:.2f}% {parity['kind']} agreement; "
             f"logit error max {parity['max_err_steps']:.2f} / mean {parity['mean_err_steps']:.3f} "
             "output quantization steps (measured).",
         ]

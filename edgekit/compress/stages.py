@@ -174,14 +174,24 @@ def _tensorrt_plan(ctx: Context, onnx_path: Path) -> dict[str, Path]:
 
 
 def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> dict[str, Any]:
-    """Run the deployed file in its real runtime and compare it with the trained model."""
+    """Run the deployed file in its real runtime and compare it with the trained model.
+
+    A mismatch does not stop the run: the report and files are still written (nothing is
+    lost) and the pipeline raises VerificationError once they are in place.
+    """
+    from edgekit.errors import VerificationError
+    from edgekit.export.verify import load_report
     from edgekit.export.verify import verify as verify_file
 
     name = "int8" if qm is not None else "fp32"
     reference = qm if qm is not None else fp32
+    report_path = ctx.out / "verify.json"
     ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
-    report = verify_file(files[name], reference, ctx.test, report_path=ctx.out / "verify.json")
-    return report.to_dict()
+    try:
+        return verify_file(files[name], reference, ctx.test, report_path=report_path).to_dict()
+    except VerificationError as exc:
+        ctx.notes.append(f"VERIFICATION FAILED: {exc}")
+        return load_report(report_path)
 
 
 def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
@@ -242,7 +252,8 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     power = next(iter(bench.values()), {}).get("power", {})
     metrics: dict[str, Any] = {
         "accuracy_rows": rows,
-        "parity": {"agreement": verification["agreement"],
+        "parity": {"passed": verification["passed"], "threshold": verification["threshold"],
+                   "runtime": verification["runtime"], "agreement": verification["agreement"],
                    "kind": "top-1" if verification["task"] == "classification" else "pixel",
                    "max_err_steps": verification["max_error_steps"],
                    "mean_err_steps": verification["mean_error_steps"]},
