@@ -38,6 +38,7 @@ class VerifyReport:
     deployed_accuracy: float | None = None
     threshold: float = 0.995
     passed: bool = True
+    kernels: str = "runtime default"  # which kernels of the runtime produced `deployed`
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,7 +49,8 @@ class VerifyReport:
         if self.deployed_accuracy is not None:
             acc = (f", accuracy {self.deployed_accuracy:.4f} deployed vs "
                    f"{self.reference_accuracy:.4f} reference")
-        return (f"{self.runtime}: agreement {self.agreement:.4f} on {self.samples} samples, "
+        return (f"{self.runtime} ({self.kernels} kernels): agreement {self.agreement:.4f} "
+                f"on {self.samples} samples, "
                 f"error max {self.max_error_steps:.2f} / mean {self.mean_error_steps:.3f} "
                 f"output steps{acc}")
 
@@ -77,7 +79,8 @@ def verify(
     x, y = inputs_array(data), labels_array(data)
     if len(x) == 0:
         raise InvalidInputError("the verification data set is empty")
-    run = _runner(runtime, path, threads)
+    kernels = _onnx_kernels(path) if runtime == "onnxruntime" else "runtime default"
+    run = _runner(runtime, path, threads, kernels)
     deployed = np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     reference = _torch_outputs(reference_model, x, batch_size)
     if deployed.shape != reference.shape:
@@ -85,6 +88,7 @@ def verify(
                                 f"reference's {reference.shape}")
     step, source = _output_step(runtime, path, reference)
     report = _compare(path, runtime, deployed, reference, y, step, source, threshold)
+    report.kernels = kernels
     if report_path is not None:
         atomic_write_json(report_path, report.to_dict())
     if not report.passed:
@@ -155,11 +159,28 @@ def _onnx_output_dq_scale(path: Path) -> float | None:
     return float(numpy_helper.to_array(scale).max()) if scale is not None else None
 
 
-def _runner(runtime: str, path: Path, threads: int):
+def _onnx_kernels(path: Path) -> str:
+    """Which onnxruntime kernels stand in for the runtime the file was made for.
+
+    A TensorRT file is checked with onnxruntime's reference kernels: unfused
+    DequantizeLinear → float op → QuantizeLinear, the arithmetic that TensorRT's explicit
+    quantization defines (int32 accumulation, no saturation). onnxruntime's own fused x86
+    int8 kernels differ from it (16-bit intermediate saturation on CPUs without VNNI), so
+    they are the right check only for files deployed to onnxruntime itself.
+    """
+    from edgekit.export.onnx import read_metadata
+
+    target = read_metadata(path).get("target")
+    return "reference (unfused Q/DQ, TensorRT semantics)" if target == "tensorrt" else "optimized"
+
+
+def _runner(runtime: str, path: Path, threads: int, kernels: str = "optimized"):
     if runtime == "onnxruntime":
         ort = require("onnxruntime", purpose="verifying an ONNX file")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        if kernels.startswith("reference"):
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda xb: session.run(None, {name: xb})[0]
