@@ -7,12 +7,16 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint setup clean
 
 # torch==2.13.0 first: on these machines it is a local CPU build; an unpinned torch
-# would pull a multi-GB CUDA build (see docs/install.md).
+# would pull a multi-GB CUDA build (see README, "Install by hand").
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# nncf compiles its CPU extension on first use (~45 s) under a 60 s timeout, which a busy
+	# machine or two test workers compiling at once can exceed: build it once here, untimed.
+	NNCF_EXTENSION_LOAD_TIMEOUT=0 $(BIN)/python -c "from nncf.torch.quantization.extensions \
+	    import QuantizedFunctionsCPULoader as L; L.load()"
 	touch $(STAMP)
 
 setup: $(STAMP)

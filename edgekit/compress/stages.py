@@ -123,7 +123,8 @@ def export(ctx: Context, fp32: Any, qm: Any | None) -> dict[str, Path]:
     shape = ctx.input_shape
     ctx.log(f"[4/6] export for {runtime}")
     files: dict[str, Path] = {}
-    meta = {"target": ctx.profile.name, "recipe": ctx.recipe.to_dict()}
+    # "device", not "target": the exporters record the quantization target under that key
+    meta = {"device": ctx.profile.name, "recipe": ctx.recipe.to_dict()}
     if runtime == "tflite":
         from edgekit.export.tflite import export_tflite
 
@@ -188,10 +189,13 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     report_path = ctx.out / "verify.json"
     ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
     try:
-        return verify_file(files[name], reference, ctx.test, report_path=report_path).to_dict()
+        report = verify_file(files[name], reference, ctx.test, report_path=report_path).to_dict()
     except VerificationError as exc:
         ctx.notes.append(f"VERIFICATION FAILED: {exc}")
-        return load_report(report_path)
+        report = load_report(report_path)
+    report["artifact"] = files[name].name  # not the staging path the run was written under
+    atomic_write_json(report_path, report)
+    return report
 
 
 def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
