@@ -194,6 +194,13 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
         ctx.notes.append(f"VERIFICATION FAILED: {exc}")
         report = load_report(report_path)
     report["artifact"] = files[name].name  # not the staging path the run was written under
+    if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels make of it
+        fused = verify_file(files[name], reference, ctx.test, onnx_kernels="optimized",
+                            threshold=0.0)
+        report["onnxruntime_fused_kernels_agreement"] = fused.agreement
+        ctx.notes.append(f"onnxruntime's fused x86 int8 kernels on the same file: "
+                         f"{fused.agreement * 100:.2f}% top-1 agreement (not TensorRT's "
+                         f"arithmetic; shown for comparison only).")
     atomic_write_json(report_path, report)
     return report
 
@@ -204,6 +211,11 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     from edgekit.bench.timing import TimingConfig
 
     ctx.log(f"[6/6] benchmark on this host ({ctx.recipe.bench_runs} timed runs per file)")
+    if ctx.profile.runtime == "tensorrt":
+        ctx.notes.append("Host latencies time onnxruntime's CPU kernels on the ONNX that TensorRT "
+                         "will compile, not TensorRT: its signed-int8 activations take "
+                         "onnxruntime's slow s8s8 path on x86 CPUs without VNNI. Measure the "
+                         "engine on the device with `edgekit bench model_int8.engine`.")
     results = {}
     for precision in ("fp32", "int8"):
         if precision not in files:

@@ -65,8 +65,13 @@ def verify(
     report_path: str | Path | None = None,
     batch_size: int = 64,
     threads: int = 1,
+    onnx_kernels: str | None = None,
 ) -> VerifyReport:
-    """Compare ``artifact_path`` run in its runtime with ``reference_model`` on ``data``."""
+    """Compare ``artifact_path`` run in its runtime with ``reference_model`` on ``data``.
+
+    ``onnx_kernels`` ("reference" or "optimized") overrides which onnxruntime kernels run
+    an ONNX file; by default TensorRT-bound files use the reference ones (see _onnx_kernels).
+    """
     from edgekit.compress.qat import inputs_array, labels_array
 
     path = Path(artifact_path)
@@ -79,7 +84,9 @@ def verify(
     x, y = inputs_array(data), labels_array(data)
     if len(x) == 0:
         raise InvalidInputError("the verification data set is empty")
-    kernels = _onnx_kernels(path) if runtime == "onnxruntime" else "runtime default"
+    kernels = "runtime default"
+    if runtime == "onnxruntime":
+        kernels = onnx_kernels or _onnx_kernels(path)
     run = _runner(runtime, path, threads, kernels)
     deployed = np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     reference = _torch_outputs(reference_model, x, batch_size)
