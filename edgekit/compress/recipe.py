@@ -32,11 +32,11 @@ class CompressRecipe:
     data: str = "mnist5k"
     weights: str | None = None  # a checkpoint dir or .safetensors; None trains from scratch
     train_limit: int | None = None  # use only the first N training samples (quick trials)
-    epochs: int = 3  # fp32 training epochs when no weights are given
+    epochs: int = 5  # fp32 training epochs when no weights are given
     lr: float = 3e-3  # Adam, cosine schedule (edgekit.training defaults)
     batch_size: int = 64
     precision: str = "int8"
-    qat_epochs: int = 1  # 0 = post-training quantization only
+    qat_epochs: int = 2  # 0 = post-training quantization only
     qat_lr: float = 1e-3
     calibration_size: int = 300
     bench_runs: int = 200
