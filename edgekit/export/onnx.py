@@ -114,6 +114,7 @@ def _exportable(model: Any, example: torch.Tensor) -> tuple[torch.nn.Module, str
     import nncf
 
     stripped = nncf.strip(inner, strip_format=nncf.StripFormat.NATIVE, example_input=example)
+    _convert_shared_quantizers(stripped)
     provenance.update({
         "precision": "int8",
         "nncf_version": nncf.__version__,
@@ -122,6 +123,31 @@ def _exportable(model: Any, example: torch.Tensor) -> tuple[torch.nn.Module, str
         "quant_scheme": json.dumps(model.scheme, sort_keys=True),
     })
     return stripped.eval(), "int8", provenance
+
+
+def _convert_shared_quantizers(stripped: Any) -> int:
+    """Convert the quantizers that ``nncf.strip`` (3.4) leaves behind; return how many.
+
+    strip converts each quantizer module once, but a quantizer shared by two hooks (scales
+    unified across both inputs of a concat, as in ShuffleNetV2 and ESPNet) stays an nncf
+    module at its second hook and would export as OpenVINO's FakeQuantize. Shared ones
+    quantize activations only, so no weight needs clamping as strip does for weights.
+    """
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import BaseQuantizer
+    from nncf.torch.quantization.strip import convert_to_torch_fakequantizer
+
+    storage = get_hook_storage(stripped)
+    left = [(name, module) for name, module in storage.named_hooks(remove_duplicate=False)
+            if isinstance(module, BaseQuantizer)]
+    converted: dict[int, Any] = {}
+    for name, module in left:
+        if decode_hook_name(name)[0] != "post_hooks":
+            raise ExportError(f"nncf left the weight quantizer {name} unconverted")
+        storage.set_submodule(name, converted.setdefault(id(module),
+                                                          convert_to_torch_fakequantizer(module)))
+    return len(left)
 
 
 def _check_ops(proto: Any, precision: str) -> None:
