@@ -6,6 +6,7 @@ pipeline module strings them together; tests and users may call them one by one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,7 +234,7 @@ def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
     from edgekit.models import count_macs, count_params
 
     macs = count_macs(model, input_size=ctx.input_shape[-1], in_channels=ctx.input_shape[0])
-    params, inputs = count_params(model), int(__import__("math").prod(ctx.input_shape))
+    params, inputs = count_params(model), math.prod(ctx.input_shape)
     rows = []
     for precision, width in (("fp32", 4), ("int8", 1)):
         if precision in ctx.profile.peak_ops_s:

@@ -7,6 +7,7 @@ the initializers of an existing ONNX graph with the decoded weights.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,7 @@ def ekz_to_safetensors(source: Source, out: str | os.PathLike[str]) -> Path:
 
     st = require("safetensors.numpy", purpose="writing safetensors")
     ekz = _file(source)
-    meta = {"edgekit_config": __import__("json").dumps(ekz.model_config)}
+    meta = {"edgekit_config": json.dumps(ekz.model_config)}
     return atomic_write_bytes(out, st.save(ekz.tensors(), metadata=meta))
 
 

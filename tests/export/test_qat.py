@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,35 +10,8 @@ pytest.importorskip("nncf")
 from edgekit.compress.qat import QuantConfig, QuantizedModel, quantize, sample_inputs  # noqa: E402
 from edgekit.errors import ExportError, InvalidInputError  # noqa: E402
 
-
-class SmallNet(torch.nn.Module):
-    """Conv+BN, depthwise, h-swish, a residual add and a linear head: the MobileNet ops."""
-
-    def __init__(self, channels: int = 1, classes: int = 10) -> None:
-        super().__init__()
-        nn = torch.nn
-        self.stem = nn.Sequential(nn.Conv2d(channels, 8, 3, stride=2, padding=1, bias=False),
-                                  nn.BatchNorm2d(8), nn.ReLU())
-        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
-                                nn.BatchNorm2d(8), nn.Hardswish())
-        self.head = nn.Linear(8 * 16, classes)
-
-    def forward(self, x):
-        y = self.stem(x)
-        y = y + self.dw(y)
-        return self.head(torch.nn.functional.adaptive_avg_pool2d(y, 4).flatten(1))
-
-
-def _data(n: int = 256, seed: int = 0):
-    from edgekit.calibration import ArrayDataset
-
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n).astype(np.int64)
-    x = rng.random((n, 1, 16, 16), dtype=np.float32) * 0.3
-    for i, label in enumerate(y):  # a learnable pattern: a bright 4x4 block per class
-        row, col = divmod(int(label), 4)
-        x[i, 0, 4 * row:4 * row + 4, 4 * col:4 * col + 4] = 1.0
-    return ArrayDataset(x=x, y=y, task="classification", num_classes=10, name="rows")
+from .conftest import SmallNet  # noqa: E402
+from .conftest import block_data as _data  # noqa: E402
 
 
 def _quantizers(model):
