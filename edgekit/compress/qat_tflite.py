@@ -141,7 +141,31 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportError(f"PT2E could not prepare the model for int8: {first}") from exc
     allow_exported_model_train_eval(prepared)  # lets train() call .train()/.eval()
+    _use_reference_fake_quant(prepared)
     return prepared, quantizer
+
+
+def _use_reference_fake_quant(prepared: torch.fx.GraphModule) -> None:
+    """Run every fused fake-quant as the plain ``FakeQuantize`` it subclasses.
+
+    ``convert_pt2e`` writes each quantizer's ``calculate_qparams()`` into the deployed
+    graph, but the fused kernel (``fused_moving_avg_obs_fake_quant``) recomputes scale and
+    zero point with its own formula on every forward, observer on or off. For per-channel
+    symmetric weights the two differ: the kernel falls back to an asymmetric range for a
+    channel with no negative weight and rounds other scales slightly differently. The
+    trained module then was not the deployed one (ShuffleNetV2: first conv off by 0.04,
+    1% of MNIST predictions changed before LiteRT ran at all). The plain module computes
+    its qparams with ``calculate_qparams()`` (the same observer, the same buffers), so
+    QAT trains with exactly the arithmetic the file gets.
+    """
+    from torchao.quantization.pt2e.fake_quantize import (
+        FakeQuantize,
+        FusedMovingAvgObsFakeQuantize,
+    )
+
+    for module in prepared.modules():
+        if type(module) is FusedMovingAvgObsFakeQuantize:
+            module.__class__ = FakeQuantize
 
 
 def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: int) -> None:

@@ -15,8 +15,10 @@ annotates from plain tables of aten ops, so which op gets what is data you can p
 * ``SHARED``: data movement, pooling, resizing and monotone clamps (RESHAPE, TRANSPOSE,
   SLICE, MAX/AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, RELU, …): output shares the input's
   scale, as the converter's same-scale constraints for those kernels require.
-* ``CONCAT``: each input keeps its producer's quantizer, the output gets its own; the
-  converter re-scales inputs with int8→int8 QUANTIZE ops. (Sharing one scale across the
+* ``CONCAT``: the output gets its own quantizer. An input whose producer feeds only the
+  concat is quantized at the concat's scale (the converter folds that requantization
+  into the producer); an input that also feeds another op keeps its producer's scale and
+  the converter re-scales it with an int8→int8 QUANTIZE. (Sharing one scale across all
   inputs, as litert does, quantizes a tensor twice when it also feeds another op — e.g.
   ESPNet's hierarchical sums — and the converter then leaves that op in float.)
 * ``FIXED``: LOGISTIC and SOFTMAX, whose int8 kernels require scale 1/256, zero point -128.
@@ -39,7 +41,11 @@ from litert_torch.quantize.pt2e_quantizer_utils import (
     _convert_scalars_to_attrs,
 )
 from torch.fx import GraphModule, Node
-from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+from torchao.quantization.pt2e.quantizer import (
+    FixedQParamsQuantizationSpec,
+    QuantizationAnnotation,
+    SharedQuantizationSpec,
+)
 
 aten = torch.ops.aten
 
@@ -147,6 +153,7 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
     """Annotate every node of ``gm`` that has a TFLite int8 kernel, in topological order."""
     act = config.input_activation
     out_act = config.output_activation
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
     for node in gm.graph.nodes:
         if node.op != "call_function" or _annotated(node):
             continue
@@ -159,7 +166,7 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
         elif target in CONCAT:
             tensors = [t for t in node.args[0] if _is_float_tensor(t)]
             if tensors:
-                _mark(node, {t: act for t in tensors}, out_act)
+                _annotate_concat(node, tensors, act, out_act, order)
         elif target in SHARED:
             tensors = [t for t in [node.args[0]] if _is_float_tensor(t)]
             if not tensors:
@@ -170,6 +177,38 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
             _mark(node, inputs, shared)
         elif target in FIXED and _is_float_tensor(node.args[0]):
             _mark(node, {node.args[0]: act}, config.fixed_qparams)
+
+
+def _annotate_concat(node: Node, tensors: list[Node], act, out_act, order: dict) -> None:
+    """Inputs made only for the concat are quantized at the concat's scale.
+
+    The converter folds the requantization of such an input into its producer (the conv
+    or ADD writes at the concat's scale directly), so rounding it first at its own scale,
+    as a Q/DQ graph with separate quantizers does, is not what LiteRT runs: ShuffleNetV2's
+    branch outputs were off by up to 4 steps at every concat. Those producers and the
+    concat output share one quantizer (rooted at the earliest producer: observers are
+    created in graph order). An input that also feeds another op keeps its own scale and
+    gets an explicit int8→int8 QUANTIZE, in both graphs. When such an input has a
+    quantizer of its own (ESPNet's hierarchical sums: conv and ADD outputs feeding the
+    next ADD too), the concat keeps separate scales for all inputs: with a shared one the
+    converter left one ADD in float.
+    """
+    private = sorted((t for t in tensors if len(t.users) == 1 and _has_own_output(t)),
+                     key=order.__getitem__)
+    shared_elsewhere = [t for t in tensors if t not in private and _has_own_output(t)]
+    if not private or shared_elsewhere:
+        _mark(node, {t: act for t in tensors}, out_act)
+        return
+    shared = SharedQuantizationSpec(private[0])
+    for producer in private[1:]:
+        producer.meta["quantization_annotation"].output_qspec = shared
+    _mark(node, {t: shared if t in private else act for t in tensors}, shared)
+
+
+def _has_own_output(node: Node) -> bool:
+    ann = node.meta.get("quantization_annotation")
+    return ann is not None and ann.output_qspec is not None and not isinstance(
+        ann.output_qspec, (SharedQuantizationSpec, FixedQParamsQuantizationSpec))
 
 
 def _annotate_weighted(node: Node, config: QuantizationConfig) -> None:

@@ -189,6 +189,53 @@ def test_quantizer_annotates_every_compute_op():
             assert ann is not None and ann._annotated, f"{family}: {name} left unannotated"
 
 
+def test_trained_module_is_the_converted_graph(mnist):
+    """QAT's fake-quant module and the Q/DQ graph the .tflite is lowered from agree exactly.
+
+    A conv channel with no negative weight is where torch's fused fake-quant kernel and
+    ``calculate_qparams`` (which ``convert_pt2e`` uses) used to pick different scales.
+    """
+    from edgekit.compress.qat_tflite import converted_graph
+
+    torch.manual_seed(0)
+    model = ShuffleNetUnit()
+    with torch.no_grad():
+        model.stem[0].weight[0].abs_()  # one all-positive output channel
+    qm = _qat(model, mnist, epochs=1, n=128)
+    x = torch.from_numpy(mnist[1].x[:64])
+    with torch.no_grad():
+        trained, deployed = qm.model(x), converted_graph(qm)(x)
+    assert torch.equal(trained, deployed)
+
+
+def _requantize_scales(graph, target):
+    """Input scales (the quantize behind each dequantize) and output scale of ``target`` nodes."""
+    def qscale(node):
+        return float(node.args[1])
+
+    found = []
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and node.target == target:
+            ins = [dq.args[0] for dq in node.args[0]]
+            out = next(u for u in node.users if "quantize_per_tensor" in str(u.target))
+            found.append(([qscale(q) for q in ins], qscale(out)))
+    return found
+
+
+@pytest.mark.parametrize("family, shares", [("squeezenet", True), ("espnet", False)])
+def test_concat_inputs_made_for_it_take_its_scale(family, shares, mnist):
+    """Branch outputs used only by a concat are quantized at the concat's scale, as LiteRT runs
+    them; ESPNet's sums, which also feed the next ADD, keep their own scales."""
+    from edgekit.compress.qat_tflite import quantize_for_tflite
+
+    torch.manual_seed(0)
+    cfg = QuantConfig(target="tflite", mode="ptq", calibration_size=32, batch_size=32)
+    qm = quantize_for_tflite(FAMILIES[family](), cfg, calib_data=mnist[0].subset(32, seed=0))
+    [(inputs, output)] = _requantize_scales(qm.model, torch.ops.aten.cat.default)
+    assert all(s == output for s in inputs) == shares
+    assert len(set(inputs)) == (1 if shares else len(inputs))
+
+
 def _qat(model, mnist, *, epochs=1, n=256):
     from edgekit.compress.qat_tflite import quantize_for_tflite
 
