@@ -14,8 +14,9 @@ untrained weights, int8 by PTQ calibration on scikit-learn photo crops — laten
 depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntime and
 LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
 
-Budget: a shared 2-core CPU, so training is short (``--train-samples``, ``--epochs``,
-``--qat-epochs``); figures are for these small budgets, not converged models.
+Budget (defaults): all 4,000 mnist5k training digits (mnist5k_seg images for the
+segmentation nets), 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-4), scored on all
+1,000 test images; about 5 min per family on a quiet 2-core CPU.
 
     python benchmarks/quantization.py --json results/quantization.json --out results/quant
 """
@@ -32,17 +33,26 @@ import numpy as np
 
 SEGMENTATION = ("espnet", "espnetv2")
 SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
+# one model per zoo family (both MobileNetV3 sizes: h-swish/SE is where int8 breaks most);
+# ``--families all`` runs every variant. The binary/ternary/hashed nets are not int8 targets
+# (benchmarks/lowbit.py covers their export).
+REPRESENTATIVES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
+                   "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0",
+                   "squeezenet1_1", "espnet", "espnetv2")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", help="write results (flat `metrics` object) here")
     p.add_argument("--out", required=True, help="directory for the ONNX/TFLite files")
-    p.add_argument("--families", help="comma-separated zoo names (default: every family)")
-    p.add_argument("--train-samples", type=int, default=1500)
-    p.add_argument("--test-samples", type=int, default=400)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--qat-epochs", type=int, default=1)
+    one_each = ",".join(REPRESENTATIVES)
+    p.add_argument("--families", help="comma-separated zoo names, or 'all' for every variant "
+                   f"(default: one per family: {one_each})")
+    p.add_argument("--train-samples", type=int, default=4000, help="default: all of mnist5k")
+    p.add_argument("--test-samples", type=int, default=1000, help="default: all of mnist5k")
+    p.add_argument("--epochs", type=int, default=6, help="fp32 epochs (Adam, cosine)")
+    p.add_argument("--lr", type=float, default=3e-3, help="fp32 learning rate")
+    p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--speed-runs", type=int, default=30)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--speed-models", default=",".join(SPEED_MODELS),
@@ -57,12 +67,16 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tflite = _tflite_module()
-    names = ([n for n in args.families.split(",") if n] if args.families is not None
-             else _families())
+    if args.families == "all":
+        names = _families()
+    elif args.families is not None:
+        names = [n for n in args.families.split(",") if n]
+    else:
+        names = list(REPRESENTATIVES)
     result: dict[str, Any] = {
         "benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
         "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
-                                                   "qat_epochs", "speed_runs")},
+                                                   "lr", "qat_epochs", "speed_runs")},
         "tflite_available": tflite is not None, "families": [], "speed": {}}
     # speed first, then family by family; the JSON is rewritten after each step so an
     # interrupted run keeps what it measured
@@ -100,6 +114,7 @@ def _families() -> list[str]:
 
     names = list_models()
     return [n for n in names if get_model_spec(n).task == "classification"
+            and get_model_spec(n).family != "lowbit"
             and not n.endswith("_cls")] + [n for n in SEGMENTATION if n in names]
 
 
@@ -129,7 +144,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     train_ds = train_ds.subset(args.train_samples, seed=0)
     test_ds = test_ds.subset(args.test_samples, seed=0)
     model = create_model(name, num_classes=train_ds.num_classes, in_channels=1, input_size=size)
-    train(model, train_ds, TrainConfig(epochs=args.epochs, lr=2e-3, batch_size=64,
+    train(model, train_ds, TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64,
                                        progress=False))
     model.eval()
     shape = tuple(train_ds.input_shape)
@@ -159,6 +174,13 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
         report = verify(tfl_path, tq, test_ds, threshold=0.0)
         row["qat_tflite"] = _score(_tfl_out(tflite, tfl_path, test_ds.x), test_ds)
         row["parity_tflite"] = report.agreement
+        row["tflite_error_steps_max"] = report.max_error_steps
+        # LiteRT's builtin kernels (what runs where XNNPACK does not): a second opinion
+        builtin = np.concatenate([tflite.run_tflite(tfl_path, test_ds.x[i:i + 128], threads=2,
+                                                    xnnpack=False)
+                                  for i in range(0, len(test_ds.x), 128)])
+        row["parity_tflite_builtin"] = float(
+            (builtin.argmax(1) == _torch_out(tq.model, test_ds.x).argmax(1)).mean())
         from edgekit.export.litert_ops import float_compute_ops
 
         inner = [op for op, why in float_compute_ops(tfl_path) if not why.startswith("I/O")]
@@ -351,7 +373,8 @@ def _row_line(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['model']:<20} ERROR {r['error']}  ({r['seconds']} s)"
     cells = " ".join(f"{k}={r[k]:.4f}" for k in ("fp32", "qat_onnx", "ort_ptq", "qat_tflite",
-                                                  "litert_ptq", "parity_onnx", "parity_tflite")
+                                                  "litert_ptq", "parity_onnx", "parity_tflite",
+                                                  "parity_tflite_builtin")
                      if k in r)
     extra = f" float_ops={r['tflite_float_ops']}" if "tflite_float_ops" in r else ""
     return f"{r['model']:<20} {cells}{extra}  ({r['seconds']} s)"
