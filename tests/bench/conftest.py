@@ -59,3 +59,62 @@ def reference_output(tmp_path_factory) -> tuple[Path, Path]:
     np.save(folder / "input.npy", x)
     np.save(folder / "expected.npy", y)
     return folder / "input.npy", folder / "expected.npy"
+
+
+@pytest.fixture(scope="session")
+def tiny_net_outputs():
+    """numpy N×3×16×16 -> the tiny net's float32 outputs in torch (the files' truth)."""
+    import torch
+
+    net = _tiny_net()
+
+    def outputs(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def fixed_batch_onnx_model(tmp_path_factory) -> Path:
+    """The tiny net with a fixed batch of 4 (no dynamic axis)."""
+    import torch
+
+    path = tmp_path_factory.mktemp("models") / "tiny_b4.onnx"
+    torch.onnx.export(_tiny_net(), (torch.zeros(4, *SHAPE[1:]),), str(path), dynamo=False,
+                      opset_version=17, input_names=["input"], output_names=["output"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def nhwc_tflite_model(tmp_path_factory) -> Path:
+    """The tiny net taking a channel-last batch of 4, as TFLite files often do."""
+    import litert_torch
+    import torch
+
+    class ChannelLast(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _tiny_net()
+
+        def forward(self, x):
+            return self.net(x.permute(0, 3, 1, 2))
+
+    path = tmp_path_factory.mktemp("models") / "tiny_nhwc.tflite"
+    example = torch.zeros(4, SHAPE[2], SHAPE[3], SHAPE[1])
+    litert_torch.convert(ChannelLast().eval(), (example,)).export(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def int8_tflite_model(tmp_path_factory) -> Path:
+    """A full-integer .tflite (int8 input and output) of the tiny net, from edgekit's PTQ."""
+    from edgekit.compress.qat import QuantConfig
+    from edgekit.compress.qat_tflite import quantize_for_tflite
+    from edgekit.export.tflite import export_tflite
+
+    calib = np.random.default_rng(2).standard_normal((32, *SHAPE[1:])).astype(np.float32)
+    cfg = QuantConfig(target="tflite", mode="ptq", epochs=0, calibration_size=32, batch_size=16)
+    qm = quantize_for_tflite(_tiny_net(), cfg, calib_data=calib)
+    path = tmp_path_factory.mktemp("models") / "tiny_int8.tflite"
+    return export_tflite(qm, path, calibration=calib[:4]).path

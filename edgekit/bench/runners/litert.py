@@ -60,17 +60,28 @@ class LiteRTRunner(Runner):
         return specs
 
     def set_inputs(self, arrays: list[np.ndarray]) -> None:
+        resized = False
         for detail, array in zip(self._inputs, arrays, strict=True):
             if tuple(array.shape) != tuple(detail["shape"]):
                 self.interpreter.resize_tensor_input(detail["index"], array.shape)
                 self.interpreter.allocate_tensors()
+                resized = True
             self.interpreter.set_tensor(detail["index"], array)
+        if resized:  # cache the new shapes, so repeated calls (predict's chunks) do not resize
+            self._inputs = self.interpreter.get_input_details()
 
     def run(self) -> None:
         self.interpreter.invoke()
 
     def outputs(self) -> list[np.ndarray]:
         return [self.interpreter.get_tensor(d["index"]).copy() for d in self._outputs]
+
+    def output_quantization(self) -> tuple[float, int] | None:
+        detail = self._outputs[0]
+        scale, zero = detail.get("quantization", (0.0, 0))
+        if np.dtype(detail["dtype"]).kind == "f" or not scale:
+            return None
+        return float(scale), int(zero)
 
     def detected_precision(self) -> str | None:
         dtypes = {np.dtype(d["dtype"]) for d in self.interpreter.get_tensor_details()}

@@ -21,6 +21,9 @@ _PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 
+_OPT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
 
 @RUNNERS.register("onnxruntime")
 class OrtRunner(Runner):
@@ -41,7 +44,13 @@ class OrtRunner(Runner):
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        level = self.options.get("graph_optimization", "all")
+        if level not in _OPT_LEVELS:
+            raise InvalidInputError(f"onnxruntime graph_optimization must be one of "
+                                    f"{sorted(_OPT_LEVELS)}, not {level!r}")
+        # "disabled" keeps the reference kernels: unfused Q/DQ, as TensorRT defines them.
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        self._level = level
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=opts, providers=[p for p in wanted if p in available]
@@ -74,4 +83,4 @@ class OrtRunner(Runner):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "version": self._version,
-                "providers": self.session.get_providers()}
+                "providers": self.session.get_providers(), "graph_optimization": self._level}

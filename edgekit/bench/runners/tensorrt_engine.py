@@ -40,6 +40,9 @@ class _TorchBuffers:
     def download(self, buf: Any) -> np.ndarray:
         return buf.cpu().numpy()
 
+    def free(self, buf: Any) -> None:
+        pass  # the caching allocator reclaims the tensor once the runner drops it
+
     def sync(self) -> None:
         self.stream.synchronize()
 
@@ -81,6 +84,10 @@ class _CudaPythonBuffers:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._ok(self.rt.cudaMemcpy(out.ctypes.data, buf, out.nbytes, kind))
         return out
+
+    def free(self, buf: int) -> None:
+        self._ok(self.rt.cudaFree(buf))
+        self._meta.pop(buf, None)
 
     def sync(self) -> None:
         self._ok(self.rt.cudaStreamSynchronize(self.handle))
@@ -133,9 +140,19 @@ class TensorRTRunner(Runner):
             for n in self._input_names
         ]
 
+    def max_batch(self) -> int | None:
+        name = self._input_names[0]
+        if self.engine.get_tensor_shape(name)[0] >= 0:
+            return None
+        # A dynamic batch is bounded by the optimization profile the engine was built with.
+        return int(self.engine.get_tensor_profile_shape(name, 0)[2][0])
+
     def set_inputs(self, arrays: list[np.ndarray]) -> None:
+        self._free()  # predict() binds once per chunk; cuda-python memory is not collected
         for name, array in zip(self._input_names, arrays, strict=True):
-            self.context.set_input_shape(name, tuple(array.shape))
+            if not self.context.set_input_shape(name, tuple(array.shape)):
+                raise BenchError(f"{self.path.name} does not accept {name!r} of shape "
+                                 f"{tuple(array.shape)} (outside its optimization profile?)")
             buf = self.cuda.alloc(tuple(array.shape), self._dtype(name))
             self.cuda.upload(buf, array)
             self._buffers[name] = buf
@@ -152,6 +169,15 @@ class TensorRTRunner(Runner):
 
     def outputs(self) -> list[np.ndarray]:
         return [self.cuda.download(self._buffers[n]) for n in self._output_names]
+
+    def _free(self) -> None:
+        for buf in self._buffers.values():
+            self.cuda.free(buf)
+        self._buffers = {}
+
+    def close(self) -> None:
+        if hasattr(self, "_buffers"):
+            self._free()
 
     def gpu_memory_bytes(self) -> int | None:
         return int(self.engine.device_memory_size) + (self.cuda.peak_bytes() or 0)
