@@ -215,25 +215,16 @@ def export_engine(model: Any, path: str | Path, *, input_shape: tuple[int, ...] 
 
 
 def run_engine(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Run a batch through a serialized engine (TensorRT 10 tensor API, CUDA via torch)."""
-    trt = require("tensorrt", purpose="running a TensorRT engine")
-    import torch
+    """Run float32 N×C×H×W ``x`` through a serialized engine; float32 first output.
 
-    if not torch.cuda.is_available():
-        raise ExportError("running a TensorRT engine needs a CUDA GPU")
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
-    context = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inp = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-    out = next(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
-    x_dev = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).cuda()
-    context.set_input_shape(inp, tuple(x_dev.shape))
-    y_dev = torch.empty(tuple(context.get_tensor_shape(out)), dtype=torch.float32, device="cuda")
-    context.set_tensor_address(inp, x_dev.data_ptr())
-    context.set_tensor_address(out, y_dev.data_ptr())
-    stream = torch.cuda.Stream()
-    if not context.execute_async_v3(stream.cuda_stream):
-        raise ExportError(f"TensorRT failed to run {path}")
-    stream.synchronize()
-    return y_dev.cpu().numpy()
+    The benchmark's TensorRT runner does the work (TensorRT 10 tensor API, CUDA buffers
+    from torch or cuda-python); batches above the engine's profile maximum are chunked.
+    """
+    from edgekit.bench.runners.tensorrt_engine import TensorRTRunner
+
+    runner = TensorRTRunner(path, device="cuda")
+    runner.load()
+    try:
+        return runner.predict(x)
+    finally:
+        runner.close()

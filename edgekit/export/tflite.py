@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekit._io import atomic_write_bytes, sha256_file
 from edgekit._lazy import require
-from edgekit.errors import ExportError, InvalidInputError
+from edgekit.errors import BenchError, ExportError, FormatError, InvalidInputError
 from edgekit.export.artifact import Artifact
 from edgekit.export.litert_ops import OpInfo, float_compute_ops, inspect_tflite, open_interpreter
 from edgekit.export.tflite_flatbuffer import IO_DTYPES, add_metadata, read_metadata, set_io_dtype
@@ -132,33 +132,21 @@ def run_tflite(path: str | os.PathLike[str], x: np.ndarray, *, threads: int = 1,
     """Run ``x`` (N×C×H×W float32) through the file; returns float32 (dequantized) outputs.
 
     int8/uint8 inputs are quantized with the file's own scale and zero point, and NCHW
-    is transposed to NHWC when the file's input is channel-last. ``xnnpack=False`` runs
-    TFLite's builtin kernels instead of the XNNPACK delegate (their int8 arithmetic can
-    differ by several output steps on hardswish-heavy nets; see docs/tflite.md).
+    is transposed to NHWC when the file's input is channel-last (``Runner.predict``).
+    ``xnnpack=False`` runs TFLite's builtin kernels instead of the XNNPACK delegate (their
+    int8 arithmetic can differ by several output steps on hardswish-heavy nets; see
+    docs/tflite.md).
     """
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 4:
-        raise InvalidInputError(f"run_tflite needs N×C×H×W input, got shape {x.shape}")
-    interp = open_interpreter(path, threads=threads, delegate=xnnpack)
-    (inp,) = interp.get_input_details()
-    out = interp.get_output_details()[0]
-    want = tuple(int(d) for d in inp["shape"])
-    nhwc = want[1:] == (x.shape[2], x.shape[3], x.shape[1]) and want[1:] != x.shape[1:]
-    if not nhwc and want[1:] != x.shape[1:]:
-        raise InvalidInputError(f"{path} takes inputs of shape {want}, got {x.shape}")
-    if nhwc:
-        x = x.transpose(0, 2, 3, 1)
-    results = []
-    batch = want[0]
-    for start in range(0, len(x), batch):
-        chunk = x[start:start + batch]
-        real = len(chunk)
-        if real < batch:  # the converted graph has a fixed batch; pad the last chunk
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        interp.set_tensor(inp["index"], _to_input(chunk, inp))
-        interp.invoke()
-        results.append(_from_output(interp.get_tensor(out["index"]), out)[:real])
-    return np.concatenate(results)
+    from edgekit.bench.runners.litert import LiteRTRunner
+
+    if not os.path.isfile(path):
+        raise FormatError(f"no such .tflite file: {path}")
+    runner = LiteRTRunner(path, threads=threads, options={"xnnpack": xnnpack})
+    try:
+        runner.load()
+    except BenchError as exc:  # an unreadable file is a format problem outside the harness
+        raise FormatError(str(exc)) from None
+    return runner.predict(x)
 
 
 def read_tflite_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -167,19 +155,13 @@ def read_tflite_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | Non
 
 
 def _to_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = detail["dtype"]
-    if dtype == np.float32:
-        return x
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+    """``x`` quantized for an input detail dict (benchmarks/tflite_int8.py binds it itself)."""
+    from edgekit.bench.runners.base import TensorSpec, quantize_input
 
-
-def _from_output(y: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return y.astype(np.float32)
-    scale, zero = detail["quantization"]
-    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+    scale, zero = detail.get("quantization", (0.0, 0))
+    spec = TensorSpec(detail["name"], tuple(detail["shape"]), np.dtype(detail["dtype"]),
+                      scale, int(zero))
+    return quantize_input(x, spec)
 
 
 def _convert(module: Any, example: torch.Tensor, *, quantizer: Any) -> bytes:

@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekit._io import atomic_write_json
 from edgekit._lazy import require
 from edgekit.errors import InvalidInputError, VerificationError
+
+if TYPE_CHECKING:
+    from edgekit.bench.runners import Runner
 
 RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt"}
 
@@ -87,13 +90,18 @@ def verify(
     kernels = "runtime default"
     if runtime == "onnxruntime":
         kernels = onnx_kernels or _onnx_kernels(path)
-    run = _runner(runtime, path, threads, kernels)
-    deployed = np.concatenate([run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    runner = _open_runner(runtime, path, threads, kernels)
+    try:
+        deployed = np.concatenate([runner.predict(x[i:i + batch_size])
+                                   for i in range(0, len(x), batch_size)])
+        file_quant = runner.output_quantization()
+    finally:
+        runner.close()
     reference = _torch_outputs(reference_model, x, batch_size)
     if deployed.shape != reference.shape:
         raise VerificationError(f"{path.name}: output shape {deployed.shape} differs from the "
                                 f"reference's {reference.shape}")
-    step, source = _output_step(runtime, path, reference)
+    step, source = _output_step(runtime, path, reference, file_quant)
     report = _compare(path, runtime, deployed, reference, y, step, source, threshold)
     report.kernels = kernels
     if report_path is not None:
@@ -136,15 +144,11 @@ def _torch_outputs(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def _output_step(runtime: str, path: Path, reference: np.ndarray) -> tuple[float, str]:
+def _output_step(runtime: str, path: Path, reference: np.ndarray,
+                 file_quant: tuple[float, int] | None) -> tuple[float, str]:
     """The quantization step of the output: the file's own when it has one."""
-    if runtime == "litert":
-        from edgekit.export.litert_ops import open_interpreter
-
-        detail = open_interpreter(path).get_output_details()[0]
-        scale = float((detail.get("quantization") or (0.0, 0))[0])
-        if scale > 0:
-            return scale, "output tensor scale of the .tflite"
+    if runtime == "litert" and file_quant is not None:
+        return file_quant[0], "output tensor scale of the .tflite"
     if runtime == "onnxruntime":
         scale = _onnx_output_dq_scale(path)
         if scale:
@@ -181,23 +185,17 @@ def _onnx_kernels(path: Path) -> str:
     return "reference (unfused Q/DQ, TensorRT semantics)" if target == "tensorrt" else "optimized"
 
 
-def _runner(runtime: str, path: Path, threads: int, kernels: str = "optimized"):
-    if runtime == "onnxruntime":
-        ort = require("onnxruntime", purpose="verifying an ONNX file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        if kernels.startswith("reference"):
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return lambda xb: session.run(None, {name: xb})[0]
-    if runtime == "litert":
-        from edgekit.export.tflite import run_tflite
+def _open_runner(runtime: str, path: Path, threads: int, kernels: str) -> Runner:
+    """The benchmark harness's runner for ``runtime``, loaded; ``predict`` runs the data."""
+    from edgekit.bench.runners import runner_class
 
-        return lambda xb: run_tflite(path, xb, threads=threads)
-    from edgekit.export.tensorrt import run_engine
-
-    return lambda xb: run_engine(path, xb)
+    options: dict[str, Any] = {}
+    if kernels.startswith("reference"):
+        options["graph_optimization"] = "disabled"  # onnxruntime's unfused reference kernels
+    device = "cuda" if runtime == "tensorrt" else "cpu"
+    runner = runner_class(runtime, path)(path, threads=threads, device=device, options=options)
+    runner.load()
+    return runner
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
