@@ -10,6 +10,10 @@ ordinary trainable model: every ``BatchNorm2d`` that directly follows a ``Conv2d
 output feeds nothing else is merged into that conv and replaced by ``nn.Identity``; every
 other ``BatchNorm2d`` (after a concat, an add, …) becomes the equivalent 1x1 depthwise conv,
 which TFLite runs as an int8 DEPTHWISE_CONV_2D with per-channel weights.
+
+``transposed_convs_as_pixel_shuffle`` rewrites ESPNet's decoder upsampling the same way:
+litert's converter leaves a quantized TRANSPOSE_CONV in float, while the exactly equivalent
+1x1 conv + pixel shuffle lowers to int8 CONV_2D, RESHAPE and TRANSPOSE.
 """
 
 from __future__ import annotations
@@ -132,6 +136,41 @@ def fold_batchnorm(model: torch.nn.Module, example_input: torch.Tensor) -> torch
         else:
             _set_submodule(folded, bn_path, _bn_as_depthwise(bn))
     return folded
+
+
+def transposed_convs_as_pixel_shuffle(model: torch.nn.Module) -> int:
+    """Replace, in place, each non-overlapping ``ConvTranspose2d`` by 1x1 conv + PixelShuffle.
+
+    With kernel == stride (k), no padding, dilation or groups, output pixel (k·i+a, k·j+b)
+    of channel o is sum_c x[c, i, j] · W[c, o, a, b] (+ bias[o]): a 1x1 conv to o·k²+a·k+b
+    channels followed by ``pixel_shuffle(k)``. Returns how many were replaced.
+    """
+    import torch
+
+    replaced = 0
+    for path, module in list(model.named_modules()):
+        if not _pixel_shuffle_equivalent(module):
+            continue
+        k, cin, cout = module.kernel_size[0], module.in_channels, module.out_channels
+        conv = torch.nn.Conv2d(cin, cout * k * k, 1, bias=True)
+        with torch.no_grad():
+            conv.weight.copy_(module.weight.permute(1, 2, 3, 0).reshape(cout * k * k, cin, 1, 1))
+            bias = module.bias if module.bias is not None else torch.zeros(cout)
+            conv.bias.copy_(bias.repeat_interleave(k * k))
+        _set_submodule(model, path, torch.nn.Sequential(conv, torch.nn.PixelShuffle(k)))
+        replaced += 1
+    return replaced
+
+
+def _pixel_shuffle_equivalent(module: torch.nn.Module) -> bool:
+    import torch
+
+    if not isinstance(module, torch.nn.ConvTranspose2d):
+        return False
+    k = module.kernel_size
+    return (k[0] == k[1] and tuple(module.stride) == tuple(k) and module.groups == 1
+            and tuple(module.padding) == (0, 0) and tuple(module.output_padding) == (0, 0)
+            and tuple(module.dilation) == (1, 1) and module.padding_mode == "zeros")
 
 
 def count_batchnorm(model: torch.nn.Module) -> int:

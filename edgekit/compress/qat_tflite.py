@@ -4,7 +4,8 @@ litert-torch's PT2E QAT (``prepare_qat_pt2e`` + its quantizer with ``is_qat=True
 on conv+BatchNorm with torch 2.13 + torchao 0.18. The path here avoids that pattern
 instead of patching around it:
 
-1. ``fold_batchnorm`` merges every BN into its conv (exactly equivalent in float; checked);
+1. ``fold_batchnorm`` merges every BN into its conv and ``transposed_convs_as_pixel_shuffle``
+   turns ESPNet's upsampling into int8-lowerable ops (both exact in float; checked);
 2. ``torch.export`` with a dynamic batch dim, then ``prepare_qat_pt2e`` with
    ``TFLiteInt8Quantizer`` (litert's int8 specs; annotates every op with an int8 kernel);
 3. calibration batches initialise the moving-average ranges, ``edgekit.training.train``
@@ -100,13 +101,15 @@ def quantize_for_tflite(
 
 
 def export_bn_free(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-    """BatchNorm folded (checked for equivalence), exported with a dynamic batch dim."""
+    """BatchNorm folded and transposed convs as pixel shuffles (checked for equivalence),
+    exported with a dynamic batch dim."""
     import torch
 
-    from edgekit.compress.bn_fold import fold_batchnorm
+    from edgekit.compress.bn_fold import fold_batchnorm, transposed_convs_as_pixel_shuffle
 
     model = model.eval()
     folded = fold_batchnorm(model, example)
+    transposed_convs_as_pixel_shuffle(folded)
     with torch.no_grad():
         ref = model(example)
         err = (folded(example) - ref).abs().max().item()

@@ -170,6 +170,37 @@ def test_fold_batchnorm_on_zoo_models(name):
         assert (folded(x) - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
 
 
+def test_transposed_convs_become_exact_pixel_shuffles():
+    from edgekit.compress.bn_fold import transposed_convs_as_pixel_shuffle
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(4, 3, 2, stride=2, bias=True),
+                          nn.ConvTranspose2d(3, 3, 3, stride=2, padding=1)).eval()
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        want = model(x)
+        assert transposed_convs_as_pixel_shuffle(model) == 1  # the overlapping one stays
+        got = model(x)
+    assert isinstance(model[0][1], nn.PixelShuffle) and isinstance(model[1], nn.ConvTranspose2d)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_espnet_decoder_is_full_integer(mnist, tmp_path):
+    """The zoo ESPNet's ConvTranspose2d upsampling used to stay a float TRANSPOSE_CONV."""
+    from edgekit.compress.qat_tflite import quantize_for_tflite
+    from edgekit.export.tflite import export_tflite, float_compute_ops
+    from edgekit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("espnet", num_classes=11, in_channels=1, input_size=32).eval()
+    calib = np.random.default_rng(0).random((8, 1, 32, 32), dtype=np.float32)
+    cfg = QuantConfig(target="tflite", mode="ptq", calibration_size=8, batch_size=8)
+    qm = quantize_for_tflite(model, cfg, calib_data=calib)
+    art = export_tflite(qm, tmp_path / "espnet.tflite", calibration=calib)
+    assert float_compute_ops(art.path) == []
+
+
 def test_quantizer_annotates_every_compute_op():
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
