@@ -15,7 +15,7 @@ depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntim
 LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
 
 Budget (defaults): all 4,000 mnist5k training digits (mnist5k_seg images for the
-segmentation nets), 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-4), scored on all
+segmentation nets), 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-3), scored on all
 1,000 test images; about 5 min per family on a quiet 2-core CPU.
 
     python benchmarks/quantization.py --json results/quantization.json --out results/quant
@@ -53,6 +53,8 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=6, help="fp32 epochs (Adam, cosine)")
     p.add_argument("--lr", type=float, default=3e-3, help="fp32 learning rate")
     p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--qat-lr", type=float, default=1e-3,
+                   help="QAT learning rate (default: edgekit compress's recipe default)")
     p.add_argument("--speed-runs", type=int, default=30)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--speed-models", default=",".join(SPEED_MODELS),
@@ -76,7 +78,8 @@ def main() -> int:
     result: dict[str, Any] = {
         "benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
         "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
-                                                   "lr", "qat_epochs", "speed_runs")},
+                                                   "lr", "qat_epochs", "qat_lr",
+                                                   "speed_runs")},
         "tflite_available": tflite is not None, "families": [], "speed": {}}
     # speed first, then family by family; the JSON is rewritten after each step so an
     # interrupted run keeps what it measured
@@ -153,7 +156,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
                            "metric": "miou" if seg else "accuracy"}
     row["fp32"] = _score(_torch_out(model, test_ds.x), test_ds)
 
-    qcfg = dict(epochs=args.qat_epochs, lr=1e-4, calibration_size=256, batch_size=64)
+    qcfg = dict(epochs=args.qat_epochs, lr=args.qat_lr, calibration_size=256, batch_size=64)
     qm = quantize(model, QuantConfig(target="tensorrt", **qcfg), train_data=train_ds)
     onnx_path = out / f"{name}.int8.onnx"
     export_onnx(qm, onnx_path)
