@@ -37,6 +37,9 @@ class TrainConfig:
     ``schedule``: "cosine" anneals the learning rate to 0 over all steps; "step" divides it
     by 10 after each third of the epochs; "none" keeps it. ``patience``: stop once the
     validation metric has not improved for that many epochs (needs ``val_data``).
+    ``keep_start``: with ``val_data``, the weights before the first epoch are a candidate for
+    the best too (epoch 0), so fine-tuning never returns a model that validates worse than
+    the one it started from (QAT after calibration).
     """
 
     epochs: int = 5
@@ -50,6 +53,7 @@ class TrainConfig:
     patience: int | None = None
     progress: bool = True
     label_smoothing: float = 0.0
+    keep_start: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -113,6 +117,10 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
     result = TrainResult(metric=metric)
     best_state: dict[str, Any] | None = None
     stale = 0
+    if val_data is not None and cfg.keep_start:
+        result.best_metric = evaluate(model, val_data, batch_size=max(cfg.batch_size, 256))[metric]
+        result.best_epoch = 0
+        best_state = _snapshot(model)
     bar = _progress_bar(cfg, steps_per_epoch)
     start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):

@@ -124,7 +124,7 @@ def quantize(
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
     history = None
     if config.mode == "qat" and config.epochs > 0:
-        history = _fine_tune(qmodel, train_data, val_data, config)
+        history = fine_tune(qmodel, train_data, val_data, config)
     qmodel.eval()
     return QuantizedModel(
         model=qmodel,
@@ -170,12 +170,14 @@ def _wrap_sequential(body: torch.nn.Sequential) -> torch.nn.Module:
     return SequentialWrapper()
 
 
-def _fine_tune(qmodel: Any, train_data: Any, val_data: Any, config: QuantConfig) -> Any:
+def fine_tune(qmodel: Any, train_data: Any, val_data: Any, config: QuantConfig) -> Any:
+    """QAT epochs through the fake-quant ops; with ``val_data`` the best of the calibrated
+    start and each epoch is kept, so QAT never validates worse than its own PTQ."""
     from edgekit.training import TrainConfig, train
 
     train_config = TrainConfig(
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-        progress=False,
+        progress=False, keep_start=True,
     )
     return train(qmodel, train_data, train_config, val_data=val_data)
 

@@ -59,7 +59,7 @@ def quantize_for_tflite(
     """
     import torch
 
-    from edgekit.compress.qat import QuantConfig, QuantizedModel, sample_inputs
+    from edgekit.compress.qat import QuantConfig, QuantizedModel, fine_tune, sample_inputs
 
     cfg = cfg or QuantConfig(target="tflite")
     if cfg.target != "tflite":
@@ -80,7 +80,7 @@ def quantize_for_tflite(
     _calibrate(prepared, calib, cfg.batch_size)
     history = None
     if qat:
-        history = _fine_tune(prepared, train_data, val_data, cfg)
+        history = fine_tune(prepared, train_data, val_data, cfg)
     freeze_ranges(prepared)
     stage = STAGE_PREPARED
     if not qat:
@@ -177,15 +177,6 @@ def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: 
     with torch.no_grad():
         for batch in torch.split(calib, batch_size):
             prepared(batch)
-
-
-def _fine_tune(prepared: Any, train_data: Any, val_data: Any, cfg: QuantConfig) -> Any:
-    from edgekit.training import TrainConfig, train
-
-    train_config = TrainConfig(
-        epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=False
-    )
-    return train(prepared, train_data, train_config, val_data=val_data)
 
 
 def freeze_ranges(prepared: torch.fx.GraphModule) -> None:

@@ -17,6 +17,8 @@ from edgekit.compress.recipe import CompressRecipe
 from edgekit.devices import DeviceProfile, estimate_latency
 from edgekit.errors import InvalidInputError
 
+# Share of the training split held out for validation (best-epoch choice in training and QAT).
+VAL_FRACTION = 0.1
 # The QAT scheme follows the runtime the target profile names.
 QUANT_TARGET = {"tensorrt": "tensorrt", "tflite": "tflite", "onnxruntime": "onnxruntime"}
 # Where the deployed file runs on this host for verification and the measured latency.
@@ -34,6 +36,7 @@ class Context:
     log: Callable[[str], None]
     task: str
     train: Any
+    val: Any  # held out of train: picks the best epoch, so test stays unseen until the end
     test: Any
     model_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -67,8 +70,10 @@ def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
     if train.task != spec.task:
         raise InvalidInputError(f"{recipe.model} is a {spec.task} model but {data} is a "
                                 f"{train.task} data set")
-    log(f"[1/6] data {data}: {len(train)} train / {len(test)} test, input {train.x.shape[1:]}")
-    return Context(recipe, profile, out, log, spec.task, train, test)
+    train, val = train.split(VAL_FRACTION, seed=recipe.seed)
+    log(f"[1/6] data {data}: {len(train)} train / {len(val)} validation / {len(test)} test, "
+        f"input {train.x.shape[1:]}")
+    return Context(recipe, profile, out, log, spec.task, train, val, test)
 
 
 def train_or_load(ctx: Context) -> Any:
@@ -89,7 +94,7 @@ def train_or_load(ctx: Context) -> Any:
                              input_size=h, **r.model_args)
         ctx.log(f"[2/6] training fp32 {r.model} for {r.epochs} epoch(s)")
         train(model, ctx.train, TrainConfig(epochs=r.epochs, lr=r.lr, batch_size=r.batch_size,
-                                             seed=r.seed), val_data=ctx.test)
+                                             seed=r.seed), val_data=ctx.val)
     model.eval()
     ctx.model_config = dict(model.edgekit_config)
     fp32 = evaluate(model, ctx.test)
@@ -112,7 +117,7 @@ def quantize(ctx: Context, model: Any) -> Any | None:
                          lr=r.qat_lr, calibration_size=r.calibration_size,
                          batch_size=r.batch_size, seed=r.seed)
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
-    qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.test)
+    qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val)
     ctx.metrics["int8_trained"] = evaluate(qm.model, ctx.test)
     ctx.metrics["quant_scheme"] = qm.scheme
     return qm

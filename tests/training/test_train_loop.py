@@ -92,6 +92,25 @@ def test_early_stop_after_patience_epochs_without_improvement(digits):
         train(model, train_ds, cfg)
 
 
+def test_keep_start_returns_the_starting_weights_when_training_only_hurts(digits):
+    train_ds, test_ds = digits
+    torch.manual_seed(0)
+    model = create_model("lenet300_100")
+    train(model, train_ds, TrainConfig(epochs=2, lr=3e-3, progress=False))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    start_acc = evaluate(model, test_ds)["accuracy"]
+
+    def scramble(m):  # every step makes the model worse: noise instead of gradients
+        for p in m.parameters():
+            p.grad.normal_(0, 1)
+
+    cfg = TrainConfig(epochs=2, lr=0.05, progress=False, keep_start=True)
+    result = train(model, train_ds, cfg, val_data=test_ds, before_step=scramble)
+    assert result.best_epoch == 0 and result.best_metric == start_acc
+    assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+    assert all(h["val_accuracy"] < start_acc for h in result.history)
+
+
 class _TinySegNet(nn.Module):
     def __init__(self):
         super().__init__()
