@@ -144,7 +144,10 @@ class PyramidPool(nn.Module):
         hs = [F.avg_pool2d(self.stages[0](up), 2), self.stages[1](x)]
         down = self.stages[2](F.avg_pool2d(x, 2))
         hs.append(F.interpolate(down, scale_factor=2.0, mode="bilinear", align_corners=False))
-        hs.append(self.stages[3](x.mean((2, 3), keepdim=True)).expand_as(x))
+        # global context broadcast back to HxW; nearest resize of the 1x1 map rather than
+        # expand_as, which litert lowers to a BROADCAST_TO that fails to prepare in LiteRT
+        pooled = self.stages[3](x.mean((2, 3), keepdim=True))
+        hs.append(F.interpolate(pooled, size=x.shape[-2:], mode="nearest"))
         return self.out(self.merge(torch.cat(hs, 1)))
 
 
