@@ -17,8 +17,6 @@ the full-size dense net.
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -95,14 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     _print_table(rows, metrics)
     if args.json:
+        from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+
         from edgekit._io import atomic_write_json
 
         atomic_write_json(args.json, {
-            "benchmark": "lowbit",
-            "command": "python benchmarks/lowbit.py " + " ".join(argv or sys.argv[1:]),
-            "machine": f"{platform.machine()} {platform.system()}, torch threads={args.threads}",
-            "python": platform.python_version(),
-            "torch": torch.__version__,
+            **run_info("lowbit", argv, torch_threads=args.threads),
             "epochs": args.epochs,
             "metrics": metrics,
         })

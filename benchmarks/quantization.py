@@ -73,6 +73,7 @@ def main() -> int:
     args = p.parse_args()
 
     import torch
+    from _provenance import run_info  # benchmarks/, on sys.path when run as a script
 
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -85,7 +86,7 @@ def main() -> int:
     else:
         names = list(REPRESENTATIVES)
     result: dict[str, Any] = {
-        "benchmark": "quantization", "machine": "2-core x86-64 CPU (AVX2), no GPU",
+        **run_info("quantization", None, torch_threads=2),
         "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
                                                    "lr", "qat_epochs", "qat_lr",
                                                    "speed_runs")},

@@ -108,22 +108,23 @@ def _interleaved_medians(files: dict[str, Path], x: np.ndarray, threads: int,
                          repeats: int) -> dict[str, float]:
     """Median ms per file; one invocation of each file per round, so load spikes from other
     processes on the shared CPU hit all files alike."""
-    from edgekit.export.litert_ops import open_interpreter
-    from edgekit.export.tflite import _to_input
+    from edgekit.bench.runners.base import quantize_input
+    from edgekit.bench.runners.litert import LiteRTRunner
 
-    interps = {}
+    runners = {}
     for label, path in files.items():
-        interp = open_interpreter(path, threads=threads)
-        (inp,) = interp.get_input_details()
-        interp.set_tensor(inp["index"], _to_input(x, inp))
+        runner = LiteRTRunner(path, threads=threads)
+        runner.load()
+        (spec,) = runner.input_specs()
+        runner.set_inputs([quantize_input(x, spec)])
         for _ in range(3):
-            interp.invoke()
-        interps[label] = interp
+            runner.run()
+        runners[label] = runner
     times: dict[str, list[float]] = {label: [] for label in files}
     for _ in range(repeats):
-        for label, interp in interps.items():
+        for label, runner in runners.items():
             t = time.perf_counter()
-            interp.invoke()
+            runner.run()
             times[label].append(time.perf_counter() - t)
     return {label: float(np.median(v) * 1e3) for label, v in times.items()}
 

@@ -16,7 +16,6 @@ figures are printed and written with ``--json PATH`` (flat ``metrics``).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 
@@ -52,14 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         train_small_variants(args, metrics)
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
+        from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+
         from edgekit._io import atomic_write_json
 
         atomic_write_json(args.json, {
-            "benchmark": "zoo",
-            "command": "python benchmarks/zoo.py " + " ".join(argv or sys.argv[1:]),
-            "machine": f"{platform.machine()} {platform.system()}, torch threads={args.threads}",
-            "python": platform.python_version(),
-            "torch": torch.__version__,
+            **run_info("zoo", argv, torch_threads=args.threads),
             "epochs": args.epochs,
             "train_limit": args.train_limit,
             "metrics": metrics,

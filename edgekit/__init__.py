@@ -6,8 +6,7 @@ onnxruntime, LiteRT or nncf, so the on-device benchmark agent runs with numpy al
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgekit._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -41,17 +40,4 @@ _PUBLIC = {
     "ekz_to_onnx": "edgekit.compress.ekz.deploy",
 }
 
-__all__ = ["__version__", *sorted(_PUBLIC)]
-
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'edgekit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 from edgekit.errors import MissingBackendError
 
@@ -42,3 +45,30 @@ def require(module: str, *, purpose: str = "") -> ModuleType:
         else:
             how = f"pip install {top}"
         raise MissingBackendError(f"{module} is not installed{why}: {how} ({exc})") from None
+
+
+def lazy_exports(package: str, table: dict[str, str], *, eager: tuple[str, ...] = ()
+                 ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
+    """``__all__``, ``__getattr__`` and ``__dir__`` (PEP 562) for ``package``.
+
+    ``table`` maps each public name to the module that defines it; the module is imported on
+    first access and the value cached in the package, so importing the package stays light.
+    ``eager`` names are defined in the package itself (e.g. ``__version__``).
+    """
+    clash = sorted(n for n in table if f"{package}.{n}" in table.values())
+    if clash:  # importing that submodule would overwrite the lazily exported name with it
+        raise ValueError(f"{package}: exported names equal to submodule names: {clash}")
+    public = [*eager, *sorted(table)]
+
+    def __getattr__(name: str) -> Any:
+        source = table.get(name)
+        if source is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(source), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return public
+
+    return public, __getattr__, __dir__

@@ -20,8 +20,9 @@ class Registry(Generic[T]):
     ... def make_rapl(): ...
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, listed_by: str | None = None) -> None:
         self.kind = kind
+        self.listed_by = listed_by  # the CLI command that lists the entries, if any
         self._entries: dict[str, T] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
@@ -45,7 +46,11 @@ class Registry(Generic[T]):
     def _unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, self._entries, n=5, cutoff=0.5)
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} (list them all with `edgekit` --help)"
+        if self.listed_by:
+            where = f" (list them with `{self.listed_by}`)"
+        else:
+            where = f" (known: {', '.join(sorted(self._entries))})"
+        return f"unknown {self.kind} {name!r}{hint}{where}"
 
     def names(self, pattern: str = "*") -> list[str]:
         return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))

@@ -154,16 +154,6 @@ def read_tflite_provenance(path: str | os.PathLike[str]) -> dict[str, Any] | Non
     return read_metadata(Path(path).read_bytes())
 
 
-def _to_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    """``x`` quantized for an input detail dict (benchmarks/tflite_int8.py binds it itself)."""
-    from edgekit.bench.runners.base import TensorSpec, quantize_input
-
-    scale, zero = detail.get("quantization", (0.0, 0))
-    spec = TensorSpec(detail["name"], tuple(detail["shape"]), np.dtype(detail["dtype"]),
-                      scale, int(zero))
-    return quantize_input(x, spec)
-
-
 def _convert(module: Any, example: torch.Tensor, *, quantizer: Any) -> bytes:
     litert_torch = require("litert_torch", purpose="TFLite export")
     kwargs = {}

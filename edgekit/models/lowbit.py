@@ -4,7 +4,7 @@ Every variant takes ``weights``: its low-bit kind (``binary``, ``xnor``, ``twn``
 ``hashed``) or ``"fp32"`` for the full-precision twin with the same topology (ReLU where
 the low-bit net has binary activations), which the benchmark compares against:
 ``create_model("ternary_lenet5", weights="fp32")``. ``materialized=True`` builds the
-export form (see ``edgekit.compress.lowbit.materialize``). Registered variants (bottom):
+export form (see ``edgekit.compress.lowbit.materialization``). Registered variants (bottom):
 
 =====================  ==========================================================  ========
 name                   layers                                                      weights
@@ -108,7 +108,7 @@ def _finish(model: LowBitNet, materialized: bool) -> nn.Module:
     ``.ekz`` files of low-bit models store, so ``create_model(**file_config)`` loads them."""
     if not materialized:
         return model
-    from edgekit.compress.lowbit.materialize import materialize
+    from edgekit.compress.lowbit.materialization import materialize
 
     return materialize(model)
 

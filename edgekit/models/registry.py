@@ -58,7 +58,7 @@ class _Entry:
     build: Callable[..., Any]
 
 
-MODELS: Registry[_Entry] = Registry("model")
+MODELS: Registry[_Entry] = Registry("model", listed_by="edgekit models")
 
 
 def register_model(*, family: str, task: str = "classification", num_classes: int = 1000,

@@ -36,6 +36,27 @@ def test_registry_unknown_name_suggests_close_names():
         reg.register("mobilenet_v2")(3)
 
 
+def test_registry_names_where_to_list_entries():
+    listed: Registry[int] = Registry("model", listed_by="edgekit models")
+    small: Registry[int] = Registry("data set")
+    small.register("mnist5k")(1)
+    with pytest.raises(UnknownNameError, match="list them with `edgekit models`"):
+        listed.get("nope")
+    with pytest.raises(UnknownNameError, match=r"known: mnist5k\)"):
+        small.get("nope")
+
+
+def test_lazy_exports_survive_their_submodule_being_imported_first():
+    code = ("import edgekit.compress.lowbit.materialization, edgekit.compress.lowbit as lb;"
+            "print(callable(lb.materialize), lb.materialize.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "edgekit.compress.lowbit.materialization"]
+    from edgekit._lazy import lazy_exports
+
+    with pytest.raises(ValueError, match="submodule names"):
+        lazy_exports("pkg", {"tool": "pkg.tool"})
+
+
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.json"
     atomic_write_json(target, {"a": 1})

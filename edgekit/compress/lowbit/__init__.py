@@ -8,8 +8,7 @@ and store with the 1-bit / 2-bit / hashed ``.ekz`` records (``lowbit.records``,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgekit._lazy import lazy_exports
 
 _PUBLIC = {
     **dict.fromkeys(
@@ -17,25 +16,12 @@ _PUBLIC = {
          "HashedConv2d", "HashedLinear", "SignActivation", "TTQConv2d", "TTQLinear",
          "TernaryConv2d", "TernaryLinear", "XnorConv2d", "XnorLinear"],
         "edgekit.compress.lowbit.layers"),
-    "lowbit_layers": "edgekit.compress.lowbit.materialize",
-    "materialize": "edgekit.compress.lowbit.materialize",
+    "lowbit_layers": "edgekit.compress.lowbit.materialization",
+    "materialize": "edgekit.compress.lowbit.materialization",
     "save_lowbit": "edgekit.compress.lowbit.storage",
     "load_lowbit": "edgekit.compress.lowbit.storage",
     "storage_report": "edgekit.compress.lowbit.storage",
     "weights_to_qdq": "edgekit.compress.lowbit.onnx_qdq",
 }
 
-__all__ = sorted(_PUBLIC)
-
-
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

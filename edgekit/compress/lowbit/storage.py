@@ -21,7 +21,7 @@ from torch import nn
 
 from edgekit.compress.ekz import EkzFile, TensorRecord, encode_ekz, load_ekz, write_ekz
 from edgekit.compress.lowbit import records as _records  # registers the record kinds
-from edgekit.compress.lowbit.materialize import lowbit_layers, materialize
+from edgekit.compress.lowbit.materialization import lowbit_layers, materialize
 from edgekit.errors import CheckpointError, FormatError, InvalidInputError
 
 # layer.kind -> record kind (declarative: print it to see what is stored how)
