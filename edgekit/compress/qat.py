@@ -12,6 +12,7 @@ quantization, so the weights QAT learns ranges for are the weights the engine ru
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 MODES = ("qat", "ptq")
+NNCF_EXTENSION_TIMEOUT_S = 600  # default NNCF_EXTENSION_LOAD_TIMEOUT (nncf's own: 60 s)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ def quantize(
     import nncf
     import torch
 
+    # nncf builds its CPU extension on first use (and again whenever another environment
+    # built the shared cache last) under a 60 s limit; on a busy 2-core box the build alone
+    # took longer (2026-11-23). Allow 10 min unless the user chose a limit.
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(NNCF_EXTENSION_TIMEOUT_S))
     torch.manual_seed(config.seed)
     calib = sample_inputs(source, config.calibration_size, seed=config.seed)
     scheme = scheme_for(config.target)

@@ -9,7 +9,8 @@ instead of patching around it:
 2. ``torch.export`` with a dynamic batch dim, then ``prepare_qat_pt2e`` with
    ``TFLiteInt8Quantizer`` (litert's int8 specs; annotates every op with an int8 kernel);
 3. calibration batches initialise the moving-average ranges, ``edgekit.training.train``
-   fine-tunes weights through the fake-quant ops, then observers are frozen;
+   fine-tunes weights through the fake-quant ops (biases rounded to their int32 grid,
+   ``int32_bias``), then observers are frozen;
 4. ``convert_pt2e`` at export time turns the learned ranges into Q/DQ pairs that
    ``litert_torch.convert`` lowers to a full-integer ``.tflite``.
 
@@ -84,9 +85,7 @@ def quantize_for_tflite(
     freeze_ranges(prepared)
     stage = STAGE_PREPARED
     if not qat:
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
-        prepared = convert_pt2e(prepared, fold_quantize=False)
+        prepared = _convert(prepared)
         stage = STAGE_CONVERTED
     _eval(prepared)
     return QuantizedModel(
@@ -133,6 +132,7 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
+    from edgekit.compress.int32_bias import use_int32_bias_fake_quant
     from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
 
     quantizer = TFLiteInt8Quantizer(is_qat=qat)
@@ -145,6 +145,8 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
         raise ExportError(f"PT2E could not prepare the model for int8: {first}") from exc
     allow_exported_model_train_eval(prepared)  # lets train() call .train()/.eval()
     _use_reference_fake_quant(prepared)
+    if qat:  # PTQ keeps the float bias while calibrating; convert rounds it (_convert)
+        use_int32_bias_fake_quant(prepared)
     return prepared, quantizer
 
 
@@ -202,6 +204,14 @@ def converted_graph(qm: QuantizedModel) -> torch.fx.GraphModule:
     if stage != STAGE_PREPARED:
         raise ExportError("this QuantizedModel was not made by quantize_for_tflite "
                           "(no PT2E graph to convert to TFLite)")
+    return _convert(copy.deepcopy(qm.model))
+
+
+def _convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Q/DQ graph of ``prepared`` (modified in place), biases already on their int32 grid."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    return convert_pt2e(copy.deepcopy(qm.model), fold_quantize=False)
+    from edgekit.compress.int32_bias import bake_int32_biases
+
+    bake_int32_biases(prepared)
+    return convert_pt2e(prepared, fold_quantize=False)

@@ -8,8 +8,9 @@ DEQUANTIZE and a QUANTIZE and runs in float. This quantizer reuses litert's quan
 specs (int8 asymmetric per-tensor activations, int8 symmetric per-channel weights) but
 annotates from plain tables of aten ops, so which op gets what is data you can print:
 
-* ``WEIGHTED``: conv/linear, weights per-channel; a following ReLU/ReLU6 is fused
-  (one output quantizer after the activation, as TFLite's fused activation computes it).
+* ``WEIGHTED``: conv/linear, weights per-channel, bias int32 at input × weight scale (as
+  the kernels store it; ``int32_bias``); a following ReLU/ReLU6 is fused (one output
+  quantizer after the activation, as TFLite's fused activation computes it).
 * ``INDEPENDENT``: ops whose int8 kernel rescales (ADD, SUB, MUL, HARD_SWISH, PRELU, …):
   own output quantizer.
 * ``SHARED``: data movement, pooling, resizing and monotone clamps (RESHAPE, TRANSPOSE,
@@ -46,6 +47,8 @@ from torchao.quantization.pt2e.quantizer import (
     QuantizationAnnotation,
     SharedQuantizationSpec,
 )
+
+from edgekit.compress.int32_bias import int32_bias_spec
 
 aten = torch.ops.aten
 
@@ -214,7 +217,7 @@ def _has_own_output(node: Node) -> bool:
 def _annotate_weighted(node: Node, config: QuantizationConfig) -> None:
     inputs = {node.args[0]: config.input_activation, node.args[1]: config.weight}
     if len(node.args) > 2 and isinstance(node.args[2], Node):
-        inputs[node.args[2]] = config.bias
+        inputs[node.args[2]] = int32_bias_spec(node)  # the kernels' int32 bias (int32_bias.py)
     activation = _fused_activation(node)
     if activation is None:
         _mark(node, inputs, config.output_activation)

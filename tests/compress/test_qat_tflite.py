@@ -135,13 +135,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    from edgekit.calibration import load_dataset
-
-    return load_dataset("mnist5k", split="train"), load_dataset("mnist5k", split="test")
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_fold_batchnorm_is_exact_and_removes_every_bn(family):
     torch.manual_seed(0)
