@@ -14,11 +14,14 @@ untrained weights, int8 by PTQ calibration on scikit-learn photo crops — laten
 depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntime and
 LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
 
-Budget (defaults): all 4,000 mnist5k training digits (mnist5k_seg images for the
-segmentation nets), 10% of them held out to choose the best epoch (fp32 and QAT; QAT's
-calibrated start is a candidate too, so QAT never validates worse than its own PTQ);
-6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-3); scored on all 1,000 test images.
-About 3-6 min per family on a quiet 2-core CPU.
+Budget (defaults): all 4,000 mnist5k training digits (for the segmentation nets all
+1,343 mnist5k_seg canvases made of them), 10% of them held out to choose the best epoch
+(fp32 and QAT; QAT's calibrated start is a candidate too, so QAT never validates worse than
+its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-3); scored on all 1,000
+test digits (328 test canvases). The segmentation nets train 15 fp32 epochs at 1e-2
+(``--seg-epochs``, FAMILY_LR) with ENet class weights (``TrainConfig.class_weights``'s
+default for segmentation; QAT uses them too). About 3-6 min per family on a quiet 2-core
+CPU, 5-10 for the segmentation nets (their fp32 epochs take 10-20 s each).
 
     python benchmarks/quantization.py --json results/quantization.json --out results/quant
 """
@@ -39,8 +42,11 @@ SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
 # ``--families all`` runs every variant. The binary/ternary/hashed nets are not int8 targets
 # (benchmarks/lowbit.py covers their export).
 # fp32 learning rate where the default does not train (QAT uses the smaller of this and
-# --qat-lr): SqueezeNet has no batch norm and its ReLUs die at 3e-3 (chance accuracy); ESPNet
-# stayed at the all-background solution at 3e-3 (mIoU 0.11). Both as in benchmarks/zoo.py.
+# --qat-lr): SqueezeNet has no batch norm and its ReLUs die at 3e-3 (chance accuracy), as in
+# benchmarks/zoo.py. The segmentation nets need 1e-2 and --seg-epochs (15): with the
+# class-weighted loss and the decoder fix of 2026-11-23, 6 epochs at 1e-2 reach test mIoU
+# ~0.2, 15 epochs ~0.6 (ESPNet) and ~0.4 (ESPNetv2); before, they stayed at the
+# all-background solution (mIoU 0.08-0.11 at 3e-3 and 1e-2).
 FAMILY_LR = {"squeezenet1_0": 3e-4, "squeezenet1_1": 3e-4, "espnet": 1e-2, "espnetv2": 1e-2}
 REPRESENTATIVES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                    "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0",
@@ -57,6 +63,8 @@ def main() -> int:
     p.add_argument("--train-samples", type=int, default=4000, help="default: all of mnist5k")
     p.add_argument("--test-samples", type=int, default=1000, help="default: all of mnist5k")
     p.add_argument("--epochs", type=int, default=6, help="fp32 epochs (Adam, cosine)")
+    p.add_argument("--seg-epochs", type=int, default=15,
+                   help="fp32 epochs of the segmentation nets (default: %(default)s)")
     p.add_argument("--lr", type=float, default=3e-3, help="fp32 learning rate")
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--qat-lr", type=float, default=1e-3,
@@ -67,7 +75,8 @@ def main() -> int:
                    help="zoo names timed at 224 px (default: %(default)s)")
     p.add_argument("--update", action="store_true",
                    help="start from the --json file of an earlier run: keep its speed figures "
-                        "and the rows of families not run now (their budget must match)")
+                        "and the rows of families not run now (their budget must match; "
+                        "each row records its own fp32 epochs and lr in fp32_train)")
     p.add_argument("--reuse-files", action="store_true",
                    help="time files a previous run of this script left in --out")
     args = p.parse_args()
@@ -165,13 +174,18 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     test_ds = test_ds.subset(args.test_samples, seed=0)
     model = create_model(name, num_classes=train_ds.num_classes, in_channels=1, input_size=size)
     lr = FAMILY_LR.get(name, args.lr)
-    train(model, train_ds, TrainConfig(epochs=args.epochs, lr=lr, batch_size=64,
-                                       progress=False), val_data=val_ds)
+    epochs = args.seg_epochs if seg else args.epochs
+    fit = train(model, train_ds, TrainConfig(epochs=epochs, lr=lr, batch_size=64,
+                                             progress=False), val_data=val_ds)
     model.eval()
     shape = tuple(train_ds.input_shape)
     calib = train_ds.subset(256, seed=1).x
     row: dict[str, Any] = {"model": name, "task": spec.task, "input": list(shape),
-                           "metric": "miou" if seg else "accuracy"}
+                           "metric": "miou" if seg else "accuracy",
+                           "fp32_train": {"epochs": epochs, "lr": lr,
+                                          "class_weighted": fit.class_weights is not None,
+                                          "best_epoch": fit.best_epoch,
+                                          "seconds": round(fit.seconds, 1)}}
     row["fp32"] = _score(_torch_out(model, test_ds.x), test_ds)
 
     qcfg = dict(epochs=args.qat_epochs, lr=min(args.qat_lr, lr), calibration_size=256,

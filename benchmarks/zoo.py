@@ -7,10 +7,12 @@ model per classification family (1 x 28 x 28, 10 classes, ``ModelSpec.small_defa
 trained for ``--epochs`` on the mnist5k train split (4,000 digits, or a stratified
 ``--train-limit`` subset) and evaluated on its 1,000 test digits, with batch-norm
 statistics re-estimated on the training data first (the running-average figure too);
-ESPNet and ESPNetv2 on the 64 px mnist5k_seg canvases (mIoU). Nothing here is asserted;
-figures are printed and written with ``--json PATH`` (flat ``metrics``).
+ESPNet and ESPNetv2 for ``--seg-epochs`` on the 64 px mnist5k_seg canvases (mIoU; ENet
+class weights, ``TrainConfig.class_weights``'s default for segmentation). Nothing here is
+asserted; figures are printed and written with ``--json PATH`` (flat ``metrics``).
 
-    python benchmarks/zoo.py --json results/zoo.json [--epochs 2] [--train-limit N]
+    python benchmarks/zoo.py --json results/zoo.json [--epochs 2] [--seg-epochs 15]
+        [--train-limit N]
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ CLASSIFICATION = ["lenet300_100", "lenet5", "mobilenet_v1", "mobilenet_v2",
                   "squeezenet1_1", "espnet_cls", "espnetv2_cls"]
 SEGMENTATION = ["espnet", "espnetv2"]
 # Adam learning rates; 1e-3 unless listed. SqueezeNet has no batch norm: at 1e-3 its final
-# ReLU died (10% accuracy) in a trial. The segmentation nets end in a bias-free transposed
-# conv and barely moved in 40 steps at 1e-3; 1e-2 fits a batch in the same steps.
+# ReLU died (10% accuracy) in a trial. The segmentation nets barely moved in 40 steps at
+# 1e-3; at 1e-2 (class-weighted loss) they reach test mIoU ~0.6 (ESPNet) and ~0.4
+# (ESPNetv2) in 15 epochs (benchmarks/quantization.py's split), ~0.2 in 6.
 LR = {"squeezenet1_1": 3e-4, "espnet": 1e-2, "espnetv2": 1e-2}
 
 
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the results (flat metrics) to this path")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seg-epochs", type=int, default=15,
+                        help="epochs of the segmentation nets (default: %(default)s)")
     parser.add_argument("--train-limit", type=int, help="train on a stratified subset")
     parser.add_argument("--no-train", action="store_true", help="counting part only")
     parser.add_argument("--no-count", action="store_true", help="training part only")
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(args.json, {
             **run_info("zoo", argv, torch_threads=args.threads),
             "epochs": args.epochs,
+            "seg_epochs": args.seg_epochs,
             "train_limit": args.train_limit,
             "metrics": metrics,
         })
@@ -110,7 +116,8 @@ def train_small_variants(args: argparse.Namespace, metrics: dict[str, float]) ->
         if args.train_limit:
             tr = tr.subset(args.train_limit)
         data[set_name] = (tr, load_dataset(set_name, split="test"))
-    print(f"\n## mnist5k small variants, {args.epochs} epochs, "
+    print(f"\n## mnist5k small variants, {args.epochs} epochs ({args.seg_epochs} for "
+          f"segmentation), "
           f"{len(data['mnist5k'][0])} training digits / {len(data['mnist5k_seg'][0])} canvases")
     rows = [("model", "input", "variant args", "params", "MACs", "s/epoch", "test metric",
              "(running BN)")]
@@ -126,7 +133,8 @@ def train_small_variants(args: argparse.Namespace, metrics: dict[str, float]) ->
         extra = {k: v for k, v in model.edgekit_config.items()
                  if k in get_model_spec(name).variant_defaults}
         params, macs = count_params(model), count_macs(model)
-        cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=LR.get(name, 1e-3), seed=0,
+        epochs = args.seg_epochs if name in SEGMENTATION else args.epochs
+        cfg = TrainConfig(epochs=epochs, batch_size=64, lr=LR.get(name, 1e-3), seed=0,
                           progress=False)
         result = train(model, train_data, cfg)
         metric = "miou" if set_name == "mnist5k_seg" else "accuracy"

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 Hook = Callable[["torch.nn.Module"], None]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "step", "none")
+CLASS_WEIGHTS = ("auto", "enet")  # or None
+ENET_C = 1.02  # ENet's c in w = 1 / ln(c + p) (Paszke et al. 2016)
 
 
 @dataclass
@@ -40,6 +42,12 @@ class TrainConfig:
     ``keep_start``: with ``val_data``, the weights before the first epoch are a candidate for
     the best too (epoch 0), so fine-tuning never returns a model that validates worse than
     the one it started from (QAT after calibration).
+    ``class_weights`` weighs the built-in cross-entropy per class: "enet" uses ENet's
+    ``w_c = 1 / ln(1.02 + p_c)`` with ``p_c`` the share of class ``c`` among the training
+    labels (pixels, for segmentation; see ``enet_class_weights``), the scheme ESPNet trains
+    with; None weighs every class the same; "auto" is "enet" for segmentation (where the
+    background covers most pixels and unweighted training long predicts it everywhere) and
+    None for classification. A custom ``loss_fn`` given to ``train`` weighs classes itself.
     """
 
     epochs: int = 5
@@ -54,6 +62,7 @@ class TrainConfig:
     progress: bool = True
     label_smoothing: float = 0.0
     keep_start: bool = False
+    class_weights: str | None = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -68,6 +77,10 @@ class TrainConfig:
             raise InvalidInputError(f"schedule must be one of {SCHEDULES}, not {self.schedule!r}")
         if self.patience is not None and self.patience < 1:
             raise InvalidInputError(f"patience must be >= 1, got {self.patience}")
+        if self.class_weights is not None and (not isinstance(self.class_weights, str)
+                                               or self.class_weights not in CLASS_WEIGHTS):
+            raise InvalidInputError(f"class_weights must be one of {CLASS_WEIGHTS} or None, "
+                                    f"not {self.class_weights!r}")
 
 
 @dataclass
@@ -81,6 +94,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     seconds: float = 0.0
+    class_weights: list[float] | None = None  # what the built-in loss weighed classes by
 
 
 def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig | None = None,
@@ -98,8 +112,15 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
         raise InvalidInputError(f"val_data is {val_data.task} but train_data is "
                                 f"{train_data.task}")
     metric = "accuracy" if train_data.task == "classification" else "miou"
-    loss_fn = loss_fn or _default_loss(cfg.label_smoothing)
     device = _device_of(model)
+    weights = None
+    if loss_fn is None:
+        weights = class_weights_for(cfg, train_data)
+        loss_fn = _default_loss(cfg.label_smoothing, weights, device)
+    elif cfg.class_weights not in ("auto", None):
+        raise InvalidInputError(f"class_weights={cfg.class_weights!r} weighs the built-in "
+                                f"loss; a custom loss_fn must weigh classes itself (pass "
+                                f"class_weights=None)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
@@ -114,7 +135,8 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_factor(cfg.schedule, cfg.epochs, steps_per_epoch))
 
-    result = TrainResult(metric=metric)
+    result = TrainResult(metric=metric,
+                         class_weights=None if weights is None else weights.tolist())
     best_state: dict[str, Any] | None = None
     stale = 0
     if val_data is not None and cfg.keep_start:
@@ -271,11 +293,52 @@ def _forward(model: torch.nn.Module, xb: torch.Tensor, data: ArrayDataset | None
     return out
 
 
-def _default_loss(label_smoothing: float):
+def class_weights_for(config: TrainConfig, data: ArrayDataset) -> np.ndarray | None:
+    """The per-class loss weights ``config.class_weights`` asks for on ``data`` (or None)."""
+    scheme = config.class_weights
+    if scheme == "auto":
+        scheme = "enet" if data.task == "segmentation" else None
+    if scheme is None:
+        return None
+    return enet_class_weights(data.y, data.num_classes)
+
+
+def enet_class_weights(labels: np.ndarray, num_classes: int, c: float = ENET_C) -> np.ndarray:
+    """ENet's class weights ``1 / ln(c + p)``, ``p`` each class's share of all ``labels``.
+
+    ``labels``: integer class labels of any shape (per image or per pixel). A class that
+    never occurs gets the largest weight, ``1 / ln(c)`` (50.5 at c = 1.02); one covering
+    everything ``1 / ln(1 + c)`` (1.42); so the weights stay bounded however rare a class
+    is (Paszke et al. 2016, "ENet"). Returns float32, one weight per class.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes < 1:
+        raise InvalidInputError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if isinstance(c, bool) or not isinstance(c, (int, float, np.floating)) \
+            or not math.isfinite(c) or c <= 1:
+        raise InvalidInputError(f"c must be a number > 1 (ln(c + p) must stay positive), "
+                                f"got {c!r}")
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        raise InvalidInputError("cannot compute class weights from no labels")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InvalidInputError(f"class labels must be integers, got {labels.dtype}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise InvalidInputError(f"class labels must lie in [0, {num_classes - 1}], found "
+                                f"{low}..{high}")
+    share = np.bincount(labels.ravel(), minlength=num_classes) / labels.size
+    return (1.0 / np.log(c + share)).astype(np.float32)
+
+
+def _default_loss(label_smoothing: float, weights: np.ndarray | None = None, device=None):
+    import torch
     import torch.nn.functional as F
 
+    weight = None if weights is None else torch.as_tensor(weights, device=device)
+
     def cross_entropy(logits, targets):  # per-pixel for (N, C, H, W) logits
-        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+        return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
 
     return cross_entropy
 

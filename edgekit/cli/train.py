@@ -38,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--schedule", choices=("cosine", "step", "none"), default="cosine",
                    help="learning-rate schedule (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="default: %(default)s")
+    p.add_argument("--class-weights", choices=("auto", "enet", "none"), default="auto",
+                   help="weigh the loss per class: enet = 1/ln(1.02 + class share of the "
+                   "training labels); auto = enet for segmentation, none for classification "
+                   "(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds weights and shuffling "
                    "(default: %(default)s)")
     p.add_argument("--input-size", type=int, help="square input side; the data is padded or "
@@ -83,7 +87,8 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer=args.optimizer, schedule=args.schedule,
                       weight_decay=args.weight_decay, seed=args.seed, patience=args.patience,
-                      progress=not args.quiet)
+                      progress=not args.quiet,
+                      class_weights=None if args.class_weights == "none" else args.class_weights)
     train_ds, test_ds = load_splits(args.data, input_size=args.input_size,
                                     channels=args.in_channels, seed=args.seed)
     if spec.task != train_ds.task:
@@ -114,6 +119,7 @@ def run_train(args: argparse.Namespace) -> int:
         "train_samples": len(train_ds), "seed": args.seed,
         "train_config": vars(cfg), "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2),
+        "class_weights": result.class_weights,
         "history": result.history})
     print(f"{args.model}: {_format(metrics)} on {test_ds.name} ({len(test_ds)} samples), "
           f"best epoch {result.best_epoch}/{result.epochs_run}, trained in {result.seconds:.1f} s")

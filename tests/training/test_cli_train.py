@@ -58,6 +58,20 @@ def test_train_on_unsplit_numpy_data_holds_out_a_test_part(tmp_path, capsys):
         torch.testing.assert_close(second[key], value, rtol=1e-5, atol=1e-6)
 
 
+def test_segmentation_training_weighs_classes_unless_told_not_to(tmp_path, capsys):
+    common = ["train", "--model", "espnet", "--data", "mnist5k_seg", "--input-size", "32",
+              "--epochs", "1", "--train-limit", "8", "--batch-size", "8", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "auto")]) == 0
+    assert main([*common, "--out", str(tmp_path / "plain"), "--class-weights", "none"]) == 0
+    capsys.readouterr()
+    auto, plain = (json.loads((tmp_path / d / "config.json").read_text())["extra"]
+                   for d in ("auto", "plain"))
+    assert auto["train_config"]["class_weights"] == "auto"
+    weights = auto["class_weights"]
+    assert len(weights) == 11 and weights[0] < 2 < 20 < min(weights[1:])  # background first
+    assert plain["train_config"]["class_weights"] is None and plain["class_weights"] is None
+
+
 def _edgekit(*args):
     return subprocess.run([sys.executable, "-m", "edgekit", *args], capture_output=True,
                           text=True, timeout=120)
