@@ -10,7 +10,8 @@ instead of patching around it:
    ``TFLiteInt8Quantizer`` (litert's int8 specs; annotates every op with an int8 kernel);
 3. calibration batches initialise the moving-average ranges, ``edgekit.training.train``
    fine-tunes weights through the fake-quant ops (biases rounded to their int32 grid,
-   ``int32_bias``), then observers are frozen;
+   ``int32_bias``; average-pool ties rounded as LiteRT does, ``tie_rounding``), then
+   observers are frozen;
 4. ``convert_pt2e`` at export time turns the learned ranges into Q/DQ pairs that
    ``litert_torch.convert`` lowers to a full-integer ``.tflite``.
 
@@ -134,6 +135,7 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
 
     from edgekit.compress.int32_bias import use_int32_bias_fake_quant
     from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
+    from edgekit.compress.tie_rounding import insert_tie_breaks
 
     quantizer = TFLiteInt8Quantizer(is_qat=qat)
     try:
@@ -145,8 +147,9 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
         raise ExportError(f"PT2E could not prepare the model for int8: {first}") from exc
     allow_exported_model_train_eval(prepared)  # lets train() call .train()/.eval()
     _use_reference_fake_quant(prepared)
-    if qat:  # PTQ keeps the float bias while calibrating; convert rounds it (_convert)
+    if qat:  # PTQ calibrates the plain graph; _convert rounds the biases
         use_int32_bias_fake_quant(prepared)
+        insert_tie_breaks(prepared)
     return prepared, quantizer
 
 
@@ -212,6 +215,8 @@ def _convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     from edgekit.compress.int32_bias import bake_int32_biases
+    from edgekit.compress.tie_rounding import drop_tie_breaks
 
+    drop_tie_breaks(prepared)  # the kernels round ties themselves
     bake_int32_biases(prepared)
     return convert_pt2e(prepared, fold_quantize=False)
