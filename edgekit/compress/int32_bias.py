@@ -24,6 +24,8 @@ places instead:
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch.fx import GraphModule, Node
 from torchao.quantization.pt2e import DerivedObserverOrFakeQuantize
@@ -71,15 +73,14 @@ def round_to_grid(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q * scale
 
 
-def use_int32_bias_fake_quant(prepared: GraphModule) -> int:
-    """Make every derived bias observer of a QAT-prepared graph round; returns how many.
+def use_int32_bias_fake_quant(prepared: GraphModule) -> None:
+    """Make every derived bias observer of a QAT-prepared graph round.
 
     PT2E places a bias's observer next to the bias tensor at the top of the graph, before
     the input's observer has seen the batch; it is moved to just before its conv so the
     rounding uses this batch's input scale (on the first calibration batch, the input
     observer would otherwise still be empty).
     """
-    count = 0
     for node in list(prepared.graph.nodes):
         module = _bias_observer(prepared, node)
         if module is None:
@@ -87,10 +88,8 @@ def use_int32_bias_fake_quant(prepared: GraphModule) -> int:
         module.__class__ = Int32BiasFakeQuantize
         (consumer,) = node.users
         consumer.prepend(node)
-        count += 1
     prepared.graph.lint()
     prepared.recompile()
-    return count
 
 
 def bake_int32_biases(prepared: GraphModule) -> None:
@@ -104,7 +103,7 @@ def bake_int32_biases(prepared: GraphModule) -> None:
         if not isinstance(source, Node) or source.op != "get_attr":
             raise ExportError(f"the int32 bias observer {node.target} does not read a stored "
                               "tensor; cannot write the rounded bias")
-        bias = _get_attr(prepared, source.target)
+        bias = operator.attrgetter(source.target)(prepared)
         with torch.no_grad():
             bias.copy_(round_to_grid(bias, module.calculate_qparams()[0]))
         node.replace_all_uses_with(source)
@@ -121,8 +120,3 @@ def _bias_observer(prepared: GraphModule, node: Node) -> DerivedObserverOrFakeQu
     if isinstance(module, DerivedObserverOrFakeQuantize) and module.dtype == torch.int32:
         return module
     return None
-
-
-def _get_attr(module: torch.nn.Module, target: str) -> torch.Tensor:
-    path, _, name = target.rpartition(".")
-    return getattr(module.get_submodule(path) if path else module, name)

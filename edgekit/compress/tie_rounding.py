@@ -39,7 +39,7 @@ class TiesAwayFromZero(torch.nn.Module):
         return x + nudge
 
 
-def insert_tie_breaks(prepared: GraphModule) -> int:
+def insert_tie_breaks(prepared: GraphModule) -> None:
     """Put a ``TiesAwayFromZero`` before the output quantizer of every avg_pool2d."""
     count = 0
     for node in list(prepared.graph.nodes):
@@ -59,7 +59,6 @@ def insert_tie_breaks(prepared: GraphModule) -> int:
         count += 1
     prepared.graph.lint()
     prepared.recompile()
-    return count
 
 
 def drop_tie_breaks(prepared: GraphModule) -> None:
