@@ -1,16 +1,23 @@
-"""Average pools trained with the tie rounding of LiteRT's int8 AVERAGE_POOL_2D.
+"""Pools and resizes trained with the tie rounding of LiteRT's int8 kernels.
 
-The int8 kernel sums the raw int8 inputs (zero point included) and divides with rounding
-half away from zero; the Q/DQ graph rounds the float average half to even. A 2×2 pool
-lands exactly on a half step for a quarter of its outputs, so the two differ by one step
-on about 1 in 8 outputs (one-off probe, 2026-11-23: 12.6% of a 2×2 pool's outputs with
-half-to-even, 0 in XNNPACK and 0.04% in the builtin kernels with half away from zero).
+Both int8 kernels work on the raw int8 values (zero point included) and keep the
+input's scale; the Q/DQ graph computes in float and rounds half to even. Where the
+kernel's exact result lands on a half step the two differ by one step:
 
-During QAT a ``TiesAwayFromZero`` module sits between each ``avg_pool2d`` and its output
-quantizer (which shares the input's scale): it moves an exact tie a hundredth of a step
-away from zero in the raw integer domain, so the quantizer rounds it as the kernel does.
-Away from ties it changes nothing. ``drop_tie_breaks`` removes the modules before
-``convert_pt2e``; the file's kernel does the same rounding itself.
+- AVERAGE_POOL_2D divides the raw sum with rounding half away from zero. A 2×2 pool's
+  mean is a k/4 fraction, a tie on about 1 in 8 outputs (one-off probe, 2026-11-23:
+  12.6% of outputs one step off with half to even, 0 in XNNPACK and 0.04% in the builtin
+  kernels with half away from zero).
+- RESIZE_BILINEAR: XNNPACK's ``s8-ibilinear`` (the default CPU path) interpolates with
+  Q11 weights and rounds half up (``asr(acc + 2^21, 22)``). A ×2 half-pixel resize has
+  weights 1/4 and 3/4, so its outputs are k/16 fractions and ties are common. (TFLite's
+  builtin kernel rounds half away from zero; negative ties then differ by one step.)
+
+During QAT a ``TieBreak`` module sits between each such op and its output quantizer
+(which shares the input's scale): it moves an exact tie a hundredth of a step in the
+kernel's direction, so the quantizer rounds it as the kernel does. Away from ties it
+changes nothing. ``drop_tie_breaks`` removes the modules before ``convert_pt2e``; the
+file's kernels do the rounding themselves.
 """
 
 from __future__ import annotations
@@ -18,16 +25,29 @@ from __future__ import annotations
 import torch
 from torch.fx import GraphModule, Node
 
-TIE_TOLERANCE = 1e-3  # in output steps: averages of int8 values are exact k/count fractions
+TIE_TOLERANCE = 1e-3  # in output steps: the exact results are k/4 or k/16 fractions
 NUDGE = 1e-2  # in output steps
 
+AWAY_FROM_ZERO = "away_from_zero"
+HALF_UP = "half_up"
 
-class TiesAwayFromZero(torch.nn.Module):
-    """Identity except at exact half steps of ``quantizer``'s grid (straight-through)."""
+# the kernel's tie rule for each op whose int8 kernel rounds a raw-integer result
+TIE_RULES = {
+    torch.ops.aten.avg_pool2d.default: AWAY_FROM_ZERO,
+    torch.ops.aten.upsample_bilinear2d.vec: HALF_UP,
+}
 
-    def __init__(self, quantizer: torch.nn.Module) -> None:
+
+class TieBreak(torch.nn.Module):
+    """Identity except at exact half steps of ``quantizer``'s grid (straight-through),
+    which it moves by ``rule`` in the raw integer domain."""
+
+    def __init__(self, quantizer: torch.nn.Module, rule: str = AWAY_FROM_ZERO) -> None:
         super().__init__()
+        if rule not in (AWAY_FROM_ZERO, HALF_UP):
+            raise ValueError(f"unknown tie rule {rule!r}")
         self._quantizer = [quantizer]  # a list: not a second owner of the quantizer's buffers
+        self.rule = rule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         quantizer = self._quantizer[0]
@@ -35,15 +55,19 @@ class TiesAwayFromZero(torch.nn.Module):
             scale = quantizer.scale.reshape(())
             raw = x / scale + quantizer.zero_point.reshape(()).to(x.dtype)
             tie = (raw - torch.floor(raw) - 0.5).abs() < TIE_TOLERANCE
-            nudge = torch.where(tie, torch.sign(raw) * (NUDGE * scale), torch.zeros_like(x))
+            direction = torch.sign(raw) if self.rule == AWAY_FROM_ZERO else torch.ones_like(x)
+            nudge = torch.where(tie, direction * (NUDGE * scale), torch.zeros_like(x))
         return x + nudge
+
+    def extra_repr(self) -> str:
+        return f"rule={self.rule}"
 
 
 def insert_tie_breaks(prepared: GraphModule) -> None:
-    """Put a ``TiesAwayFromZero`` before the output quantizer of every avg_pool2d."""
+    """Put a ``TieBreak`` before the output quantizer of every op in ``TIE_RULES``."""
     count = 0
     for node in list(prepared.graph.nodes):
-        if node.op != "call_function" or node.target != torch.ops.aten.avg_pool2d.default:
+        if node.op != "call_function" or node.target not in TIE_RULES:
             continue
         users = list(node.users)
         if len(users) != 1 or users[0].op != "call_module":
@@ -52,7 +76,7 @@ def insert_tie_breaks(prepared: GraphModule) -> None:
         if not hasattr(quantizer, "scale") or quantizer.scale.numel() != 1:
             continue
         name = f"tie_break_{count}"
-        prepared.add_submodule(name, TiesAwayFromZero(quantizer))
+        prepared.add_submodule(name, TieBreak(quantizer, TIE_RULES[node.target]))
         with prepared.graph.inserting_after(node):
             tie_break = prepared.graph.call_module(name, (node,))
         users[0].replace_input_with(node, tie_break)
@@ -73,5 +97,4 @@ def drop_tie_breaks(prepared: GraphModule) -> None:
 
 
 def _is_tie_break(node: Node, prepared: GraphModule) -> bool:
-    return node.op == "call_module" and isinstance(prepared.get_submodule(node.target),
-                                                   TiesAwayFromZero)
+    return node.op == "call_module" and isinstance(prepared.get_submodule(node.target), TieBreak)
