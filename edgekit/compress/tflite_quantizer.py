@@ -16,12 +16,11 @@ annotates from plain tables of aten ops, so which op gets what is data you can p
 * ``SHARED``: data movement, pooling, resizing and monotone clamps (RESHAPE, TRANSPOSE,
   SLICE, MAX/AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, RELU, …): output shares the input's
   scale, as the converter's same-scale constraints for those kernels require.
-* ``CONCAT``: the output gets its own quantizer. An input whose producer feeds only the
-  concat is quantized at the concat's scale (the converter folds that requantization
-  into the producer); an input that also feeds another op keeps its producer's scale and
-  the converter re-scales it with an int8→int8 QUANTIZE. (Sharing one scale across all
-  inputs, as litert does, quantizes a tensor twice when it also feeds another op — e.g.
-  ESPNet's hierarchical sums — and the converter then leaves that op in float.)
+* ``CONCAT``: an input whose producer feeds only the concat is quantized at the concat's
+  scale (the converter folds that requantization into the producer); an input that also
+  feeds another op keeps its producer's scale, and its edge is re-scaled once to the
+  concat's scale, as the converter's int8→int8 QUANTIZE does. A concat with no such
+  private input gets its own output quantizer.
 * ``FIXED``: LOGISTIC and SOFTMAX, whose int8 kernels require scale 1/256, zero point -128.
 
 Graph rewrites run before annotation so the graph only holds ops with int8 kernels:
@@ -183,29 +182,35 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
 
 
 def _annotate_concat(node: Node, tensors: list[Node], act, out_act, order: dict) -> None:
-    """Inputs made only for the concat are quantized at the concat's scale.
+    """A concat with an input made only for it is quantized at that input's scale, and
+    every input is rounded once, straight to that scale.
 
-    The converter folds the requantization of such an input into its producer (the conv
-    or ADD writes at the concat's scale directly), so rounding it first at its own scale,
-    as a Q/DQ graph with separate quantizers does, is not what LiteRT runs: ShuffleNetV2's
-    branch outputs were off by up to 4 steps at every concat. Those producers and the
-    concat output share one quantizer (rooted at the earliest producer: observers are
-    created in graph order). An input that also feeds another op keeps its own scale and
-    gets an explicit int8→int8 QUANTIZE, in both graphs. When such an input has a
-    quantizer of its own (ESPNet's hierarchical sums: conv and ADD outputs feeding the
-    next ADD too), the concat keeps separate scales for all inputs: with a shared one the
-    converter left one ADD in float.
+    The converter folds the requantization of an input made only for the concat into its
+    producer (the conv or ADD writes at the concat's scale directly), and re-scales every
+    other input with one int8→int8 QUANTIZE. A Q/DQ graph with separate quantizers rounds
+    such inputs twice (own scale, then the concat's), which is not what LiteRT runs:
+    ShuffleNetV2's branch outputs were off by up to 4 steps at every concat, and so were a
+    quarter of an ESPNetv2 EESP unit's concat outputs, its last hierarchical sum (one-off
+    probe, 2026-11-23: 30% of those elements one step off, 0 with every input shared).
+    The private producers and the concat output share one quantizer (rooted at the
+    earliest producer: observers are created in graph order); the other inputs' edges
+    share it too, so each is re-scaled once, as the QUANTIZE does. PT2E then puts those
+    inputs at the shared scale as well, so this is done only when their other users are
+    in the same group (ESPNet's and ESPNetv2's running sums); where one of them also feeds
+    an op outside it, the converter left that op in float, and the concat keeps separate
+    scales for every input.
     """
     private = sorted((t for t in tensors if len(t.users) == 1 and _has_own_output(t)),
                      key=order.__getitem__)
     shared_elsewhere = [t for t in tensors if t not in private and _has_own_output(t)]
-    if not private or shared_elsewhere:
+    group = {node, *private, *shared_elsewhere}
+    if not private or any(u not in group for t in shared_elsewhere for u in t.users):
         _mark(node, {t: act for t in tensors}, out_act)
         return
     shared = SharedQuantizationSpec(private[0])
     for producer in private[1:]:
         producer.meta["quantization_annotation"].output_qspec = shared
-    _mark(node, {t: shared if t in private else act for t in tensors}, shared)
+    _mark(node, {t: shared for t in tensors}, shared)
 
 
 def _has_own_output(node: Node) -> bool:
