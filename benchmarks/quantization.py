@@ -195,6 +195,8 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     onnx_path = out / f"{name}.int8.onnx"
     export_onnx(qm, onnx_path)
     report = verify(onnx_path, qm, test_ds, threshold=0.0)
+    # 0: QAT kept its calibrated start; None: no QAT epochs
+    row["qat_onnx_best_epoch"] = qm.history.best_epoch if qm.history else None
     row["qat_onnx"] = _score(_ort_out(onnx_path, test_ds.x), test_ds)
     row["parity_onnx"] = report.agreement
     row["onnx_error_steps_max"] = report.max_error_steps
@@ -213,6 +215,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
         tfl_path = out / f"{name}.int8.tflite"
         tflite.export_tflite(tq, tfl_path, calibration=calib)
         report = verify(tfl_path, tq, test_ds, threshold=0.0)
+        row["qat_tflite_best_epoch"] = tq.history.best_epoch if tq.history else None
         row["qat_tflite"] = _score(_tfl_out(tflite, tfl_path, test_ds.x), test_ds)
         row["parity_tflite"] = report.agreement
         row["tflite_error_steps_max"] = report.max_error_steps
