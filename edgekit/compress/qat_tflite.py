@@ -177,11 +177,28 @@ def _use_reference_fake_quant(prepared: torch.fx.GraphModule) -> None:
 
 
 def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: int) -> None:
-    import torch
+    """Run the calibration batches; QAT's moving-average observers record a global min/max.
 
-    with torch.no_grad():
-        for batch in torch.split(calib, batch_size):
-            prepared(batch)
+    A moving-average observer moves 1% toward each tensor it sees. When several tensors
+    share one quantizer (a concat and its private producers) the first one seen sets the
+    range and the others are clipped to it: ESPNet's calibrated QAT graph scored mIoU 0.196
+    against 0.664 for PTQ from the same checkpoint (one-off check, 2026-11-23), 0.666 with
+    min/max calibration. So calibration runs them as the plain min/max observer they
+    subclass (same buffers), and QAT's moving average starts from that range.
+    """
+    import torch
+    from torchao.quantization.pt2e.observer import MinMaxObserver, MovingAverageMinMaxObserver
+
+    moving = [m for m in prepared.modules() if type(m) is MovingAverageMinMaxObserver]
+    for observer in moving:
+        observer.__class__ = MinMaxObserver
+    try:
+        with torch.no_grad():
+            for batch in torch.split(calib, batch_size):
+                prepared(batch)
+    finally:
+        for observer in moving:
+            observer.__class__ = MovingAverageMinMaxObserver
 
 
 def freeze_ranges(prepared: torch.fx.GraphModule) -> None:

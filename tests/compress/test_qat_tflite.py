@@ -382,3 +382,34 @@ def test_bad_input_is_a_typed_error(mnist):
     with pytest.raises(ExportError):
         quantize_for_tflite(DataDependent(), QuantConfig(target="tflite", mode="ptq", epochs=0),
                             calib_data=mnist[0].x[:8])
+
+
+class UnevenBranches(nn.Module):
+    """Two branches made only for one concat (one shared quantizer), ranges 10x apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 3, padding=1)
+        with torch.no_grad():
+            self.b.weight.mul_(10)
+
+    def forward(self, x):
+        return torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], 1)
+
+
+def test_qat_calibration_covers_every_tensor_of_a_shared_quantizer(mnist):
+    """A moving-average observer shared by both branches kept the first branch's range
+    and clipped the other (ESPNet's calibrated QAT start scored mIoU 0.196 vs PTQ 0.664)."""
+    from edgekit.compress.qat_tflite import _calibrate, _prepare, export_bn_free, freeze_ranges
+
+    torch.manual_seed(0)
+    model = UnevenBranches().eval()
+    x = torch.from_numpy(mnist[0].x[:64])
+    with torch.no_grad():
+        widest = model(x).max().item()
+    prepared, _ = _prepare(export_bn_free(model, x[:4]), qat=True)
+    _calibrate(prepared, x, 16)
+    freeze_ranges(prepared)
+    with torch.no_grad():
+        out = prepared(x)
+    assert out.max().item() >= widest * 0.99
