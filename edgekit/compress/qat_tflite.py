@@ -8,10 +8,10 @@ instead of patching around it:
    turns ESPNet's upsampling into int8-lowerable ops (both exact in float; checked);
 2. ``torch.export`` with a dynamic batch dim, then ``prepare_qat_pt2e`` with
    ``TFLiteInt8Quantizer`` (litert's int8 specs; annotates every op with an int8 kernel);
-3. calibration batches initialise the moving-average ranges, ``edgekit.training.train``
-   fine-tunes weights through the fake-quant ops (biases rounded to their int32 grid,
-   ``int32_bias``; average-pool ties rounded as LiteRT does, ``tie_rounding``), then
-   observers are frozen;
+3. calibration batches set each range to its global min/max (``_calibrate``),
+   ``edgekit.training.train`` fine-tunes weights through the fake-quant ops (biases
+   rounded to their int32 grid, ``int32_bias``; average-pool and bilinear-resize ties
+   rounded as LiteRT does, ``tie_rounding``), then observers are frozen;
 4. ``convert_pt2e`` at export time turns the learned ranges into Q/DQ pairs that
    ``litert_torch.convert`` lowers to a full-integer ``.tflite``.
 

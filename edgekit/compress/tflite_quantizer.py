@@ -17,9 +17,10 @@ annotates from plain tables of aten ops, so which op gets what is data you can p
   SLICE, MAX/AVERAGE_POOL_2D, MEAN, RESIZE_BILINEAR, RELU, …): output shares the input's
   scale, as the converter's same-scale constraints for those kernels require.
 * ``CONCAT``: an input whose producer feeds only the concat is quantized at the concat's
-  scale (the converter folds that requantization into the producer); an input that also
-  feeds another op keeps its producer's scale, and its edge is re-scaled once to the
-  concat's scale, as the converter's int8→int8 QUANTIZE does. A concat with no such
+  scale (the converter folds that requantization into the producer). Inputs that also
+  feed other ops join that scale when all those ops are in the concat's group (running
+  sums that feed each other and the concat); otherwise every input keeps its own scale
+  and the converter re-scales them with int8→int8 QUANTIZE ops. A concat with no such
   private input gets its own output quantizer.
 * ``FIXED``: LOGISTIC and SOFTMAX, whose int8 kernels require scale 1/256, zero point -128.
 
