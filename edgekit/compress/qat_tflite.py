@@ -134,6 +134,7 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     from edgekit.compress.int32_bias import use_int32_bias_fake_quant
+    from edgekit.compress.shared_ranges import share_ranges_per_forward
     from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
     from edgekit.compress.tie_rounding import insert_tie_breaks
 
@@ -145,12 +146,41 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
     except Exception as exc:  # torchao raises many types for a graph it cannot annotate
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportError(f"PT2E could not prepare the model for int8: {first}") from exc
-    allow_exported_model_train_eval(prepared)  # lets train() call .train()/.eval()
     _use_reference_fake_quant(prepared)
     if qat:  # PTQ calibrates the plain graph; _convert rounds the biases
+        share_ranges_per_forward(prepared)
         use_int32_bias_fake_quant(prepared)
         insert_tie_breaks(prepared)
+        _observe_in_train_mode_only(prepared)
+    else:
+        allow_exported_model_train_eval(prepared)
     return prepared, quantizer
+
+
+def _observe_in_train_mode_only(prepared: torch.fx.GraphModule) -> None:
+    """``train()`` lets the observers move the ranges; ``eval()`` holds them still.
+
+    torchao's train/eval switch (``allow_exported_model_train_eval``, which lets
+    ``edgekit.training.train`` call them) leaves the observers on. Each validation pass of
+    QAT then moved the ranges it was scoring, and the best epoch's snapshot kept them moved.
+    ``freeze_ranges`` puts torchao's switch back, so a later ``train()`` leaves them off.
+    """
+    import types
+
+    from torchao.quantization.pt2e import (
+        disable_observer,
+        enable_observer,
+        move_exported_model_to_eval,
+        move_exported_model_to_train,
+    )
+
+    def set_mode(self: torch.fx.GraphModule, mode: bool = True) -> torch.fx.GraphModule:
+        (move_exported_model_to_train if mode else move_exported_model_to_eval)(self)
+        self.apply(enable_observer if mode else disable_observer)
+        return self
+
+    prepared.train = types.MethodType(set_mode, prepared)
+    prepared.eval = types.MethodType(lambda self: set_mode(self, False), prepared)
 
 
 def _use_reference_fake_quant(prepared: torch.fx.GraphModule) -> None:
@@ -187,9 +217,12 @@ def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: 
     subclass (same buffers), and QAT's moving average starts from that range.
     """
     import torch
+    from torchao.quantization.pt2e import enable_observer
     from torchao.quantization.pt2e.observer import MinMaxObserver, MovingAverageMinMaxObserver
 
-    moving = [m for m in prepared.modules() if type(m) is MovingAverageMinMaxObserver]
+    moving = {m: type(m) for m in prepared.modules()
+              if isinstance(m, MovingAverageMinMaxObserver)}  # shared_ranges' subclass too
+    prepared.apply(enable_observer)
     for observer in moving:
         observer.__class__ = MinMaxObserver
     try:
@@ -197,14 +230,15 @@ def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: 
             for batch in torch.split(calib, batch_size):
                 prepared(batch)
     finally:
-        for observer in moving:
-            observer.__class__ = MovingAverageMinMaxObserver
+        for observer, cls in moving.items():
+            observer.__class__ = cls
 
 
 def freeze_ranges(prepared: torch.fx.GraphModule) -> None:
     """Stop observers so evaluation data no longer moves the learned ranges."""
-    from torchao.quantization.pt2e import disable_observer
+    from torchao.quantization.pt2e import allow_exported_model_train_eval, disable_observer
 
+    allow_exported_model_train_eval(prepared)  # torchao's switch, which leaves observers off
     prepared.apply(disable_observer)
 
 

@@ -413,3 +413,60 @@ def test_qat_calibration_covers_every_tensor_of_a_shared_quantizer(mnist):
     with torch.no_grad():
         out = prepared(x)
     assert out.max().item() >= widest * 0.99
+
+
+def _observer_ranges(prepared) -> list[tuple[float, float]]:
+    from torchao.quantization.pt2e.observer import MovingAverageMinMaxObserver
+
+    return [(m.min_val.item(), m.max_val.item()) for m in prepared.modules()
+            if isinstance(m, MovingAverageMinMaxObserver)]
+
+
+def test_qat_keeps_a_shared_range_over_its_widest_tensor(mnist):
+    """A moving average shared by both branches was pulled toward the narrow one on every
+    call, and QAT then deployed a range that clipped the wide branch (about half of it
+    after 300 forwards). It must move once per forward toward the union of its tensors."""
+    from edgekit.compress.qat_tflite import _calibrate, _prepare, export_bn_free
+    from edgekit.compress.shared_ranges import SharedMovingAverageMinMaxObserver
+
+    torch.manual_seed(0)
+    model = UnevenBranches().eval()
+    x = torch.from_numpy(mnist[0].x[:256])
+    batches = torch.split(x, 16)
+    with torch.no_grad():
+        lowest_batch_max = min(model(b).max().item() for b in batches)
+    prepared, _ = _prepare(export_bn_free(model, x[:4]), qat=True)
+    _calibrate(prepared, x, 16)
+    prepared.train()
+    with torch.no_grad():
+        for step in range(100):
+            prepared(batches[step % len(batches)])
+    shared = [m for m in prepared.modules() if isinstance(m, SharedMovingAverageMinMaxObserver)]
+    assert len(shared) == 1 and shared[0].sites == 3  # both branches and the concat
+    # a moving average of per-forward maxima, each at least lowest_batch_max, starting above
+    assert shared[0].max_val.item() >= lowest_batch_max
+
+
+def test_qat_ranges_move_in_train_mode_only(mnist):
+    """Validation passes (eval mode) must not move the ranges they score, and after
+    freeze_ranges nothing moves them, train mode included."""
+    from edgekit.compress.qat_tflite import _calibrate, _prepare, export_bn_free, freeze_ranges
+
+    model = UnevenBranches().eval()
+    x = torch.from_numpy(mnist[0].x[:64])
+    prepared, _ = _prepare(export_bn_free(model, x[:4]), qat=True)
+    _calibrate(prepared, x, 16)
+    calibrated = _observer_ranges(prepared)
+    wider = x * 3
+    with torch.no_grad():
+        prepared.eval()
+        prepared(wider)
+        assert _observer_ranges(prepared) == calibrated
+        prepared.train()
+        prepared(wider)
+        moved = _observer_ranges(prepared)
+        assert moved != calibrated
+        freeze_ranges(prepared)
+        prepared.train()
+        prepared(wider)
+        assert _observer_ranges(prepared) == moved
