@@ -4,7 +4,9 @@ The quantization arithmetic follows the deployment target (``edgekit.compress.qu
 TensorRT and onnxruntime get symmetric int8 with per-channel weights and per-tensor
 activations (QDQ on the inputs of Conv/Gemm); TFLite is handed to
 ``edgekit.compress.qat_tflite``. BatchNorm is folded into the convolutions *before*
-quantization, so the weights QAT learns ranges for are the weights the engine runs.
+quantization, so the weights QAT learns ranges for are the weights the engine runs, and
+every quantizer computes the exported QuantizeLinear/DequantizeLinear arithmetic bit for
+bit (``edgekit.compress.qdq_forward``), so QAT trains the model the file holds.
 
 >>> qm = quantize(model, QuantConfig(target="tensorrt", epochs=2), train_data=ds)
 >>> export_onnx(qm, "model.onnx", input_shape=(1, 28, 28))
@@ -105,6 +107,8 @@ def quantize(
     import nncf
     import torch
 
+    from edgekit.compress.qdq_forward import use_qdq_forward
+
     # nncf builds its CPU extension on first use (and again whenever another environment
     # built the shared cache last) under a 60 s limit; on a busy 2-core box the build alone
     # took longer (2026-11-23). Allow 10 min unless the user chose a limit.
@@ -128,6 +132,7 @@ def quantize(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportError(f"nncf could not quantize the model: {first}") from exc
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
+    use_qdq_forward(qmodel)
     history = None
     if config.mode == "qat" and config.epochs > 0:
         history = fine_tune(qmodel, train_data, val_data, config)
