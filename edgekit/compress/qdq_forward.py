@@ -7,8 +7,9 @@ deployed arithmetic: ``q = saturate(round_half_even(x / scale) + zero_point)``, 
 reaches the same grid by another float formula (it shifts by the range's low end and
 multiplies by levels/range), and torch's fake-quant multiplies by 1/scale instead of
 dividing. Near a rounding boundary either one lands a step away from the file, and in a
-deep residual net those steps compound. In a one-off check (2026-11-23) on a PTQ
-ESPNetv2, nncf's model and the stripped one agreed on 99.62% of the pixels.
+deep residual net those steps compound. In a one-off check (2026-11-23, a PTQ ESPNetv2,
+1,000 canvases) nncf's model and the stripped one agreed on 98.86% of the pixels, and
+onnxruntime agreed with the trained model on 98.78%; with this forward, on 99.57%.
 
 So each quantizer's forward value here is the ONNX formula, with the scale and zero point
 that strip writes. Its gradients stay nncf's: straight-through to the input, and to the
