@@ -130,7 +130,6 @@ def export_bn_free(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.Gr
 
 
 def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
-    from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     from edgekit.compress.int32_bias import use_int32_bias_fake_quant
@@ -151,9 +150,7 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
         share_ranges_per_forward(prepared)
         use_int32_bias_fake_quant(prepared)
         insert_tie_breaks(prepared)
-        _observe_in_train_mode_only(prepared)
-    else:
-        allow_exported_model_train_eval(prepared)
+        _observe_in_train_mode_only(prepared)  # PTQ gets torchao's switch in freeze_ranges
     return prepared, quantizer
 
 
@@ -217,12 +214,10 @@ def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: 
     subclass (same buffers), and QAT's moving average starts from that range.
     """
     import torch
-    from torchao.quantization.pt2e import enable_observer
     from torchao.quantization.pt2e.observer import MinMaxObserver, MovingAverageMinMaxObserver
 
     moving = {m: type(m) for m in prepared.modules()
               if isinstance(m, MovingAverageMinMaxObserver)}  # shared_ranges' subclass too
-    prepared.apply(enable_observer)
     for observer in moving:
         observer.__class__ = MinMaxObserver
     try:
