@@ -10,7 +10,7 @@ instead of patching around it:
    ``TFLiteInt8Quantizer`` (litert's int8 specs; annotates every op with an int8 kernel);
 3. calibration batches set each range to its global min/max (``_calibrate``),
    ``edgekit.training.train`` fine-tunes weights through the fake-quant ops (biases
-   rounded to their int32 grid, ``int32_bias``; average-pool and bilinear-resize ties
+   rounded to their int32 grid, ``int32_bias``; average-pool, global-mean and bilinear-resize ties
    rounded as LiteRT does, ``tie_rounding``), then observers are frozen;
 4. ``convert_pt2e`` at export time turns the learned ranges into Q/DQ pairs that
    ``litert_torch.convert`` lowers to a full-integer ``.tflite``.
