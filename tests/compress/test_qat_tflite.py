@@ -232,6 +232,34 @@ def test_trained_module_is_the_converted_graph(mnist):
     assert torch.equal(trained, deployed)
 
 
+def test_best_epoch_restore_keeps_what_the_file_gets(mnist):
+    """QAT with validation data ends by restoring its best epoch's state dict.
+
+    torchao's observers read a state dict without version metadata as version 1 and reset
+    ``eps`` to float32's, so a weight channel narrower than 127 × 2^-12 (litert's floor)
+    got a smaller scale in the file than in training. ESPNetv2's gate convs were caught
+    this way (one-off check, 2026-11-23). Without the fix this test fails.
+    """
+    from edgekit.compress.qat_tflite import converted_graph, quantize_for_tflite
+
+    torch.manual_seed(0)
+    model = ShuffleNetUnit()
+    with torch.no_grad():
+        model.stem[0].weight[1] *= 1e-3  # max |w| far below 127 × 2^-12
+    train_ds, _ = mnist
+    cfg = QuantConfig(target="tflite", mode="qat", epochs=1, lr=1e-4, calibration_size=64,
+                      batch_size=32, seed=0)
+    qm = quantize_for_tflite(model, cfg, train_data=train_ds.subset(128, seed=0),
+                             val_data=train_ds.subset(64, seed=1))
+    assert qm.history is not None and qm.history.best_epoch is not None  # restored
+    eps = {float(m.eps) for m in qm.model.modules() if hasattr(m, "eps") and hasattr(m, "min_val")}
+    assert eps == {2**-12}
+    x = torch.from_numpy(mnist[1].x[:64])
+    with torch.no_grad():
+        trained, deployed = qm.model(x), converted_graph(qm)(x)
+    assert torch.equal(trained, deployed)
+
+
 def _requantize_scales(graph, target):
     """Input scales (the quantize behind each dequantize) and output scale of ``target`` nodes."""
     def qscale(node):
