@@ -164,7 +164,7 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
         if target in WEIGHTED:
             _annotate_weighted(node, config)
         elif target in INDEPENDENT:
-            inputs = {a: act for a in node.args if _is_float_tensor(a)}
+            inputs = {a: _input_spec(a, act) for a in node.args if _is_float_tensor(a)}
             _mark(node, inputs, out_act)
         elif target in CONCAT:
             tensors = [t for t in node.args[0] if _is_float_tensor(t)]
@@ -180,6 +180,21 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
             _mark(node, inputs, shared)
         elif target in FIXED and _is_float_tensor(node.args[0]):
             _mark(node, {node.args[0]: act}, config.fixed_qparams)
+
+
+def _input_spec(arg: Node, act):
+    """The spec of an input edge: a fixed-range producer's own spec where it has one.
+
+    LOGISTIC and SOFTMAX write int8 at the fixed 1/256 scale, and the converter lets the
+    consumer read that tensor as it is. With ``act`` on the edge, PT2E re-quantized it to
+    an observed range first (a second rounding the file does not have): ESPNetv2's gate
+    MUL (``x * sigmoid(g)``) was then 1.7% of elements a step off in XNNPACK while both
+    of its inputs matched exactly (one-off probe, 2026-11-23).
+    """
+    ann = arg.meta.get("quantization_annotation")
+    if ann is not None and isinstance(ann.output_qspec, FixedQParamsQuantizationSpec):
+        return ann.output_qspec
+    return act
 
 
 def _annotate_concat(node: Node, tensors: list[Node], act, out_act, order: dict) -> None:
@@ -221,7 +236,8 @@ def _has_own_output(node: Node) -> bool:
 
 
 def _annotate_weighted(node: Node, config: QuantizationConfig) -> None:
-    inputs = {node.args[0]: config.input_activation, node.args[1]: config.weight}
+    inputs = {node.args[0]: _input_spec(node.args[0], config.input_activation),
+              node.args[1]: config.weight}
     if len(node.args) > 2 and isinstance(node.args[2], Node):
         inputs[node.args[2]] = int32_bias_spec(node)  # the kernels' int32 bias (int32_bias.py)
     activation = _fused_activation(node)
