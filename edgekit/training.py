@@ -364,25 +364,16 @@ def _lr_factor(schedule: str, epochs: int, steps_per_epoch: int) -> Callable[[in
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
-    """A copy of the state dict (quantizer wrappers may hold non-tensor extra state).
+    """A deep copy of the state dict, its ``_metadata`` (each module's version) included.
 
-    It keeps the state dict's ``_metadata`` (each module's version): torchao's observers
-    read a state dict without it as version 1 and reset ``eps`` to float32's, so after the
-    best-epoch restore a narrow weight channel got a smaller scale in the exported file
-    than QAT had trained with (litert's 2^-12 floor; ESPNetv2's gate convs).
+    torchao's observers read a state dict without that metadata as version 1 and reset
+    ``eps`` to float32's, so after the best-epoch restore a narrow weight channel got a
+    smaller scale in the exported file than QAT had trained with (litert's 2^-12 floor;
+    ESPNetv2's gate convs). Quantizer wrappers may also hold non-tensor extra state.
     """
     import copy
-    from collections import OrderedDict
 
-    import torch
-
-    state = model.state_dict()
-    snapshot = OrderedDict((k, v.detach().clone() if isinstance(v, torch.Tensor)
-                            else copy.deepcopy(v)) for k, v in state.items())
-    metadata = getattr(state, "_metadata", None)
-    if metadata is not None:
-        snapshot._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
-    return snapshot
+    return copy.deepcopy(model.state_dict())
 
 
 def _device_of(model: torch.nn.Module):

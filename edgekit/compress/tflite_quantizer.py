@@ -45,6 +45,8 @@ from torch.fx import GraphModule, Node
 from torchao.quantization.pt2e.quantizer import (
     FixedQParamsQuantizationSpec,
     QuantizationAnnotation,
+    QuantizationSpec,
+    QuantizationSpecBase,
     SharedQuantizationSpec,
 )
 
@@ -176,25 +178,41 @@ def annotate_tflite_int8(gm: GraphModule, config: QuantizationConfig) -> None:
                 continue
             first = tensors[0]
             shared = SharedQuantizationSpec((first, node))
-            inputs = {first: act, **{t: shared for t in tensors[1:]}}
+            inputs = {first: _input_spec(first, act), **{t: shared for t in tensors[1:]}}
             _mark(node, inputs, shared)
         elif target in FIXED and _is_float_tensor(node.args[0]):
-            _mark(node, {node.args[0]: act}, config.fixed_qparams)
+            _mark(node, {node.args[0]: _input_spec(node.args[0], act)}, config.fixed_qparams)
 
 
-def _input_spec(arg: Node, act):
-    """The spec of an input edge: a fixed-range producer's own spec where it has one.
+def _input_spec(arg: Node, act: QuantizationSpec) -> QuantizationSpecBase:
+    """The spec of an activation input edge: a fixed-range producer's own spec where it
+    has one (every op but CONCATENATION, whose file re-scales its inputs itself).
 
     LOGISTIC and SOFTMAX write int8 at the fixed 1/256 scale, and the converter lets the
-    consumer read that tensor as it is. With ``act`` on the edge, PT2E re-quantized it to
-    an observed range first (a second rounding the file does not have): ESPNetv2's gate
-    MUL (``x * sigmoid(g)``) was then 1.7% of elements a step off in XNNPACK while both
-    of its inputs matched exactly (one-off probe, 2026-11-23).
+    consumer read that tensor as it is, also through same-scale ops (RESHAPE, …). With
+    ``act`` on the edge, PT2E re-quantized it to an observed range first (a second rounding
+    the file does not have): ESPNetv2's gate MUL (``x * sigmoid(g)``) was then 1.7% of
+    elements a step off in XNNPACK while both of its inputs matched exactly (one-off
+    probe, 2026-11-23).
     """
-    ann = arg.meta.get("quantization_annotation")
-    if ann is not None and isinstance(ann.output_qspec, FixedQParamsQuantizationSpec):
-        return ann.output_qspec
-    return act
+    spec = _output_spec(arg)
+    return spec if isinstance(spec, FixedQParamsQuantizationSpec) else act
+
+
+def _output_spec(node: Node) -> QuantizationSpecBase | None:
+    """``node``'s output spec, followed through shared specs to the one they share."""
+    ann = node.meta.get("quantization_annotation")
+    spec = ann.output_qspec if ann is not None else None
+    while isinstance(spec, SharedQuantizationSpec):  # they point at earlier nodes: no cycles
+        shared = spec.edge_or_node
+        if isinstance(shared, tuple):  # (producer, user): the spec of that input edge
+            producer, user = shared
+            ann = user.meta.get("quantization_annotation")
+            spec = ann.input_qspec_map.get(producer) if ann is not None else None
+        else:
+            ann = shared.meta.get("quantization_annotation")
+            spec = ann.output_qspec if ann is not None else None
+    return spec
 
 
 def _annotate_concat(node: Node, tensors: list[Node], act, out_act, order: dict) -> None:

@@ -335,26 +335,32 @@ def test_hierarchical_sums_concat_runs_in_litert_as_in_the_reference(mnist, tmp_
 class SigmoidGate(nn.Module):
     """ESPNetv2's gate: a map times the sigmoid of a 1x1 conv of its global mean."""
 
-    def __init__(self) -> None:
+    def __init__(self, reshaped: bool = False) -> None:
         super().__init__()
+        self.reshaped = reshaped  # the gate passes through a RESHAPE (a same-scale op) first
         self.conv = nn.Conv2d(1, 16, 3, 2, 1)
         self.gate = nn.Conv2d(16, 16, 1, groups=4)
 
     def forward(self, x):
         y = F.relu(self.conv(x))
-        return y * torch.sigmoid(self.gate(y.mean((2, 3), keepdim=True)))
+        g = torch.sigmoid(self.gate(y.mean((2, 3), keepdim=True)))
+        if self.reshaped:
+            g = g.flatten(1).reshape(-1, 16, 1, 1)
+        return y * g
 
 
-def test_sigmoid_gate_multiplies_the_fixed_scale_output_as_litert_does(mnist, tmp_path):
-    """MUL reads LOGISTIC's int8 output at its fixed 1/256 scale. The reference once
-    re-quantized it to an observed range first: 7.8% of these outputs (1.7% of ESPNetv2's
-    first gate's) were then a step off or more in XNNPACK."""
+@pytest.mark.parametrize("reshaped", [False, True])
+def test_sigmoid_gate_multiplies_the_fixed_scale_output_as_litert_does(reshaped, mnist,
+                                                                       tmp_path):
+    """MUL reads LOGISTIC's int8 output at its fixed 1/256 scale, also through a RESHAPE.
+    The reference once re-quantized it to an observed range first: 7.8% of these outputs
+    (1.7% of ESPNetv2's first gate's) were then a step off or more in XNNPACK."""
     from edgekit.compress.qat_tflite import quantize_for_tflite
     from edgekit.export.tflite import export_tflite, run_tflite
 
     torch.manual_seed(0)
     cfg = QuantConfig(target="tflite", mode="ptq", calibration_size=64, batch_size=32)
-    qm = quantize_for_tflite(SigmoidGate(), cfg, calib_data=mnist[0].subset(64, seed=0))
+    qm = quantize_for_tflite(SigmoidGate(reshaped), cfg, calib_data=mnist[0].subset(64, seed=0))
     [(inputs, _)] = _requantize_scales(qm.model, torch.ops.aten.mul.Tensor)
     assert 1 / 256 in inputs
     x = mnist[1].x[:64]
