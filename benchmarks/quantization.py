@@ -8,6 +8,9 @@ train fp32 briefly, then
     litert-torch's PT2E PTQ (``vendor_ptq_tflite``).
 Accuracy (mIoU for segmentation) of each deployed file on the test subset, and parity of
 each edgekit file with its trained fake-quant torch model (``edgekit.export.verify``).
+Each QAT file is compared with fp32 and with each vendor PTQ file by a paired bootstrap over
+the test samples (``edgekit.compare``; ``paired`` in each row): the metrics count the
+differences whose 95% interval lies entirely below 0, i.e. more than test-set noise.
 
 Part 2, speed in one run: MobileNetV2-224 and ShuffleNetV2-224 (3x224x224, 10 classes,
 untrained weights, int8 by PTQ calibration on scikit-learn photo crops — latency does not
@@ -17,11 +20,13 @@ LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
 Budget (defaults): all 4,000 mnist5k training digits (for the segmentation nets all
 1,343 mnist5k_seg canvases made of them), 10% of them held out to choose the best epoch
 (fp32 and QAT; QAT's calibrated start is a candidate too, so QAT never validates worse than
-its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-3); scored on all 1,000
-test digits (328 test canvases). The segmentation nets train 15 fp32 epochs at 1e-2
-(``--seg-epochs``, FAMILY_LR) with ENet class weights (``TrainConfig.class_weights``'s
-default for segmentation; QAT uses them too). About 3-6 min per family on a quiet 2-core
-CPU, 5-10 for the segmentation nets (their fp32 epochs take 10-20 s each).
+its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-3; ``--distill`` to distil
+from the fp32 model, off by default as in edgekit); scored on all 1,000 test digits (328
+test canvases). The segmentation nets train 15 fp32 epochs at 1e-2 (``--seg-epochs``,
+FAMILY_LR) and 6 QAT epochs (``--seg-qat-epochs``) with ENet class weights
+(``TrainConfig.class_weights``'s default for segmentation; QAT uses them too). About 3-6 min
+per family on a quiet 2-core CPU, 5-15 for the segmentation nets (their fp32 epochs take
+10-20 s each).
 
     python benchmarks/quantization.py --json results/quantization.json --out results/quant
 """
@@ -35,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgekit.compress.qat import DEFAULT_DISTILL  # torch-free module
 
 SEGMENTATION = ("espnet", "espnetv2")
 SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
@@ -67,6 +74,11 @@ def main() -> int:
                    help="fp32 epochs of the segmentation nets (default: %(default)s)")
     p.add_argument("--lr", type=float, default=3e-3, help="fp32 learning rate")
     p.add_argument("--qat-epochs", type=int, default=2)
+    p.add_argument("--seg-qat-epochs", type=int, default=6,
+                   help="QAT epochs of the segmentation nets (default: %(default)s)")
+    p.add_argument("--distill", type=float, default=DEFAULT_DISTILL,
+                   help="QuantConfig.distill: share of the QAT loss distilled from the fp32 "
+                        "model (default: %(default)s)")
     p.add_argument("--qat-lr", type=float, default=1e-3,
                    help="QAT learning rate (default: edgekit compress's recipe default)")
     p.add_argument("--speed-runs", type=int, default=30)
@@ -97,8 +109,8 @@ def main() -> int:
     result: dict[str, Any] = {
         **run_info("quantization", None, torch_threads=2),
         "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
-                                                   "lr", "qat_epochs", "qat_lr",
-                                                   "speed_runs")},
+                                                   "lr", "qat_epochs", "seg_qat_epochs",
+                                                   "qat_lr", "distill", "speed_runs")},
         "tflite_available": tflite is not None, "families": [], "speed": {}}
     if args.update and args.json and Path(args.json).is_file():
         earlier = json.loads(Path(args.json).read_text())
@@ -186,10 +198,18 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
                                           "class_weighted": fit.class_weights is not None,
                                           "best_epoch": fit.best_epoch,
                                           "seconds": round(fit.seconds, 1)}}
-    row["fp32"] = _score(_torch_out(model, test_ds.x), test_ds)
+    preds: dict[str, np.ndarray] = {}  # argmax of each model on the test set, for the pairs
 
-    qcfg = dict(epochs=args.qat_epochs, lr=min(args.qat_lr, lr), calibration_size=256,
+    def score(key: str, logits: np.ndarray) -> None:
+        row[key] = _score(logits, test_ds)
+        preds[key] = logits.argmax(1)
+
+    score("fp32", _torch_out(model, test_ds.x))
+
+    qcfg = dict(epochs=args.seg_qat_epochs if seg else args.qat_epochs,
+                lr=min(args.qat_lr, lr), distill=args.distill, calibration_size=256,
                 batch_size=64)
+    row["qat_train"] = {k: qcfg[k] for k in ("epochs", "lr", "distill")}
     qm = quantize(model, QuantConfig(target="tensorrt", **qcfg), train_data=train_ds,
                   val_data=val_ds)
     onnx_path = out / f"{name}.int8.onnx"
@@ -197,7 +217,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     report = verify(onnx_path, qm, test_ds, threshold=0.0)
     # 0: QAT kept its calibrated start; None: no QAT epochs
     row["qat_onnx_best_epoch"] = qm.history.best_epoch if qm.history else None
-    row["qat_onnx"] = _score(_ort_out(onnx_path, test_ds.x), test_ds)
+    score("qat_onnx", _ort_out(onnx_path, test_ds.x))
     row["parity_onnx"] = report.agreement
     row["onnx_error_steps_max"] = report.max_error_steps
 
@@ -205,7 +225,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     export_onnx(model, fp32_onnx, input_shape=shape)
     try:
         ptq_onnx = _ort_quantize_static(fp32_onnx, out / f"{name}.ort_ptq.onnx", calib)
-        row["ort_ptq"] = _score(_ort_out(ptq_onnx, test_ds.x), test_ds)
+        score("ort_ptq", _ort_out(ptq_onnx, test_ds.x))
     except Exception as exc:
         row["ort_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
@@ -216,7 +236,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
         tflite.export_tflite(tq, tfl_path, calibration=calib)
         report = verify(tfl_path, tq, test_ds, threshold=0.0)
         row["qat_tflite_best_epoch"] = tq.history.best_epoch if tq.history else None
-        row["qat_tflite"] = _score(_tfl_out(tflite, tfl_path, test_ds.x), test_ds)
+        score("qat_tflite", _tfl_out(tflite, tfl_path, test_ds.x))
         row["parity_tflite"] = report.agreement
         row["tflite_error_steps_max"] = report.max_error_steps
         # LiteRT's builtin kernels (what runs where XNNPACK does not): a second opinion
@@ -232,10 +252,27 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
         try:  # a baseline the vendor cannot build is a result, not a failed family
             vendor = tflite.vendor_ptq_tflite(model, out / f"{name}.litert_ptq.tflite",
                                               calibration=calib)
-            row["litert_ptq"] = _score(_tfl_out(tflite, vendor.path, test_ds.x), test_ds)
+            score("litert_ptq", _tfl_out(tflite, vendor.path, test_ds.x))
         except Exception as exc:
             row["litert_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    row["paired"] = _paired(preds, test_ds)
     return row
+
+
+def _paired(preds: dict[str, np.ndarray], ds: Any) -> dict[str, dict[str, Any]]:
+    """Each QAT file minus fp32 and minus each vendor PTQ file: the score difference and its
+    paired-bootstrap 95% interval over the test samples (edgekit.compare)."""
+    from edgekit.compare import paired_difference
+
+    pairs = {}
+    for ours in ("qat_onnx", "qat_tflite"):
+        for other in ("fp32", "ort_ptq", "litert_ptq"):
+            if ours in preds and other in preds:
+                d = paired_difference(preds[ours], preds[other], ds.y, task=ds.task,
+                                      num_classes=ds.num_classes)
+                pairs[f"{ours}-{other}"] = {k: round(v, 4) if isinstance(v, float) else v
+                                            for k, v in d.to_dict().items()}
+    return pairs
 
 
 def _score(logits: np.ndarray, ds: Any) -> float:
@@ -395,6 +432,13 @@ def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any
         if vendors and ours:
             gaps.append(100 * (min(ours) - max(vendors)))
     m["qat_minus_best_vendor_ptq_pp_min"] = round(min(gaps), 2) if gaps else None
+    # how many of those gaps are more than test-set noise (95% paired-bootstrap interval
+    # entirely below 0): QAT file vs vendor PTQ file, and QAT file vs fp32
+    pairs = [(name, d) for r in ok for name, d in r.get("paired", {}).items()]
+    m["vendor_ptq_ahead_significant"] = sum(
+        d["high"] < 0 for name, d in pairs if not name.endswith("-fp32")) if pairs else None
+    m["int8_below_fp32_significant"] = sum(
+        d["high"] < 0 for name, d in pairs if name.endswith("-fp32")) if pairs else None
     for rt, prefix in (("ort", "ort"), ("tflite", "tflite")):
         for vs, other in (("fp32", "fp32"), ("vendor", "vendor")):
             ratios = [speed[f"{n}.{prefix}_{other}.t{t}_ms"] / speed[f"{n}.{prefix}_int8.t{t}_ms"]

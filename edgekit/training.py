@@ -42,6 +42,11 @@ class TrainConfig:
     ``keep_start``: with ``val_data``, the weights before the first epoch are a candidate for
     the best too (epoch 0), so fine-tuning never returns a model that validates worse than
     the one it started from (QAT after calibration).
+    ``distill``: with a ``teacher`` given to ``train``, the loss is ``(1 - distill)`` times
+    the task loss plus ``distill`` times ``temperature**2`` times the KL divergence from the
+    teacher's softened outputs (Hinton et al. 2015; per pixel for segmentation). QAT uses it
+    with the fp32 model as the teacher: the int8 student then learns the fp32 model's
+    whole output distribution, not only its labels.
     ``class_weights`` weighs the built-in cross-entropy per class: "enet" uses ENet's
     ``w_c = 1 / ln(1.02 + p_c)`` with ``p_c`` the share of class ``c`` among the training
     labels (pixels, for segmentation; see ``enet_class_weights``), the scheme ESPNet trains
@@ -63,6 +68,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     keep_start: bool = False
     class_weights: str | None = "auto"
+    distill: float = 0.0
+    temperature: float = 2.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -70,6 +77,9 @@ class TrainConfig:
                                     f"(got {self.epochs}, {self.batch_size})")
         if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1:
             raise InvalidInputError("need lr > 0, weight_decay >= 0, 0 <= label_smoothing < 1")
+        if not 0 <= self.distill <= 1 or not self.temperature > 0:
+            raise InvalidInputError(f"need 0 <= distill <= 1 and temperature > 0 (got "
+                                    f"{self.distill}, {self.temperature})")
         if self.optimizer not in OPTIMIZERS:
             raise InvalidInputError(f"optimizer must be one of {OPTIMIZERS}, "
                                     f"not {self.optimizer!r}")
@@ -100,12 +110,19 @@ class TrainResult:
 def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig | None = None,
           *, val_data: ArrayDataset | None = None, before_step: Hook | None = None,
           after_step: Hook | None = None,
-          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-          ) -> TrainResult:
-    """Train ``model`` in place; with ``val_data`` the best epoch's weights are restored."""
+          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+          teacher: torch.nn.Module | None = None) -> TrainResult:
+    """Train ``model`` in place; with ``val_data`` the best epoch's weights are restored.
+
+    ``teacher`` (with ``config.distill`` > 0) is run in eval mode on every batch and never
+    trained."""
     import torch
 
     cfg = config or TrainConfig()
+    if (teacher is None) != (cfg.distill == 0):
+        given = "no teacher" if teacher is None else "a teacher"
+        raise InvalidInputError(f"distillation needs both a teacher and TrainConfig.distill "
+                                f"> 0; got {given} and distill={cfg.distill}")
     if cfg.patience is not None and val_data is None:
         raise InvalidInputError("early stopping (patience) needs val_data")
     if val_data is not None and val_data.task != train_data.task:
@@ -160,6 +177,10 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
             yb = torch.from_numpy(train_data.y[idx]).to(device)
             logits = _forward(model, xb, train_data, checked=epoch > 1 or step > 0)
             loss = loss_fn(logits, yb)
+            if teacher is not None:
+                loss = (1 - cfg.distill) * loss + cfg.distill * _distillation_loss(
+                    logits, _teacher_logits(teacher, xb, train_data, logits.shape),
+                    cfg.temperature)
             if not torch.isfinite(loss):
                 raise InvalidInputError(f"training diverged: loss is {loss.item()} at epoch "
                                         f"{epoch}, step {step + 1}; lower the learning rate")
@@ -341,6 +362,30 @@ def _default_loss(label_smoothing: float, weights: np.ndarray | None = None, dev
         return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
 
     return cross_entropy
+
+
+def _teacher_logits(teacher: torch.nn.Module, xb: torch.Tensor, data: ArrayDataset,
+                    shape: torch.Size) -> torch.Tensor:
+    import torch
+
+    teacher.eval()
+    with torch.no_grad():
+        out = _forward(teacher, xb, data, checked=True)
+    if out.shape != shape:
+        raise InvalidInputError(f"the teacher's output {tuple(out.shape)} does not match the "
+                                f"model's {tuple(shape)}")
+    return out
+
+
+def _distillation_loss(student: torch.Tensor, teacher: torch.Tensor,
+                       temperature: float) -> torch.Tensor:
+    """T² · KL(teacher ‖ student) over the class axis (dim 1), averaged over the rest."""
+    import torch.nn.functional as F
+
+    log_p_student = F.log_softmax(student / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher / temperature, dim=1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
+    return temperature ** 2 * kl.mean()
 
 
 def _optimizer(cfg: TrainConfig, params: list[Any]):

@@ -13,6 +13,8 @@ TARGET_FORMAT = {"tensorrt": "engine", "onnxruntime": "onnx", "tflite": "tflite"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from edgekit.compress.qat import DEFAULT_DISTILL  # torch-free module
+
     c = subparsers.add_parser(
         "check", help="list the ops a target runs in float or cannot run (before training)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -40,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--mode", choices=("qat", "ptq"), default="qat", help="default: %(default)s")
     q.add_argument("--epochs", type=int, default=2, help="QAT epochs (default: %(default)s)")
     q.add_argument("--lr", type=float, default=1e-4, help="default: %(default)s")
+    q.add_argument("--distill", type=float, default=DEFAULT_DISTILL, metavar="W",
+                   help="share of the QAT loss that is distillation from the fp32 checkpoint; "
+                   "0 trains on the labels alone (default: %(default)s)")
     q.add_argument("--calibration-size", type=int, default=300, help="default: %(default)s")
     q.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     q.add_argument("--seed", type=int, default=0, help="default: %(default)s")
@@ -122,7 +127,7 @@ def run_quantize(args: argparse.Namespace) -> int:
     _check_suffix(args.out, TARGET_FORMAT[args.target])
     cfg = QuantConfig(target=args.target, mode=args.mode, epochs=args.epochs, lr=args.lr,
                       calibration_size=args.calibration_size, batch_size=args.batch_size,
-                      seed=args.seed)
+                      seed=args.seed, distill=args.distill)
     model, train_ds, test_ds = _load(args.checkpoint, args.data, args.limit)
     qm = quantize(model, cfg, train_data=train_ds, val_data=None)
     fmt = TARGET_FORMAT[args.target]

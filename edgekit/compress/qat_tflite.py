@@ -82,7 +82,7 @@ def quantize_for_tflite(
     _calibrate(prepared, calib, cfg.batch_size)
     history = None
     if qat:
-        history = fine_tune(prepared, train_data, val_data, cfg)
+        history = fine_tune(prepared, train_data, val_data, cfg, teacher=model)
     freeze_ranges(prepared)
     stage = STAGE_PREPARED
     if not qat:

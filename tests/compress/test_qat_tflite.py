@@ -248,7 +248,7 @@ def test_best_epoch_restore_keeps_what_the_file_gets(mnist):
         model.stem[0].weight[1] *= 1e-3  # max |w| far below 127 × 2^-12
     train_ds, _ = mnist
     cfg = QuantConfig(target="tflite", mode="qat", epochs=1, lr=1e-4, calibration_size=64,
-                      batch_size=32, seed=0)
+                      batch_size=32, seed=0, distill=0.5)  # the teacher path too
     qm = quantize_for_tflite(model, cfg, train_data=train_ds.subset(128, seed=0),
                              val_data=train_ds.subset(64, seed=1))
     assert qm.history is not None and qm.history.best_epoch is not None  # restored

@@ -27,6 +27,11 @@ def test_config_rejects_bad_values(kwargs):
         QuantConfig(**kwargs)
 
 
+def test_distill_weight_is_checked():
+    with pytest.raises(InvalidInputError, match=r"distill must be in \[0, 1\]"):
+        QuantConfig(distill=-0.1)
+
+
 def test_qat_needs_training_data():
     with pytest.raises(InvalidInputError, match="train_data"):
         quantize(SmallNet(), QuantConfig(mode="qat", epochs=1), calib_data=_data(16))
@@ -67,9 +72,12 @@ def test_qat_fine_tunes_and_keeps_accuracy():
     model = SmallNet()
     train(model, data, TrainConfig(epochs=3, lr=1e-2, batch_size=64, progress=False))
     fp32 = evaluate(model, val)
-    qm = quantize(model, QuantConfig(epochs=1, lr=1e-4, calibration_size=128, batch_size=64),
-                  train_data=data, val_data=val)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qm = quantize(model, QuantConfig(epochs=1, lr=1e-4, calibration_size=128, batch_size=64,
+                                     distill=0.5), train_data=data, val_data=val)
     assert qm.history is not None and qm.history.epochs_run == 1
+    # distilled from the caller's model, which stays untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     int8 = evaluate(qm.model, val)
     fp32_acc = fp32["accuracy"] if isinstance(fp32, dict) else fp32
     int8_acc = int8["accuracy"] if isinstance(int8, dict) else int8

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -109,6 +111,43 @@ def test_keep_start_returns_the_starting_weights_when_training_only_hurts(digits
     assert result.best_epoch == 0 and result.best_metric == start_acc
     assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
     assert all(h["val_accuracy"] < start_acc for h in result.history)
+
+
+def test_distillation_teaches_what_the_labels_do_not(digits):
+    """With distill=1 the loss is the teacher's alone: a student trained on scrambled labels
+    still learns the digits from a trained teacher; without the teacher it cannot."""
+    train_ds, test_ds = digits
+    torch.manual_seed(0)
+    teacher = create_model("lenet300_100")
+    train(teacher, train_ds, TrainConfig(epochs=3, lr=3e-3, progress=False))
+    assert evaluate(teacher, test_ds)["accuracy"] > 0.8
+    scrambled = replace(train_ds, y=np.random.default_rng(0).permutation(train_ds.y))
+    accuracy = {}
+    for distill in (0.0, 1.0):
+        torch.manual_seed(1)
+        student = create_model("lenet300_100")
+        cfg = TrainConfig(epochs=3, lr=3e-3, progress=False, distill=distill)
+        train(student, scrambled, cfg, teacher=teacher if distill else None)
+        accuracy[distill] = evaluate(student, test_ds)["accuracy"]
+    assert accuracy[1.0] > 0.6 and accuracy[0.0] < 0.3, accuracy
+    assert evaluate(teacher, test_ds)["accuracy"] > 0.8  # the teacher is never trained
+
+
+def test_distillation_needs_a_teacher_and_a_weight(digits):
+    train_ds, _ = digits
+    model = create_model("lenet300_100")
+    with pytest.raises(InvalidInputError, match=r"no teacher and distill=0\.5"):
+        train(model, train_ds, TrainConfig(epochs=1, progress=False, distill=0.5))
+    with pytest.raises(InvalidInputError, match="a teacher and distill=0"):
+        train(model, train_ds, TrainConfig(epochs=1, progress=False), teacher=model)
+    with pytest.raises(InvalidInputError, match="distill"):
+        TrainConfig(distill=1.5)
+    with pytest.raises(InvalidInputError, match="temperature"):
+        TrainConfig(distill=0.5, temperature=0)
+    wide = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 12))  # 12 outputs, not 10
+    with pytest.raises(InvalidInputError, match=r"teacher's output \(64, 12\)"):
+        train(model, train_ds, TrainConfig(epochs=1, progress=False, distill=0.5),
+              teacher=wide)
 
 
 class _TinySegNet(nn.Module):
