@@ -40,4 +40,6 @@ _PUBLIC = {
     "ekz_to_onnx": "edgekit.compress.ekz.deploy",
 }
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",))
+# `edgekit.compress(...)` is the pipeline: the subpackage is a callable module
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",),
+                                             submodules=("compress",))

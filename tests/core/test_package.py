@@ -24,6 +24,15 @@ def test_import_edgekit_loads_no_heavy_backend():
     assert json.loads(out.stdout) == []
 
 
+def test_edgekit_compress_is_callable_in_a_fresh_interpreter():
+    # the README's `import edgekit; edgekit.compress(...)`, with nothing imported before
+    code = ("import sys, json, edgekit; f = edgekit.compress;"
+            f"print(json.dumps([callable(f), 'compress' in dir(edgekit),"
+            f" [m for m in {HEAVY!r} if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [True, True, []]
+
+
 def test_registry_unknown_name_suggests_close_names():
     reg: Registry[int] = Registry("thing")
     reg.register("mobilenet_v2")(1)
