@@ -255,6 +255,13 @@ def evaluate(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
             "pixel_accuracy": float(hits.sum() / confusion.sum())}
 
 
+def predicted_classes(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
+                      ) -> np.ndarray:
+    """The class ``evaluate`` scores for each sample: (N,), or (N, H, W) for segmentation."""
+    return np.concatenate([logits.argmax(1)
+                           for _, logits in _batched_logits(model, data.x, batch_size, data)])
+
+
 def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Logits (float32) of ``model`` for the float32 images ``x`` (N×C×H×W), in eval mode."""
     x = np.asarray(x)

@@ -26,6 +26,14 @@ def render_report(manifest: dict[str, Any]) -> str:
     for row in metrics.get("accuracy_rows", []):
         value = f"{row['value']:.4f} ({row['metric']})"
         lines.append(f"| {row['model']} | {row['runtime']} | {value} |")
+    change = metrics.get("int8_minus_fp32")
+    if change:
+        pp = {k: 100 * change[k] for k in ("difference", "low", "high")}
+        verdict = ("more than test noise" if change["low"] > 0 or change["high"] < 0
+                   else "within test noise")
+        lines += ["", f"int8 (trained) minus fp32: {pp['difference']:+.2f} pp {change['metric']}, "
+                  f"{change['level'] * 100:.0f}% interval {pp['low']:+.2f} … {pp['high']:+.2f} pp "
+                  f"(paired bootstrap over the {change['samples']:,} test samples): {verdict}."]
     parity = metrics.get("parity")
     if parity:
         verdict = "PASSED" if parity["passed"] else "**FAILED**"

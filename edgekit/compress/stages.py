@@ -104,9 +104,10 @@ def train_or_load(ctx: Context) -> Any:
 
 
 def quantize(ctx: Context, model: Any) -> Any | None:
+    from edgekit.compare import paired_difference
     from edgekit.compress.qat import QuantConfig
     from edgekit.compress.qat import quantize as quantize_model
-    from edgekit.training import evaluate
+    from edgekit.training import evaluate, predicted_classes
 
     r = ctx.recipe
     if r.precision == "fp32":
@@ -119,6 +120,10 @@ def quantize(ctx: Context, model: Any) -> Any | None:
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val)
     ctx.metrics["int8_trained"] = evaluate(qm.model, ctx.test)
+    # is the int8 model's loss (or gain) more than test-set noise?
+    ctx.metrics["int8_minus_fp32"] = paired_difference(
+        predicted_classes(qm.model, ctx.test), predicted_classes(model, ctx.test), ctx.test.y,
+        task=ctx.test.task, num_classes=ctx.test.num_classes).to_dict()
     ctx.metrics["quant_scheme"] = qm.scheme
     return qm
 
@@ -283,6 +288,9 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         "power": _power_text(power),
         "notes": ctx.notes,
     }
+    if "int8_minus_fp32" in ctx.metrics:
+        metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
+                                      "samples": len(ctx.test)}
     if "int8" in files:
         metrics["size_ratio"] = files["fp32"].stat().st_size / files["int8"].stat().st_size
     if "int8" in bench and "fp32" in bench:

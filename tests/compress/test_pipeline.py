@@ -39,6 +39,12 @@ def test_compress_for_jetson_writes_verified_smaller_int8_onnx(tmp_path):
     assert "unavailable" in result.metrics["power"]  # no sensor here: never a number
     report = (out / "report.md").read_text()
     assert "measured" in report and "estimated" in report
+    change = result.metrics["int8_minus_fp32"]  # paired over the same test samples
+    rows = {row["model"]: row["value"] for row in result.metrics["accuracy_rows"]}
+    assert change["difference"] == pytest.approx(
+        rows["int8 fake-quant (trained)"] - rows["fp32 (trained)"])
+    assert change["low"] <= change["difference"] <= change["high"]
+    assert "int8 (trained) minus fp32" in report and "test noise" in report
 
 
 @pytest.mark.slow
