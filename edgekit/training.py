@@ -44,9 +44,8 @@ class TrainConfig:
     the one it started from (QAT after calibration).
     ``distill``: with a ``teacher`` given to ``train``, the loss is ``(1 - distill)`` times
     the task loss plus ``distill`` times ``temperature**2`` times the KL divergence from the
-    teacher's softened outputs (Hinton et al. 2015; per pixel for segmentation). QAT uses it
-    with the fp32 model as the teacher: the int8 student then learns the fp32 model's
-    whole output distribution, not only its labels.
+    teacher's softened outputs (Hinton et al. 2015; per pixel for segmentation).
+    ``QuantConfig.distill`` uses it with the fp32 model as the teacher of its int8 copy.
     ``class_weights`` weighs the built-in cross-entropy per class: "enet" uses ENet's
     ``w_c = 1 / ln(1.02 + p_c)`` with ``p_c`` the share of class ``c`` among the training
     labels (pixels, for segmentation; see ``enet_class_weights``), the scheme ESPNet trains
