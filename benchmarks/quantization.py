@@ -170,6 +170,7 @@ def _tflite_module() -> Any:
 
 def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict[str, Any]:
     from edgekit.calibration import load_splits
+    from edgekit.compare import score as edgekit_score
     from edgekit.compress.qat import QuantConfig, quantize
     from edgekit.export.onnx import export_onnx
     from edgekit.export.verify import verify
@@ -201,8 +202,9 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     preds: dict[str, np.ndarray] = {}  # argmax of each model on the test set, for the pairs
 
     def score(key: str, logits: np.ndarray) -> None:
-        row[key] = _score(logits, test_ds)
         preds[key] = logits.argmax(1)
+        row[key] = edgekit_score(preds[key], test_ds.y, task=test_ds.task,
+                                 num_classes=test_ds.num_classes)
 
     score("fp32", _torch_out(model, test_ds.x))
 
@@ -273,18 +275,6 @@ def _paired(preds: dict[str, np.ndarray], ds: Any) -> dict[str, dict[str, Any]]:
                 pairs[f"{ours}-{other}"] = {k: round(v, 4) if isinstance(v, float) else v
                                             for k, v in d.to_dict().items()}
     return pairs
-
-
-def _score(logits: np.ndarray, ds: Any) -> float:
-    pred = logits.argmax(1)
-    if ds.task == "classification":
-        return float((pred == ds.y).mean())
-    k = ds.num_classes
-    conf = np.bincount((ds.y * k + np.minimum(pred, k - 1)).ravel(), minlength=k * k)
-    conf = conf.reshape(k, k)
-    hits = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - hits
-    return float((hits[union > 0] / union[union > 0]).mean())
 
 
 def _torch_out(model: Any, x: np.ndarray) -> np.ndarray:

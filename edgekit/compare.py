@@ -50,59 +50,70 @@ def paired_difference(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray
     ``pred_*`` and ``labels`` are class indices of the same shape: (N,) or (N, H, W).
     """
     pred_a, pred_b, labels = (np.asarray(a) for a in (pred_a, pred_b, labels))
-    if not pred_a.shape == pred_b.shape == labels.shape or labels.ndim == 0 or not len(labels):
-        raise InvalidInputError(f"paired predictions and labels must share one non-empty "
-                                f"shape; got {pred_a.shape}, {pred_b.shape}, {labels.shape}")
-    if task not in ("classification", "segmentation"):
-        raise InvalidInputError(f"task must be classification or segmentation, not {task!r}")
+    if not pred_a.shape == pred_b.shape == labels.shape:
+        raise InvalidInputError(f"paired predictions and labels must share one shape; got "
+                                f"{pred_a.shape}, {pred_b.shape}, {labels.shape}")
     if resamples < 100 or not 0 < level < 1:
         raise InvalidInputError("need resamples >= 100 and 0 < level < 1")
+    metric = _metric(task)
     per_sample = [_confusions(p, labels, num_classes) for p in (pred_a, pred_b)]
-    score = _accuracy if task == "classification" else _miou
     n = len(labels)
-    full = np.ones((1, n))
-    difference = float(score(full @ per_sample[0])[0] - score(full @ per_sample[1])[0])
+    difference = float(metric(per_sample[0].sum(0)) - metric(per_sample[1].sum(0)))
     rng = np.random.default_rng(seed)
     diffs = np.empty(resamples)
     for start in range(0, resamples, CHUNK):
         stop = min(start + CHUNK, resamples)
         idx = rng.integers(0, n, size=(stop - start, n))
         weights = np.stack([np.bincount(row, minlength=n) for row in idx]).astype(float)
-        diffs[start:stop] = score(weights @ per_sample[0]) - score(weights @ per_sample[1])
+        # (resamples, N) x (N, k, k+1): each resample's confusion matrix
+        diffs[start:stop] = (metric(np.tensordot(weights, per_sample[0], axes=1))
+                             - metric(np.tensordot(weights, per_sample[1], axes=1)))
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(diffs, [tail, 100 - tail])
     return PairedDifference(difference, float(low), float(high), level, resamples)
 
 
+def score(pred: np.ndarray, labels: np.ndarray, *, task: str, num_classes: int) -> float:
+    """Accuracy (classification) or mIoU (segmentation) of class indices ``pred``."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    if pred.shape != labels.shape:
+        raise InvalidInputError(f"predictions {pred.shape} and labels {labels.shape} differ")
+    metric = _metric(task)
+    return float(metric(_confusions(pred, labels, num_classes).sum(0)))
+
+
+def miou(confusion: np.ndarray) -> np.ndarray:
+    """Mean IoU of confusion matrices (..., k, k + 1): rows are true classes, the last
+    column counts predictions outside them; averaged over the classes present in the
+    labels or the predictions."""
+    k = confusion.shape[-2]
+    hits = np.diagonal(confusion[..., :k], axis1=-2, axis2=-1)
+    union = confusion.sum(-1) + confusion[..., :k].sum(-2) - hits
+    present = union > 0
+    iou = np.where(present, hits / np.maximum(union, 1), 0.0)
+    return iou.sum(-1) / present.sum(-1)
+
+
+def accuracy(confusion: np.ndarray) -> np.ndarray:
+    """Share of correct predictions of confusion matrices (..., k, k + 1)."""
+    k = confusion.shape[-2]
+    return np.trace(confusion[..., :k], axis1=-2, axis2=-1) / confusion.sum((-2, -1))
+
+
+def _metric(task: str):
+    if task not in ("classification", "segmentation"):
+        raise InvalidInputError(f"task must be classification or segmentation, not {task!r}")
+    return accuracy if task == "classification" else miou
+
+
 def _confusions(pred: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Per-sample confusion counts, flattened: (N, k * (k + 1)); the last column of each
-    row counts predictions outside the label classes."""
+    """One confusion matrix (k, k + 1) per sample: (N, k, k + 1)."""
+    if labels.ndim == 0 or not len(labels):
+        raise InvalidInputError("no samples to score")
     if labels.min() < 0 or labels.max() >= k or pred.min() < 0:
         raise InvalidInputError(f"labels must lie in [0, {k}) and predictions be >= 0")
     n = len(labels)
     cells = labels.reshape(n, -1) * (k + 1) + np.minimum(pred, k).reshape(n, -1)
     flat = cells + (np.arange(n) * k * (k + 1))[:, None]
-    return np.bincount(flat.ravel(), minlength=n * k * (k + 1)).reshape(n, -1).astype(float)
-
-
-def _accuracy(confusion: np.ndarray) -> np.ndarray:
-    k = _classes(confusion)
-    square = confusion.reshape(len(confusion), k, k + 1)
-    return np.trace(square[:, :, :k], axis1=1, axis2=2) / confusion.sum(1)
-
-
-def _miou(confusion: np.ndarray) -> np.ndarray:
-    """Mean IoU over the classes present in the labels or the predictions (as
-    ``edgekit.training.evaluate``)."""
-    k = _classes(confusion)
-    square = confusion.reshape(len(confusion), k, k + 1)
-    hits = np.diagonal(square[:, :, :k], axis1=1, axis2=2)
-    union = square.sum(2) + square[:, :, :k].sum(1) - hits
-    present = union > 0
-    iou = np.where(present, hits / np.maximum(union, 1), 0.0)
-    return iou.sum(1) / present.sum(1)
-
-
-def _classes(confusion: np.ndarray) -> int:
-    # k * (k + 1) columns
-    return int((np.sqrt(1 + 4 * confusion.shape[1]) - 1) / 2)
+    counts = np.bincount(flat.ravel(), minlength=n * k * (k + 1))
+    return counts.reshape(n, k, k + 1).astype(float)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekit.compare import accuracy, miou
 from edgekit.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -247,11 +248,7 @@ def evaluate(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
         pred = np.minimum(logits.argmax(1), k)
         confusion += np.bincount((labels * (k + 1) + pred).ravel(),
                                  minlength=k * (k + 1)).reshape(k, k + 1)
-    hits = np.diag(confusion[:, :k])
-    union = confusion.sum(1) + confusion[:, :k].sum(0) - hits
-    present = union > 0
-    return {"miou": float((hits[present] / union[present]).mean()),
-            "pixel_accuracy": float(hits.sum() / confusion.sum())}
+    return {"miou": float(miou(confusion)), "pixel_accuracy": float(accuracy(confusion))}
 
 
 def predicted_classes(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgekit.calibration import load_dataset
-from edgekit.compare import paired_difference
+from edgekit.compare import paired_difference, score
 from edgekit.errors import InvalidInputError
 
 
@@ -44,6 +44,12 @@ def test_a_few_samples_apart_is_noise_and_many_is_not():
     assert swapped.difference == pytest.approx(-0.04) and swapped.high < 0
 
 
+def test_score_is_accuracy_for_classification():
+    y = _labels()
+    assert score(_flip(y, np.arange(0, 1000, 8)), y, task="classification",
+                 num_classes=10) == pytest.approx(0.875)
+
+
 def test_the_interval_is_seeded():
     y = _labels()
     a, b = _flip(y, np.arange(0, 1000, 9)), _flip(y, np.arange(3, 1000, 11))
@@ -74,6 +80,8 @@ def test_segmentation_scores_miou_as_evaluate_does():
             return out.permute(0, 3, 1, 2).float()
 
     miou = evaluate(Fixed(noisy), seg, batch_size=len(seg))["miou"]
+    assert miou < 0.9
+    assert score(noisy, seg.y, task="segmentation", num_classes=k) == pytest.approx(miou)
     d = paired_difference(seg.y, noisy, seg.y, task="segmentation", num_classes=k)
     assert d.difference == pytest.approx(1 - miou)
     assert d.significant and d.low > 0
@@ -81,8 +89,10 @@ def test_segmentation_scores_miou_as_evaluate_does():
 
 def test_bad_input_is_rejected():
     y = _labels(10)
-    with pytest.raises(InvalidInputError, match="share one non-empty shape"):
+    with pytest.raises(InvalidInputError, match="share one shape"):
         paired_difference(y[:5], y, y, task="classification", num_classes=10)
+    with pytest.raises(InvalidInputError, match="no samples"):
+        paired_difference(y[:0], y[:0], y[:0], task="classification", num_classes=10)
     with pytest.raises(InvalidInputError, match="labels must lie"):
         paired_difference(y, y, y + 10, task="classification", num_classes=10)
     with pytest.raises(InvalidInputError, match="task"):
