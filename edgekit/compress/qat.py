@@ -23,6 +23,7 @@ from edgekit.compress.quant_scheme import (
     force_signed_activations,
     nncf_advanced_parameters,
     scheme_for,
+    use_7bit_weights,
 )
 from edgekit.errors import DataError, EdgekitError, ExportError, InvalidInputError
 
@@ -142,20 +143,27 @@ def quantize(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportError(f"nncf could not quantize the model: {first}") from exc
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
+    seven_bit = use_7bit_weights(qmodel) if scheme.weight_bits == 7 else 0
     use_qdq_forward(qmodel)
     history = None
     if config.mode == "qat" and config.epochs > 0:
         history = fine_tune(qmodel, train_data, val_data, config, teacher=model)
     qmodel.eval()
-    return QuantizedModel(
+    quantized = QuantizedModel(
         model=qmodel,
         config=config,
         scheme=scheme.to_dict(),
         history=history,
         backend="nncf",
         input_shape=tuple(int(d) for d in calib.shape[1:]),
-        extra={"calibration_samples": len(calib), "uint8_quantizers_made_signed": flipped},
+        extra={"calibration_samples": len(calib), "uint8_quantizers_made_signed": flipped,
+               "weight_quantizers_7bit": seven_bit},
     )
+    if scheme.int32_bias:
+        from edgekit.compress.bias_grid import round_biases_to_int32_grid
+
+        quantized.extra["biases_on_int32_grid"] = round_biases_to_int32_grid(quantized)
+    return quantized
 
 
 def _prepare(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:

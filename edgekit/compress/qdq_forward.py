@@ -73,12 +73,12 @@ def use_qdq_forward(qmodel: torch.nn.Module) -> int:
     for name, module in get_hook_storage(qmodel).named_hooks():
         if type(module) is not SymmetricQuantizer:
             continue
-        if module.is_half_range:  # strip re-quantizes these on a doubled grid; not ours
-            raise ExportError(f"nncf quantizer {name} uses half range, which edgekit's "
-                              "schemes never request")
+        is_weight = decode_hook_name(name)[0] == "pre_hooks"
+        if module.is_half_range and not is_weight:  # nncf uses it for weights only
+            raise ExportError(f"nncf quantizer {name} quantizes an activation in half range")
         module.__class__ = QDQSymmetricQuantizer
-        # strip clamps the weights under a narrow-range pre-hook before converting them
-        module.clamps_to_range = (decode_hook_name(name)[0] == "pre_hooks"
-                                  and module.narrow_range)
+        # strip clamps the weights under a narrow-range or half-range (7-bit) pre-hook
+        # before converting them
+        module.clamps_to_range = is_weight and (module.narrow_range or module.is_half_range)
         changed += 1
     return changed

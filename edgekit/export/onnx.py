@@ -18,6 +18,7 @@ from edgekit._lazy import require
 from edgekit.errors import ExportError, InvalidInputError
 from edgekit.export.artifact import Artifact
 from edgekit.export.onnx_fold import fold_weight_quantizers
+from edgekit.export.onnx_uint8 import requantize_after_data_movement, signed_activations_as_uint8
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +65,10 @@ def export_onnx(
         _check_ops(proto, precision)
         if precision == "int8":  # int8 weights on disk, not float + QuantizeLinear
             provenance["int8_weights_folded"] = str(fold_weight_quantizers(proto))
+        if provenance.get("target") == "onnxruntime":  # TensorRT's Q/DQ must stay int8
+            provenance["activations_as_uint8"] = str(signed_activations_as_uint8(proto))
+            provenance["requantized_after_data_movement"] = str(
+                requantize_after_data_movement(proto))
         del proto.metadata_props[:]
         for key, value in provenance.items():
             entry = proto.metadata_props.add()

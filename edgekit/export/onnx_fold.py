@@ -42,7 +42,7 @@ def fold_weight_quantizers(proto: Any) -> int:
         folded.append(node)
     for node in folded:
         graph.node.remove(node)
-    _drop_unused(graph)
+    drop_unused(graph)
     return len(folded)
 
 
@@ -56,7 +56,7 @@ def _quantize(weight: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int
     return np.clip(q, info.min, info.max).astype(zero.dtype)
 
 
-def _drop_unused(graph: Any) -> None:
+def drop_unused(graph: Any) -> None:
     """Remove initializers and Identity nodes that nothing reads any more."""
     while True:
         used = {name for node in graph.node for name in node.input}

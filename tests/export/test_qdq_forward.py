@@ -47,11 +47,11 @@ def _near_boundaries(scale: np.ndarray, shape: tuple[int, ...], axis: int) -> np
     return bits.astype(np.int32).view(np.float32)
 
 
-@pytest.fixture(scope="module")
-def ptq_net():
+@pytest.fixture(scope="module", params=["tensorrt", "onnxruntime"])  # 8- and 7-bit weights
+def ptq_net(request):
     torch.manual_seed(0)
-    return quantize(SmallNet().eval(), QuantConfig(mode="ptq", calibration_size=64),
-                    calib_data=_data(128))
+    return quantize(SmallNet().eval(), QuantConfig(target=request.param, mode="ptq",
+                                                   calibration_size=64), calib_data=_data(128))
 
 
 def test_every_quantizer_forward_equals_the_onnx_qdq_pair(ptq_net):
@@ -70,7 +70,7 @@ def test_every_quantizer_forward_equals_the_onnx_qdq_pair(ptq_net):
         else:
             scale, zero = scale.reshape(()), zero.reshape(())
         x = _near_boundaries(scale, shape, axis)
-        if quantizer.clamps_to_range:  # narrow-range weights: strip clamps them to the range
+        if quantizer.clamps_to_range:  # narrow/half-range weights: strip clamps them
             low, high = (t.detach().numpy() for t in quantizer.get_input_low_input_high())
             x = np.clip(x, low.reshape(-1, *[1] * (len(shape) - 1)),
                         high.reshape(-1, *[1] * (len(shape) - 1))).astype(np.float32)
