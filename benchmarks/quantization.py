@@ -2,7 +2,12 @@
 
 Part 1, per family (small-input variants on mnist5k; ESPNet/ESPNetV2 on mnist5k_seg):
 train fp32 briefly, then
-  * edgekit QAT for TensorRT/onnxruntime (nncf, QDQ ONNX) -> run in onnxruntime,
+  * edgekit QAT for TensorRT (nncf, QDQ ONNX) -> scored with onnxruntime's reference
+    kernels, the arithmetic the file defines and TensorRT runs (int32 sums, no
+    saturation); its score with onnxruntime's fused x86 kernels is kept beside it
+    (``qat_onnx_fused``),
+  * edgekit QAT for onnxruntime's CPU provider (uint8 activations, 7-bit weights) -> run
+    with the fused x86 kernels it is made for (``qat_ort``),
   * edgekit QAT for TFLite (part B's ``quantize_for_tflite`` + ``export_tflite``) -> LiteRT,
   * vendor PTQ baselines on the same fp32 model: onnxruntime ``quantize_static`` (QDQ) and
     litert-torch's PT2E PTQ (``vendor_ptq_tflite``).
@@ -55,6 +60,7 @@ SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
 # ~0.2, 15 epochs ~0.6 (ESPNet) and ~0.4 (ESPNetv2); before, they stayed at the
 # all-background solution (mIoU 0.08-0.11 at 3e-3 and 1e-2).
 FAMILY_LR = {"squeezenet1_0": 3e-4, "squeezenet1_1": 3e-4, "espnet": 1e-2, "espnetv2": 1e-2}
+OURS = ("qat_onnx", "qat_ort", "qat_tflite")  # the QAT files' score keys in a row
 REPRESENTATIVES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                    "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0",
                    "squeezenet1_1", "espnet", "espnetv2")
@@ -212,22 +218,30 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
                 lr=min(args.qat_lr, lr), distill=args.distill, calibration_size=256,
                 batch_size=64)
     row["qat_train"] = {k: qcfg[k] for k in ("epochs", "lr", "distill")}
-    qm = quantize(model, QuantConfig(target="tensorrt", **qcfg), train_data=train_ds,
-                  val_data=val_ds)
-    onnx_path = out / f"{name}.int8.onnx"
-    export_onnx(qm, onnx_path)
-    report = verify(onnx_path, qm, test_ds, threshold=0.0)
-    # 0: QAT kept its calibrated start; None: no QAT epochs
-    row["qat_onnx_best_epoch"] = qm.history.best_epoch if qm.history else None
-    score("qat_onnx", _ort_out(onnx_path, test_ds.x))
-    row["parity_onnx"] = report.agreement
-    row["onnx_error_steps_max"] = report.max_error_steps
+
+    def qat_onnx(key: str, target: str) -> Any:
+        qm = quantize(model, QuantConfig(target=target, **qcfg), train_data=train_ds,
+                      val_data=val_ds)
+        path = out / f"{name}.{target}.int8.onnx"
+        export_onnx(qm, path)
+        report = verify(path, qm, test_ds, threshold=0.0)  # the kernels fit for the target
+        # 0: QAT kept its calibrated start; None: no QAT epochs
+        row[f"{key}_best_epoch"] = qm.history.best_epoch if qm.history else None
+        row[f"parity_{key.removeprefix('qat_')}"] = report.agreement
+        row[f"{key.removeprefix('qat_')}_error_steps_max"] = report.max_error_steps
+        return path
+
+    onnx_path = qat_onnx("qat_onnx", "tensorrt")  # file names: NAME.TARGET.int8.onnx
+    score("qat_onnx", _ort_out(onnx_path, test_ds.x, reference=True))
+    score("qat_onnx_fused", _ort_out(onnx_path, test_ds.x))
+    score("qat_ort", _ort_out(qat_onnx("qat_ort", "onnxruntime"), test_ds.x))
 
     fp32_onnx = out / f"{name}.fp32.onnx"
     export_onnx(model, fp32_onnx, input_shape=shape)
     try:
         ptq_onnx = _ort_quantize_static(fp32_onnx, out / f"{name}.ort_ptq.onnx", calib)
         score("ort_ptq", _ort_out(ptq_onnx, test_ds.x))
+        score("ort_ptq_reference", _ort_out(ptq_onnx, test_ds.x, reference=True))
     except Exception as exc:
         row["ort_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
@@ -267,8 +281,10 @@ def _paired(preds: dict[str, np.ndarray], ds: Any) -> dict[str, dict[str, Any]]:
     from edgekit.compare import paired_difference
 
     pairs = {}
-    for ours in ("qat_onnx", "qat_tflite"):
-        for other in ("fp32", "ort_ptq", "litert_ptq"):
+    for ours in ("qat_onnx", "qat_ort", "qat_tflite"):
+        # the TensorRT file against onnxruntime's PTQ file in the same (reference) kernels
+        ort_vendor = "ort_ptq_reference" if ours == "qat_onnx" else "ort_ptq"
+        for other in ("fp32", ort_vendor, "litert_ptq"):
             if ours in preds and other in preds:
                 d = paired_difference(preds[ours], preds[other], ds.y, task=ds.task,
                                       num_classes=ds.num_classes)
@@ -285,17 +301,21 @@ def _torch_out(model: Any, x: np.ndarray) -> np.ndarray:
                                for i in range(0, len(x), 128)])
 
 
-def _session(path: Path, threads: int = 2) -> Any:
+def _session(path: Path, threads: int = 2, *, reference: bool = False) -> Any:
+    """An onnxruntime CPU session; ``reference``: graph optimization off, so each Q/DQ and
+    float op runs unfused, as the ONNX operators define them."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    if reference:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _ort_out(path: Path, x: np.ndarray) -> np.ndarray:
-    session = _session(path)
+def _ort_out(path: Path, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
+    session = _session(path, reference=reference)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i:i + 128]})[0]
                            for i in range(0, len(x), 128)])
@@ -409,16 +429,17 @@ def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any
         vals = [r[key] for r in ok if key in r]
         return round(float(fn(vals)), 4) if vals else None
 
-    m["parity_min_onnx"] = agg(min, "parity_onnx")
+    onnx_parity = [v for k in ("parity_onnx", "parity_ort") if (v := agg(min, k)) is not None]
+    m["parity_min_onnx"] = min(onnx_parity) if onnx_parity else None
     m["parity_min_tflite"] = agg(min, "parity_tflite")
-    drops = [100 * (r["fp32"] - r[k]) for r in ok for k in ("qat_onnx", "qat_tflite") if k in r]
+    drops = [100 * (r["fp32"] - r[k]) for r in ok for k in OURS if k in r]
     m["int8_acc_drop_pp_max"] = round(max(drops), 2) if drops else None
     m["tflite_float_ops_total"] = (sum(r["tflite_float_ops"] for r in ok)
                                    if any("tflite_float_ops" in r for r in ok) else None)
     gaps = []
     for r in ok:
-        vendors = [r[k] for k in ("ort_ptq", "litert_ptq") if k in r]
-        ours = [r[k] for k in ("qat_onnx", "qat_tflite") if k in r]
+        vendors = [r[k] for k in ("ort_ptq", "ort_ptq_reference", "litert_ptq") if k in r]
+        ours = [r[k] for k in OURS if k in r]
         if vendors and ours:
             gaps.append(100 * (min(ours) - max(vendors)))
     m["qat_minus_best_vendor_ptq_pp_min"] = round(min(gaps), 2) if gaps else None
@@ -453,9 +474,10 @@ def _timed(speed: dict[str, Any]) -> list[str]:
 def _row_line(r: dict[str, Any]) -> str:
     if "error" in r:
         return f"{r['model']:<20} ERROR {r['error']}  ({r['seconds']} s)"
-    cells = " ".join(f"{k}={r[k]:.4f}" for k in ("fp32", "qat_onnx", "ort_ptq", "qat_tflite",
-                                                  "litert_ptq", "parity_onnx", "parity_tflite",
-                                                  "parity_tflite_builtin")
+    cells = " ".join(f"{k}={r[k]:.4f}" for k in ("fp32", "qat_onnx", "qat_onnx_fused", "qat_ort",
+                                                  "ort_ptq", "ort_ptq_reference", "qat_tflite",
+                                                  "litert_ptq", "parity_onnx", "parity_ort",
+                                                  "parity_tflite", "parity_tflite_builtin")
                      if k in r)
     extra = f" float_ops={r['tflite_float_ops']}" if "tflite_float_ops" in r else ""
     return f"{r['model']:<20} {cells}{extra}  ({r['seconds']} s)"
