@@ -34,7 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Quantize a trained checkpoint with the target's int8 scheme (nncf),\n"
         "fine-tune it (QAT), write the deployable file and verify it in its real runtime against\n"
-        "the trained fake-quant model. tensorrt: QDQ ONNX + trtexec line + build config.",
+        "the trained fake-quant model. tensorrt: QDQ ONNX + trtexec line + build config;\n"
+        "onnxruntime: QDQ ONNX with uint8 activations and 7-bit weights, which onnxruntime's\n"
+        "fused CPU kernels run exactly (verified with them); tflite: full-integer .tflite.",
         epilog="example:\n  edgekit quantize runs/lenet --target tensorrt --out runs/lenet.onnx")
     q.add_argument("checkpoint", help="checkpoint directory or .safetensors (edgekit train)")
     q.add_argument("--target", required=True, choices=tuple(TARGET_FORMAT))

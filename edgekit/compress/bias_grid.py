@@ -48,26 +48,23 @@ def round_biases_to_int32_grid(qmodel: Any) -> int:
 def bias_steps(path: str | Path) -> dict[str, np.ndarray]:
     """{bias initializer name: its int32 step} for each Conv/Gemm fed by DequantizeLinear."""
     import onnx
-    from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
-    inits = {i.name: i for i in graph.initializer}
-    alias = {n.output[0]: n.input[0] for n in graph.node
-             if n.op_type == "Identity" and n.input[0] in inits}
-    producer = {out: n for n in graph.node for out in n.output}
+    from edgekit.export.onnx_uint8 import GraphIndex
+
+    g = GraphIndex(onnx.load(str(path)).graph)
 
     def dq_scale(tensor: str) -> np.ndarray | None:
-        node = producer.get(tensor)
+        node = g.producer.get(tensor)
         if node is None or node.op_type != "DequantizeLinear":
             return None
-        name = alias.get(node.input[1], node.input[1])
-        return numpy_helper.to_array(inits[name]) if name in inits else None
+        return g.constants.get(node.input[1])
 
+    initializers = {init.name for init in g.graph.initializer}
     steps = {}
-    for node in graph.node:
+    for node in g.graph.node:
         if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3:
             continue
         bias, x_scale, w_scale = node.input[2], dq_scale(node.input[0]), dq_scale(node.input[1])
-        if bias in inits and x_scale is not None and w_scale is not None:
+        if bias in initializers and x_scale is not None and w_scale is not None:
             steps[bias] = (x_scale.astype(np.float32) * w_scale.astype(np.float32)).ravel()
     return steps

@@ -29,7 +29,7 @@ DATA_MOVEMENT = {"Reshape", "Transpose", "Slice", "Flatten", "Squeeze", "Unsquee
                  "Split", "Concat"}
 
 
-class _Graph:
+class GraphIndex:
     """Index of a GraphProto: producers, consumers and constant initializers."""
 
     def __init__(self, graph: Any) -> None:
@@ -68,7 +68,7 @@ class _Graph:
 
 def signed_activations_as_uint8(proto: Any) -> int:
     """Re-type int8 activation Q/DQ pairs as uint8 (zero point + 128); return how many."""
-    g = _Graph(proto.graph)
+    g = GraphIndex(proto.graph)
     converted = 0
     for node in list(proto.graph.node):
         if node.op_type != "QuantizeLinear" or node.input[0] in g.constants:
@@ -92,7 +92,7 @@ def signed_activations_as_uint8(proto: Any) -> int:
 def requantize_after_data_movement(proto: Any) -> int:
     """Insert a Q/DQ pair of the source grid after each data-movement op fed only by
     dequantized values of one grid; return how many pairs were inserted."""
-    g = _Graph(proto.graph)
+    g = GraphIndex(proto.graph)
     grid_of: dict[str, tuple[np.ndarray, np.ndarray, str, str]] = {}  # tensor -> its grid
     for node in proto.graph.node:
         if node.op_type == "DequantizeLinear" and node.input[0] not in g.constants:
