@@ -166,3 +166,33 @@ def test_fused_kernels_reproduce_the_trained_model(trained_net, tmp_path):
     report = verify(path, qm.model, block_data(256, seed=3))  # default: onnxruntime's fused
     assert report.kernels == "optimized"
     assert report.agreement == 1.0 and report.max_error_steps <= 1.0
+
+
+def test_pairs_with_other_readers_keep_int8():
+    """A quantized tensor read by anything but its DequantizeLinear keeps its type."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.export.onnx_uint8 import signed_activations_as_uint8
+
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.int8), "z")]
+    nodes = [helper.make_node("QuantizeLinear", [v, "s", "z"], [f"{v}q"]) for v in "ab"]
+    nodes += [helper.make_node("DequantizeLinear", ["aq", "s", "z"], ["ad"]),
+              helper.make_node("DequantizeLinear", ["bq", "s", "z"], ["bd"]),
+              helper.make_node("Identity", ["bq"], ["b_raw"])]  # a second, integer reader
+    info = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [2]) for v in "ab"]
+    outputs = [helper.make_tensor_value_info("ad", TensorProto.FLOAT, [2]),
+               helper.make_tensor_value_info("bd", TensorProto.FLOAT, [2]),
+               helper.make_tensor_value_info("b_raw", TensorProto.INT8, [2])]
+    model = helper.make_model(helper.make_graph(nodes, "g", info, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    x = {"a": np.array([-1.0, 0.26], np.float32), "b": np.array([0.3, -12.9], np.float32)}
+    before = ort.InferenceSession(model.SerializeToString()).run(["ad", "bd"], x)
+
+    assert signed_activations_as_uint8(model) == 1  # a only
+    onnx.checker.check_model(model, full_check=True)
+    zero_of = {n.output[0]: n.input[2] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+    assert zero_of["bq"] == "z"
+    after = ort.InferenceSession(model.SerializeToString()).run(["ad", "bd"], x)
+    for old, new in zip(before, after, strict=True):
+        np.testing.assert_array_equal(old, new)
