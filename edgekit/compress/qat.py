@@ -143,7 +143,7 @@ def quantize(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise ExportError(f"nncf could not quantize the model: {first}") from exc
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
-    seven_bit = use_7bit_weights(qmodel) if scheme.weight_bits == 7 else 0
+    seven_bit = use_7bit_weights(qmodel, calib[:1]) if scheme.weight_bits == 7 else 0
     use_qdq_forward(qmodel)
     history = None
     if config.mode == "qat" and config.epochs > 0:

@@ -26,7 +26,7 @@ class QuantScheme:
     target: str
     weights: str  # "int8 symmetric per-channel" ...
     weight_narrow_range: bool  # [-127, 127], the range TensorRT's own calibrator uses
-    weight_bits: int  # 7: levels [-63, 63] stored in int8
+    weight_bits: int  # 7: levels [-63, 63] stored in int8 (depthwise convs keep 8)
     int32_bias: bool  # biases on the int32 grid (input scale x weight scale) the kernels use
     activations: str
     activation_signed: bool  # TensorRT has no uint8 Q/DQ: post-ReLU tensors stay int8
@@ -59,7 +59,8 @@ SCHEMES: dict[str, QuantScheme] = {
     # 100% once the biases were also rounded to their int32 grid, as the kernels do).
     "onnxruntime": QuantScheme(target="onnxruntime", **{
         **_QDQ, "activation_signed": False, "weight_bits": 7, "int32_bias": True,
-        "weights": "7-bit symmetric per-channel (axis 0), levels [-63, 63] in int8",
+        "weights": "7-bit symmetric per-channel (axis 0), levels [-63, 63] in int8; "
+                   "depthwise convs 8-bit",
         "activations": "uint8 per-tensor: zero point 0 where non-negative, 128 where signed "
                        "(the int8 symmetric grid)"}),
     "tflite": QuantScheme(
@@ -86,14 +87,21 @@ def scheme_for(target: str) -> QuantScheme:
 
 
 def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
-    """nncf's AdvancedQuantizationParameters that realise a symmetric QDQ scheme."""
+    """nncf's AdvancedQuantizationParameters that realise a symmetric QDQ scheme.
+
+    nncf's overflow fix is off: by default it doubles the first conv's weight range (7
+    effective bits, for CPUs whose int8 kernels saturate). TensorRT has no such limit, and
+    the onnxruntime scheme sets its 7-bit weights itself (``use_7bit_weights``).
+    """
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
+        OverflowFix,
         QuantizationParameters,
     )
 
     return AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.DISABLE,
         weights_quantization_params=QuantizationParameters(
             num_bits=8,
             mode=QuantizationScheme.SYMMETRIC,
@@ -125,19 +133,42 @@ def force_signed_activations(qmodel: Any) -> int:
     return flipped
 
 
-def use_7bit_weights(qmodel: Any) -> int:
-    """Give every per-channel (weight) nncf quantizer 7-bit levels over the same range.
+def use_7bit_weights(qmodel: Any, example: Any) -> int:
+    """Give the weight quantizers of every conv but the depthwise ones, and of every linear
+    layer, 7-bit levels over the same range; return how many.
 
     nncf's "half range" quantizers: levels [-63, 63], which ``nncf.strip`` writes as int8
     values on the 7-bit step. (nncf's own overflow fix instead doubles an 8-bit
     quantizer's range for the torch backend, which QAT's trainable scale can shrink back.)
+    Depthwise convs keep 8 bits: onnxruntime runs them in a kernel that sums in 32 bits
+    (a PTQ MobileNetV2 and ShuffleNetV2 with 8-bit depthwise weights agreed with their
+    fused kernels on 100% of 1,000 digits, 2026-11-23), and with 9 weights per channel
+    they lose the most from a coarser step.
     """
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+    from nncf.torch.function_hook.wrapper import get_hook_storage
     from nncf.torch.quantization.layers import SymmetricQuantizer
 
+    graph = build_nncf_graph(qmodel, example)
     changed = 0
-    for module in qmodel.modules():
-        if isinstance(module, SymmetricQuantizer) and module.per_channel:
-            module._half_range = True  # nncf has no setter; set_levels reads it
-            module.set_levels()
-            changed += 1
+    for name, module in get_hook_storage(qmodel).named_hooks():
+        hook_type, op_name, _ = decode_hook_name(name)
+        if hook_type != "pre_hooks" or not isinstance(module, SymmetricQuantizer):
+            continue  # activations are post-hooks
+        if _is_depthwise_conv(graph.get_node_by_name(op_name).layer_attributes):
+            continue
+        module._half_range = True  # nncf has no setter; set_levels reads it
+        module.set_levels()
+        changed += 1
     return changed
+
+
+def _is_depthwise_conv(attrs: Any) -> bool:
+    """Whether an nncf graph node (PT2OpLayerAttributes: the traced call) is a conv with one
+    group per input channel: conv2d(input, weight, bias, stride, padding, dilation, groups)."""
+    if "conv" not in getattr(getattr(attrs, "func", None), "__name__", ""):
+        return False
+    args, kwargs = attrs.op_args, attrs.op_kwargs
+    groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+    return groups > 1 and groups == args[0].shape[1]

@@ -142,14 +142,26 @@ def test_mixed_grids_are_not_requantized():
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_weights_are_7bit_and_biases_sit_on_their_int32_grid(trained_net, tmp_path):
+def _largest_weights(path):
+    proto = onnx.load(str(path))
+    return sorted(int(np.abs(onnx.numpy_helper.to_array(i)).max()) for i in proto.graph.initializer
+                  if i.data_type == onnx.TensorProto.INT8 and len(i.dims) > 1)
+
+
+def test_tensorrt_weights_use_the_whole_int8_range(trained_net, tmp_path):
+    """nncf's default overflow fix halves the first conv's range; TensorRT needs no such fix."""
+    qm = quantize(trained_net, QuantConfig(target="tensorrt", mode="ptq", calibration_size=64),
+                  calib_data=block_data(64))
+    assert _largest_weights(export_onnx(qm, tmp_path / "m.onnx").path) == [127, 127, 127]
+
+
+def test_weights_are_7bit_but_depthwise_and_biases_sit_on_their_int32_grid(trained_net, tmp_path):
     qm = quantize(trained_net, QuantConfig(target="onnxruntime", mode="ptq",
                                            calibration_size=64), calib_data=block_data(64))
     path = export_onnx(qm, tmp_path / "m.onnx").path
-    proto = onnx.load(str(path))
-    weights = [onnx.numpy_helper.to_array(i) for i in proto.graph.initializer
-               if i.data_type == onnx.TensorProto.INT8 and len(i.dims) > 1]
-    assert len(weights) == 3 and max(int(np.abs(w).max()) for w in weights) == 63
+    # stem conv and head 7-bit; the depthwise conv 8-bit
+    assert _largest_weights(path) == [63, 63, 127]
+    assert qm.extra["weight_quantizers_7bit"] == 2
 
     steps = bias_steps(path)
     assert len(steps) == 3 and qm.extra["biases_on_int32_grid"] == 3
