@@ -106,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _trained(name, extra, lr, epochs, data):
+    import torch
+
     from edgekit.models import create_model
     from edgekit.training import TrainConfig, train
 
+    torch.manual_seed(0)  # same initial weights in every run, whatever ran before
     model = create_model(name, **extra)
     started = time.perf_counter()
     train(model, data, TrainConfig(epochs=epochs, batch_size=64, lr=lr, optimizer="adam",

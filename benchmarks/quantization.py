@@ -175,6 +175,8 @@ def _tflite_module() -> Any:
 
 
 def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict[str, Any]:
+    import torch
+
     from edgekit.calibration import load_splits
     from edgekit.compare import score as edgekit_score
     from edgekit.compress.qat import QuantConfig, quantize
@@ -191,6 +193,7 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     train_ds = train_ds.subset(args.train_samples, seed=0)
     train_ds, val_ds = train_ds.split(0.1, seed=0)  # best-epoch choice; test stays unseen
     test_ds = test_ds.subset(args.test_samples, seed=0)
+    torch.manual_seed(0)  # same initial weights in every run, whatever ran before
     model = create_model(name, num_classes=train_ds.num_classes, in_channels=1, input_size=size)
     lr = FAMILY_LR.get(name, args.lr)
     epochs = args.seg_epochs if seg else args.epochs

@@ -89,7 +89,12 @@ def train_or_load(ctx: Context) -> Any:
                                     f", not a {r.model}")
         ctx.log(f"[2/6] loaded {r.model} from {r.weights}")
     else:
+        import torch
+
         c, h = ctx.input_shape[0], ctx.input_shape[-1]
+        # initial weights: torch seeds its generator differently in every process, so
+        # without this the same command trains a different model each time
+        torch.manual_seed(r.seed)
         model = create_model(r.model, num_classes=ctx.train.num_classes, in_channels=c,
                              input_size=h, **r.model_args)
         ctx.log(f"[2/6] training fp32 {r.model} for {r.epochs} epoch(s)")

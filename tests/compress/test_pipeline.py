@@ -48,6 +48,21 @@ def test_compress_for_jetson_writes_verified_smaller_int8_onnx(tmp_path):
 
 
 @pytest.mark.slow
+def test_same_command_deploys_the_same_files_in_every_process(tmp_path):
+    import torch
+
+    # torch seeds its global generator differently in every process (torch 2.13): two
+    # different seeds here stand in for two runs of `edgekit compress`
+    deployed = []
+    for run in (1, 2):
+        torch.manual_seed(run)
+        result = edgekit.compress("lenet300_100", "jetson", out=tmp_path / str(run),
+                                  log=lambda _: None, **QUICK)
+        deployed.append({k: result.manifest["artifacts"][k]["sha256"] for k in ("fp32", "int8")})
+    assert deployed[0] == deployed[1]
+
+
+@pytest.mark.slow
 def test_compress_for_arm_writes_verified_int8_tflite(tmp_path):
     out = tmp_path / "rpi"
     result = edgekit.compress("lenet5", "rpi", out=out, log=lambda _: None, **QUICK)
