@@ -304,24 +304,28 @@ def _torch_out(model: Any, x: np.ndarray) -> np.ndarray:
                                for i in range(0, len(x), 128)])
 
 
-def _session(path: Path, threads: int = 2, *, reference: bool = False) -> Any:
-    """An onnxruntime CPU session; ``reference``: graph optimization off, so each Q/DQ and
-    float op runs unfused, as the ONNX operators define them."""
+def _session(path: Path, threads: int) -> Any:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    if reference:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def _ort_out(path: Path, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
-    session = _session(path, reference=reference)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + 128]})[0]
-                           for i in range(0, len(x), 128)])
+    """Outputs of the file in onnxruntime, through the runner ``verify`` uses;
+    ``reference``: graph optimization off, each Q/DQ and float op unfused as the ONNX
+    operators define them (the arithmetic TensorRT runs)."""
+    from edgekit.bench.runners import runner_class
+
+    options = {"graph_optimization": "disabled"} if reference else {}
+    runner = runner_class("onnxruntime", path)(path, threads=2, device="cpu", options=options)
+    runner.load()
+    try:
+        return np.concatenate([runner.predict(x[i:i + 128]) for i in range(0, len(x), 128)])
+    finally:
+        runner.close()
 
 
 def _tfl_out(tflite: Any, path: Path, x: np.ndarray) -> np.ndarray:

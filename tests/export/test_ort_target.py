@@ -21,7 +21,7 @@ pytest.importorskip("nncf")
 from edgekit.compress.bias_grid import bias_steps  # noqa: E402
 from edgekit.compress.qat import QuantConfig, quantize  # noqa: E402
 from edgekit.export.onnx import export_onnx, read_metadata  # noqa: E402
-from edgekit.export.onnx_uint8 import requantize_after_data_movement  # noqa: E402
+from edgekit.export.onnx_uint8 import GraphIndex, requantize_after_data_movement  # noqa: E402
 from edgekit.export.verify import verify  # noqa: E402
 
 from .conftest import block_data  # noqa: E402
@@ -101,12 +101,9 @@ def test_rewrite_keeps_the_arithmetic_and_fuses_every_conv(net, ops, tmp_path):
     meta = read_metadata(rewritten)
     assert int(meta["activations_as_uint8"]) >= 1  # a signed tensor was re-typed
     assert "activations_as_uint8" not in read_metadata(plain)
-    proto = onnx.load(str(rewritten))
-    activation_q = [n for n in proto.graph.node if n.op_type == "QuantizeLinear"]
-    zero_types = {i.name: i.data_type for i in proto.graph.initializer}
-    zero_types.update({n.output[0]: zero_types[n.input[0]] for n in proto.graph.node
-                       if n.op_type == "Identity" and n.input[0] in zero_types})
-    assert {zero_types[n.input[2]] for n in activation_q} == {onnx.TensorProto.UINT8}
+    g = GraphIndex(onnx.load(str(rewritten)).graph)
+    activation_q = [n for n in g.graph.node if n.op_type == "QuantizeLinear"]
+    assert {g.constants[n.input[2]].dtype for n in activation_q} == {np.dtype(np.uint8)}
 
     assert _float_ops(rewritten, tmp_path) == (0, ops)
     assert _float_ops(plain, tmp_path)[0] > 0  # what the rewrite is for
