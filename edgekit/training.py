@@ -100,6 +100,7 @@ class TrainResult:
     metric: str  # "accuracy" (classification) or "miou" (segmentation)
     history: list[dict[str, float]] = field(default_factory=list)
     best_metric: float | None = None  # best validation metric, None without val_data
+    start_metric: float | None = None  # validation metric before epoch 1 (keep_start only)
     best_epoch: int | None = None
     epochs_run: int = 0
     stopped_early: bool = False
@@ -158,7 +159,7 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
     stale = 0
     if val_data is not None and cfg.keep_start:
         result.best_metric = evaluate(model, val_data, batch_size=max(cfg.batch_size, 256))[metric]
-        result.best_epoch = 0
+        result.start_metric, result.best_epoch = result.best_metric, 0
         best_state = _snapshot(model)
     bar = _progress_bar(cfg, steps_per_epoch)
     start = time.perf_counter()

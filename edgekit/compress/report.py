@@ -34,6 +34,13 @@ def render_report(manifest: dict[str, Any]) -> str:
         lines += ["", f"int8 (trained) minus fp32: {pp['difference']:+.2f} pp {change['metric']}, "
                   f"{change['level'] * 100:.0f}% interval {pp['low']:+.2f} … {pp['high']:+.2f} pp "
                   f"(paired bootstrap over the {change['samples']:,} test samples): {verdict}."]
+    qat = metrics.get("qat_validation")
+    if qat:
+        epochs = ", ".join(f"epoch {i} {v:.4f}" for i, v in enumerate(qat["epochs"], 1))
+        kept = ("the calibrated start (epoch 0): QAT did not validate better"
+                if qat["kept_epoch"] == 0 else f"epoch {qat['kept_epoch']}")
+        lines += ["", f"QAT on the validation set ({qat['metric']}): calibrated start "
+                  f"{qat['start']:.4f}, {epochs}; kept {kept}."]
     parity = metrics.get("parity")
     if parity:
         verdict = "PASSED" if parity["passed"] else "**FAILED**"

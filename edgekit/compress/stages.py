@@ -130,6 +130,11 @@ def quantize(ctx: Context, model: Any) -> Any | None:
         predicted_classes(qm.model, ctx.test), predicted_classes(model, ctx.test), ctx.test.y,
         task=ctx.test.task, num_classes=ctx.test.num_classes).to_dict()
     ctx.metrics["quant_scheme"] = qm.scheme
+    fit = qm.history
+    if fit is not None and fit.start_metric is not None:  # QAT epochs, chosen on validation
+        ctx.metrics["qat_validation"] = {
+            "metric": fit.metric, "start": fit.start_metric, "kept_epoch": fit.best_epoch,
+            "epochs": [h[f"val_{fit.metric}"] for h in fit.history]}
     return qm
 
 
@@ -296,6 +301,8 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     if "int8_minus_fp32" in ctx.metrics:
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
+    if "qat_validation" in ctx.metrics:
+        metrics["qat_validation"] = ctx.metrics["qat_validation"]
     if "int8" in files:
         metrics["size_ratio"] = files["fp32"].stat().st_size / files["int8"].stat().st_size
     if "int8" in bench and "fp32" in bench:

@@ -45,6 +45,13 @@ def test_compress_for_jetson_writes_verified_smaller_int8_onnx(tmp_path):
         rows["int8 fake-quant (trained)"] - rows["fp32 (trained)"])
     assert change["low"] <= change["difference"] <= change["high"]
     assert "int8 (trained) minus fp32" in report and "test noise" in report
+    # QAT keeps the first of its candidates (calibrated start, then each epoch) that
+    # validates best, and the report says which
+    qat = result.metrics["qat_validation"]
+    candidates = [qat["start"], *qat["epochs"]]
+    assert len(qat["epochs"]) == QUICK["qat_epochs"]
+    assert qat["kept_epoch"] == candidates.index(max(candidates))
+    assert f"QAT on the validation set (accuracy): calibrated start {qat['start']:.4f}" in report
 
 
 @pytest.mark.slow

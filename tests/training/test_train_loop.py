@@ -108,7 +108,7 @@ def test_keep_start_returns_the_starting_weights_when_training_only_hurts(digits
 
     cfg = TrainConfig(epochs=2, lr=0.05, progress=False, keep_start=True)
     result = train(model, train_ds, cfg, val_data=test_ds, before_step=scramble)
-    assert result.best_epoch == 0 and result.best_metric == start_acc
+    assert result.best_epoch == 0 and result.best_metric == result.start_metric == start_acc
     assert all(torch.equal(start[k], v) for k, v in model.state_dict().items())
     assert all(h["val_accuracy"] < start_acc for h in result.history)
 
