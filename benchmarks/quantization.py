@@ -25,10 +25,11 @@ LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
 Budget (defaults): all 4,000 mnist5k training digits (for the segmentation nets all
 1,343 mnist5k_seg canvases made of them), 10% of them held out to choose the best epoch
 (fp32 and QAT; QAT's calibrated start is a candidate too, so QAT never validates worse than
-its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-3; ``--distill`` to distil
-from the fp32 model, off by default as in edgekit); scored on all 1,000 test digits (328
-test canvases). The segmentation nets train 15 fp32 epochs at 1e-2 (``--seg-epochs``,
-FAMILY_LR) and 6 QAT epochs (``--seg-qat-epochs``) with ENet class weights
+its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-4, chosen by benchmarks/qat_lr.py
+on digits this script does not score; ``--distill`` to distil from the fp32 model, off by
+default as in edgekit); scored on all 1,000 test digits (328 test canvases). The
+segmentation nets train 15 fp32 epochs at 1e-2 (``--seg-epochs``, FAMILY_LR) and 6 QAT
+epochs at 1e-3 (``--seg-qat-epochs``, ``--seg-qat-lr``) with ENet class weights
 (``TrainConfig.class_weights``'s default for segmentation; QAT uses them too). About 3-6 min
 per family on a quiet 2-core CPU, 5-15 for the segmentation nets (their fp32 epochs take
 10-20 s each).
@@ -85,8 +86,11 @@ def main() -> int:
     p.add_argument("--distill", type=float, default=DEFAULT_DISTILL,
                    help="QuantConfig.distill: share of the QAT loss distilled from the fp32 "
                         "model (default: %(default)s)")
-    p.add_argument("--qat-lr", type=float, default=1e-3,
-                   help="QAT learning rate (default: edgekit compress's recipe default)")
+    p.add_argument("--qat-lr", type=float, default=1e-4,
+                   help="QAT learning rate of the classification nets (default: %(default)s, "
+                        "edgekit compress's recipe default; benchmarks/qat_lr.py)")
+    p.add_argument("--seg-qat-lr", type=float, default=1e-3,
+                   help="QAT learning rate of the segmentation nets (default: %(default)s)")
     p.add_argument("--speed-runs", type=int, default=30)
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--speed-models", default=",".join(SPEED_MODELS),
@@ -116,7 +120,8 @@ def main() -> int:
         **run_info("quantization", None, torch_threads=2),
         "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
                                                    "lr", "qat_epochs", "seg_qat_epochs",
-                                                   "qat_lr", "distill", "speed_runs")},
+                                                   "qat_lr", "seg_qat_lr", "distill",
+                                                   "speed_runs")},
         "tflite_available": tflite is not None, "families": [], "speed": {}}
     if args.update and args.json and Path(args.json).is_file():
         earlier = json.loads(Path(args.json).read_text())
@@ -218,8 +223,8 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     score("fp32", _torch_out(model, test_ds.x))
 
     qcfg = dict(epochs=args.seg_qat_epochs if seg else args.qat_epochs,
-                lr=min(args.qat_lr, lr), distill=args.distill, calibration_size=256,
-                batch_size=64)
+                lr=min(args.seg_qat_lr if seg else args.qat_lr, lr), distill=args.distill,
+                calibration_size=256, batch_size=64)
     row["qat_train"] = {k: qcfg[k] for k in ("epochs", "lr", "distill")}
 
     def qat_onnx(key: str, target: str) -> Any:
