@@ -6,8 +6,9 @@ split again here: 2,880 train the fp32 model and QAT, and 720 are held out to sc
 The quantization benchmark's 1,000 test digits are not read, so a default rate chosen from
 this table is not tuned on the figures that benchmark reports.
 
-For each family, the fp32 model is trained as in that benchmark (6 epochs, Adam 3e-3 with a
-cosine schedule, initial weights seeded 0). Then, for each target and rate,
+For each family, the fp32 model is trained as in that benchmark (its ``train_fp32``: 6
+epochs, Adam with a cosine schedule at the benchmark's rate for the family, initial weights
+seeded 0). Classification families only: the table scores accuracy. Then, for each target and rate,
 ``edgekit.compress.qat.quantize`` runs with 2 QAT epochs and the validation set. The
 calibrated start is a candidate for the best epoch. Each run records the validation
 accuracy of the start and of each epoch, the epoch kept, and the held-out accuracy of the
@@ -23,31 +24,48 @@ import sys
 import time
 from typing import Any
 
+from quantization import FAMILY_LR  # benchmarks/, on sys.path when run as a script
+
 FAMILIES = ("shufflenet_v2_x1_0", "mobilenet_v2", "shufflenet_v1", "mobilenet_v3_small",
             "mobilenet_v1")
 TARGETS = ("tensorrt", "onnxruntime", "tflite")
-FP32_LR = 3e-3  # benchmarks/quantization.py's default; QAT uses the smaller of it and the rate
+FP32_LR = 3e-3  # benchmarks/quantization.py's --lr default (FAMILY_LR where it differs)
+FP32_EPOCHS = 6  # and its --epochs default
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", help="write results (flat `metrics` object) here")
     p.add_argument("--families", default=",".join(FAMILIES),
-                   help="comma-separated zoo names (default: %(default)s)")
+                   help="comma-separated classification zoo names (default: %(default)s)")
     p.add_argument("--targets", default=",".join(TARGETS), help="default: %(default)s")
-    p.add_argument("--lrs", default="1e-3,1e-4", help="QAT learning rates (default: %(default)s)")
+    p.add_argument("--lrs", default="1e-3,1e-4", type=_rates,
+                   help="comma-separated QAT learning rates (default: %(default)s)")
     p.add_argument("--qat-epochs", type=int, default=2)
     args = p.parse_args(argv)
-    lrs = [float(v) for v in args.lrs.split(",")]
-    targets = args.targets.split(",")
+    lrs, targets, names = args.lrs, args.targets.split(","), args.families.split(",")
 
     import torch
-    from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+    from _provenance import run_info
+
+    from edgekit.compress.quant_scheme import SCHEMES
+    from edgekit.errors import EdgekitError
+    from edgekit.models import get_model_spec
+
+    try:
+        for name in names:
+            if get_model_spec(name).task != "classification":
+                p.error(f"{name} is a {get_model_spec(name).task} model; this table scores "
+                        "accuracy (benchmarks/quantization.py covers the segmentation nets)")
+    except EdgekitError as exc:  # an unknown zoo name
+        p.error(str(exc))
+    if unknown := [t for t in targets if t not in SCHEMES]:
+        p.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(SCHEMES)}")
 
     info = run_info("qat_lr", argv, torch_threads=torch.get_num_threads())
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for name in args.families.split(","):
+    for name in names:
         runs += _family(name, targets, lrs, args.qat_epochs)
     metrics = _metrics(runs, lrs)
     _print_table(runs, metrics)
@@ -59,31 +77,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+    if not all(r > 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"learning rates must be > 0: {text!r}")
+    return rates
+
+
 def _family(name: str, targets: list[str], lrs: list[float], qat_epochs: int
             ) -> list[dict[str, Any]]:
-    import torch
+    from quantization import data_splits, train_fp32
 
-    from edgekit.calibration import load_splits
     from edgekit.compress.qat import QuantConfig, quantize
-    from edgekit.models import create_model, get_model_spec
-    from edgekit.training import TrainConfig, evaluate, train
+    from edgekit.training import evaluate
 
-    size = get_model_spec(name).small_input_size
-    train_all, _ = load_splits("mnist5k", input_size=size, channels=1)
-    train_all, val_ds = train_all.subset(4000, seed=0).split(0.1, seed=0)
+    train_all, val_ds, _ = data_splits(name)  # the test set is never scored here
     train_ds, held_out = train_all.split(0.2, seed=5)
-    torch.manual_seed(0)
-    model = create_model(name, num_classes=train_ds.num_classes, in_channels=1, input_size=size)
-    train(model, train_ds, TrainConfig(epochs=6, lr=FP32_LR, batch_size=64, progress=False),
-          val_data=val_ds)
-    model.eval()
+    fp32_lr = FAMILY_LR.get(name, FP32_LR)
+    model, _ = train_fp32(name, train_ds, val_ds, epochs=FP32_EPOCHS, lr=fp32_lr)
     fp32 = evaluate(model, held_out)["accuracy"]
     runs = []
     for target in targets:
         for lr in lrs:
             t0 = time.perf_counter()
             qm = quantize(model, QuantConfig(target=target, epochs=qat_epochs,
-                                             lr=min(lr, FP32_LR), calibration_size=256,
+                                             lr=min(lr, fp32_lr), calibration_size=256,
                                              batch_size=64),
                           train_data=train_ds, val_data=val_ds)
             fit = qm.history

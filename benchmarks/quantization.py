@@ -179,32 +179,50 @@ def _tflite_module() -> Any:
     return tflite
 
 
-def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict[str, Any]:
+def data_splits(name: str, train_samples: int = 4000, test_samples: int = 1000
+                ) -> tuple[Any, Any, Any]:
+    """Train, validation (10% of the training digits, to pick the best epoch) and test sets
+    of zoo model ``name``, at its small input size (benchmarks/qat_lr.py uses them too)."""
+    from edgekit.calibration import load_splits
+    from edgekit.models import get_model_spec
+
+    spec = get_model_spec(name)
+    train_ds, test_ds = load_splits("mnist5k_seg" if spec.task == "segmentation" else "mnist5k",
+                                    input_size=spec.small_input_size, channels=1)
+    train_ds, val_ds = train_ds.subset(train_samples, seed=0).split(0.1, seed=0)
+    return train_ds, val_ds, test_ds.subset(test_samples, seed=0)
+
+
+def train_fp32(name: str, train_ds: Any, val_ds: Any, *, epochs: int, lr: float
+               ) -> tuple[Any, Any]:
+    """The fp32 model and its TrainResult; initial weights seeded 0, so every run (and
+    every script) that trains ``name`` on the same data gets the same model."""
     import torch
 
-    from edgekit.calibration import load_splits
+    from edgekit.models import create_model, get_model_spec
+    from edgekit.training import TrainConfig, train
+
+    torch.manual_seed(0)  # torch seeds its global generator differently in every process
+    model = create_model(name, num_classes=train_ds.num_classes, in_channels=1,
+                         input_size=get_model_spec(name).small_input_size)
+    fit = train(model, train_ds, TrainConfig(epochs=epochs, lr=lr, batch_size=64,
+                                             progress=False), val_data=val_ds)
+    return model.eval(), fit
+
+
+def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict[str, Any]:
     from edgekit.compare import score as edgekit_score
     from edgekit.compress.qat import QuantConfig, quantize
     from edgekit.export.onnx import export_onnx
     from edgekit.export.verify import verify
-    from edgekit.models import create_model, get_model_spec
-    from edgekit.training import TrainConfig, train
+    from edgekit.models import get_model_spec
 
     spec = get_model_spec(name)
     seg = spec.task == "segmentation"
-    size = spec.small_input_size
-    train_ds, test_ds = load_splits("mnist5k_seg" if seg else "mnist5k", input_size=size,
-                                    channels=1)
-    train_ds = train_ds.subset(args.train_samples, seed=0)
-    train_ds, val_ds = train_ds.split(0.1, seed=0)  # best-epoch choice; test stays unseen
-    test_ds = test_ds.subset(args.test_samples, seed=0)
-    torch.manual_seed(0)  # same initial weights in every run, whatever ran before
-    model = create_model(name, num_classes=train_ds.num_classes, in_channels=1, input_size=size)
+    train_ds, val_ds, test_ds = data_splits(name, args.train_samples, args.test_samples)
     lr = FAMILY_LR.get(name, args.lr)
     epochs = args.seg_epochs if seg else args.epochs
-    fit = train(model, train_ds, TrainConfig(epochs=epochs, lr=lr, batch_size=64,
-                                             progress=False), val_data=val_ds)
-    model.eval()
+    model, fit = train_fp32(name, train_ds, val_ds, epochs=epochs, lr=lr)
     shape = tuple(train_ds.input_shape)
     calib = train_ds.subset(256, seed=1).x
     row: dict[str, Any] = {"model": name, "task": spec.task, "input": list(shape),
