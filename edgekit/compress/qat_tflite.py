@@ -257,7 +257,11 @@ def converted_graph(qm: QuantizedModel) -> torch.fx.GraphModule:
 
 
 def _convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """Q/DQ graph of ``prepared`` (modified in place), biases already on their int32 grid."""
+    """Q/DQ graph of ``prepared`` (modified in place), biases already on their int32 grid.
+
+    Its ``eval()``/``train()`` stay callable (torchao's switch), as ``edgekit.training``'s
+    ``evaluate`` and ``predict`` call them."""
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     from edgekit.compress.int32_bias import bake_int32_biases
@@ -265,4 +269,6 @@ def _convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
     drop_tie_breaks(prepared)  # the kernels round ties themselves
     bake_int32_biases(prepared)
-    return convert_pt2e(prepared, fold_quantize=False)
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    allow_exported_model_train_eval(converted)
+    return converted

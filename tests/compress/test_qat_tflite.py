@@ -431,6 +431,11 @@ def test_ptq_mode_returns_converted_reference(mnist):
     assert qm.extra["pt2e_stage"] == STAGE_CONVERTED and qm.history is None
     targets = {str(n.target) for n in qm.model.graph.nodes}
     assert "quantized_decomposed.quantize_per_tensor.default" in targets
+    from edgekit.training import predict  # calls eval(), which a bare PT2E graph refuses
+
+    with torch.no_grad():
+        want = qm.model(torch.from_numpy(mnist[0].x[:8])).numpy()
+    np.testing.assert_array_equal(predict(qm.model, mnist[0].x[:8]), want)
 
 
 def test_bad_input_is_a_typed_error(mnist):
