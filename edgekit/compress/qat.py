@@ -44,6 +44,8 @@ class QuantConfig:
 
     ``distill``: the share of the QAT loss that is distillation from the fp32 model
     (``TrainConfig.distill``, temperature 2); 0 (the default) trains on the labels alone.
+    ``bias_correction``: nncf's fast bias correction at calibration (TensorRT and
+    onnxruntime targets; ``nncf_advanced_parameters`` says why it is off by default).
     """
 
     target: str = "tensorrt"
@@ -54,6 +56,7 @@ class QuantConfig:
     batch_size: int = 64
     seed: int = 0
     distill: float = DEFAULT_DISTILL
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         scheme_for(self.target)  # raises on an unknown target
@@ -69,6 +72,9 @@ class QuantConfig:
             raise InvalidInputError(f"QuantConfig.lr must be > 0, got {self.lr!r}")
         if not 0 <= self.distill <= 1:
             raise InvalidInputError(f"QuantConfig.distill must be in [0, 1], got {self.distill!r}")
+        if self.bias_correction and self.target == "tflite":
+            raise InvalidInputError("QuantConfig.bias_correction is nncf's; the tflite target "
+                                    "quantizes with PT2E, which has none")
 
 
 @dataclass
@@ -135,7 +141,8 @@ def quantize(
             nncf.Dataset(batches),
             preset=nncf.QuantizationPreset.PERFORMANCE,
             subset_size=len(batches),
-            advanced_parameters=nncf_advanced_parameters(scheme),
+            advanced_parameters=nncf_advanced_parameters(
+                scheme, bias_correction=config.bias_correction),
         )
     except EdgekitError:
         raise

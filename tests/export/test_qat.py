@@ -63,6 +63,38 @@ def test_ptq_scheme_is_tensorrt_int8():
     assert (out - ref).abs().max() < 0.1 * ref.abs().max() + 1e-3
 
 
+@pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
+def test_ptq_keeps_the_trained_biases_unless_bias_correction_is_asked_for(trained_net, target):
+    """With every quantizer switched off the PTQ model must compute the BN-folded fp32
+    function: nncf's fast bias correction (off by default) is the step that would rewrite
+    the biases."""
+    from edgekit.compress.bn_fold import fold_batchnorm
+
+    x = sample_inputs(_data(64, seed=2), 64)
+    with torch.no_grad():
+        folded = fold_batchnorm(trained_net, x[:8])(x)
+    moved = {}
+    for correct in (False, True):
+        qm = quantize(trained_net, QuantConfig(target=target, mode="ptq", calibration_size=64,
+                                               bias_correction=correct),
+                      calib_data=_data(128))
+        for quantizer in _quantizers(qm.model):
+            quantizer.disable_quantization()
+        with torch.no_grad():
+            moved[correct] = (qm.model(x) - folded).abs().max().item()
+    scale = folded.abs().max().item()
+    if target == "tensorrt":
+        assert moved[False] == 0
+    else:  # the onnxruntime scheme rounds biases to their int32 grid, a far finer step
+        assert moved[False] < 1e-4 * scale
+    assert moved[True] > 1e-3 * scale  # the check sees a correction when there is one
+
+
+def test_bias_correction_is_refused_for_tflite():
+    with pytest.raises(InvalidInputError, match="bias_correction"):
+        QuantConfig(target="tflite", bias_correction=True)
+
+
 @pytest.mark.slow
 def test_qat_fine_tunes_and_keeps_accuracy():
     from edgekit.training import TrainConfig, evaluate, train
