@@ -20,7 +20,9 @@ differences whose 95% interval lies entirely below 0, i.e. more than test-set no
 Part 2, speed in one run: MobileNetV2-224 and ShuffleNetV2-224 (3x224x224, 10 classes,
 untrained weights, int8 by PTQ calibration on scikit-learn photo crops — latency does not
 depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntime and
-LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file.
+LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file. Each file is timed as
+``edgekit bench`` times it (``edgekit.bench.api.benchmark``: seeded random input bound
+once, warm-up until steady, ``--speed-runs`` timed calls).
 
 Budget (defaults): all 4,000 mnist5k training digits (for the segmentation nets all
 1,343 mnist5k_seg canvases made of them), 10% of them held out to choose the best epoch
@@ -327,15 +329,6 @@ def _torch_out(model: Any, x: np.ndarray) -> np.ndarray:
                                for i in range(0, len(x), 128)])
 
 
-def _session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def _ort_out(path: Path, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
     """Outputs of the file in onnxruntime, through the runner ``verify`` uses;
     ``reference``: graph optimization off, each Q/DQ and float op unfused as the ONNX
@@ -386,7 +379,7 @@ def _speed(out: Path, tflite: Any, runs: int, models: list[str], reuse: bool
             continue
         for threads in (1, 2):
             for key, path in files.items():
-                ms = _median_ms(key, path, calib[:1], threads, runs, tflite)
+                ms = _median_ms(path, threads, runs)
                 speed[f"{name}.{key}.t{threads}_ms"] = round(ms, 3)
     return speed
 
@@ -423,32 +416,14 @@ def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bo
     return files
 
 
-def _median_ms(key: str, path: Path, x: np.ndarray, threads: int, runs: int, tflite: Any
-               ) -> float:
-    if key.startswith("ort"):
-        session = _session(path, threads)
-        name = session.get_inputs()[0].name
+def _median_ms(path: Path, threads: int, runs: int) -> float:
+    """Median latency of one batch-1 call, measured as ``edgekit bench`` measures it: the
+    runtime's runner, inputs bound once, warm-up until steady, then ``runs`` timed calls."""
+    from edgekit.bench.api import BenchConfig, benchmark
+    from edgekit.bench.timing import TimingConfig
 
-        def call() -> Any:
-            return session.run(None, {name: x})
-    else:
-        from edgekit.export.litert_ops import open_interpreter
-
-        interp = open_interpreter(path, threads=threads)
-        detail = interp.get_input_details()[0]
-        feed = np.zeros(detail["shape"], dtype=detail["dtype"])  # latency: content-free
-
-        def call() -> Any:
-            interp.set_tensor(detail["index"], feed)
-            interp.invoke()
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(times))
+    config = BenchConfig(threads=threads, power="none", timing=TimingConfig(runs=runs))
+    return float(benchmark(path, config)["latency_ms"]["p50"])
 
 
 def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any]:
