@@ -175,18 +175,18 @@ def _metrics(runs: list[dict[str, Any]]) -> dict[str, float]:
             metrics[f"val_epoch1_minus_start_pp_mean_{tag}"] = round(sum(dip) / len(dip), 3)
             metrics[f"kept_start_runs_{tag}"] = sum(r["kept_epoch"] == 0 for r in mine)
         metrics[f"runs_{tag}"] = len(mine)
-    # paired: the same family, target and mode with bias correction on and off
-    pairs = {}
+    # paired PTQ: the same family and target with bias correction on and off (QAT's KL
+    # depends mostly on which epoch it keeps)
+    pairs: dict[tuple[str, str], dict[str, float]] = {}
     for r in runs:
-        if r["bias_correction"] is not None:
-            pairs.setdefault((r["family"], r["target"], r["mode"], r["lr"]), {})[
-                r["bias_correction"]] = r
-    ratios = [p["on"]["kl_from_fp32"] / max(p["off"]["kl_from_fp32"], 1e-12)
-              for p in pairs.values() if len(p) == 2]
+        if r["mode"] == "ptq" and r["bias_correction"] is not None:
+            pairs.setdefault((r["family"], r["target"]), {})[r["bias_correction"]] = (
+                r["kl_from_fp32"])
+    ratios = [p["on"] / max(p["off"], 1e-12) for p in pairs.values() if len(p) == 2]
     if ratios:
-        metrics["kl_ratio_bc_on_over_off_min"] = round(min(ratios), 3)
-        metrics["kl_ratio_bc_on_over_off_median"] = round(float(np.median(ratios)), 3)
-        metrics["bc_pairs"] = len(ratios)
+        metrics["ptq_kl_ratio_bc_on_over_off_min"] = round(min(ratios), 3)
+        metrics["ptq_kl_ratio_bc_on_over_off_median"] = round(float(np.median(ratios)), 3)
+        metrics["ptq_bc_pairs"] = len(ratios)
     return metrics
 
 

@@ -27,8 +27,9 @@ once, warm-up until steady, ``--speed-runs`` timed calls).
 Budget (defaults): all 4,000 mnist5k training digits (for the segmentation nets all
 1,343 mnist5k_seg canvases made of them), 10% of them held out to choose the best epoch
 (fp32 and QAT; QAT's calibrated start is a candidate too, so QAT never validates worse than
-its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-4, chosen by benchmarks/qat_lr.py
-on digits this script does not score; ``--distill`` to distil from the fp32 model, off by
+its own PTQ); 6 fp32 epochs (Adam 3e-3, cosine), 2 QAT epochs (1e-4, chosen by
+benchmarks/qat_recipe.py on digits this script does not score; nncf's bias correction off,
+edgekit's default, chosen there too; ``--distill`` to distil from the fp32 model, off by
 default as in edgekit); scored on all 1,000 test digits (328 test canvases). The
 segmentation nets train 15 fp32 epochs at 1e-2 (``--seg-epochs``, FAMILY_LR) and 6 QAT
 epochs at 1e-3 (``--seg-qat-epochs``, ``--seg-qat-lr``) with ENet class weights
@@ -90,7 +91,7 @@ def main() -> int:
                         "model (default: %(default)s)")
     p.add_argument("--qat-lr", type=float, default=1e-4,
                    help="QAT learning rate of the classification nets (default: %(default)s, "
-                        "edgekit compress's recipe default; benchmarks/qat_lr.py)")
+                        "edgekit compress's recipe default; benchmarks/qat_recipe.py)")
     p.add_argument("--seg-qat-lr", type=float, default=1e-3,
                    help="QAT learning rate of the segmentation nets (default: %(default)s)")
     p.add_argument("--speed-runs", type=int, default=30)
@@ -184,7 +185,7 @@ def _tflite_module() -> Any:
 def data_splits(name: str, train_samples: int = 4000, test_samples: int = 1000
                 ) -> tuple[Any, Any, Any]:
     """Train, validation (10% of the training digits, to pick the best epoch) and test sets
-    of zoo model ``name``, at its small input size (benchmarks/qat_lr.py uses them too)."""
+    of zoo model ``name``, at its small input size (benchmarks/qat_recipe.py uses them too)."""
     from edgekit.calibration import load_splits
     from edgekit.models import get_model_spec
 
