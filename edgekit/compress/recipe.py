@@ -38,7 +38,7 @@ class CompressRecipe:
     precision: str = "int8"
     qat_epochs: int = 2  # 0 = post-training quantization only
     # 1e-3 dipped 1.5 pp on validation in QAT's first epoch; 1e-4 kept held-out int8
-    # within 0.5 pp of fp32 in 15 of 15 runs (benchmarks/qat_lr.py, docs/results.md)
+    # within 0.5 pp of fp32 in 15 of 15 runs (benchmarks/qat_recipe.py, docs/results.md)
     qat_lr: float = 1e-4
     calibration_size: int = 300
     bench_runs: int = 200
