@@ -21,8 +21,8 @@ Part 2, speed in one run: MobileNetV2-224 and ShuffleNetV2-224 (3x224x224, 10 cl
 untrained weights, int8 by PTQ calibration on scikit-learn photo crops — latency does not
 depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntime and
 LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file. Each file is timed as
-``edgekit bench`` times it (``edgekit.bench.api.benchmark``: seeded random input bound
-once, warm-up until steady, ``--speed-runs`` timed calls).
+``edgekit bench`` times it, in a process of its own (seeded random input bound once,
+warm-up until steady, ``--speed-runs`` timed calls).
 
 Budget (defaults): all 4,000 mnist5k training digits (for the segmentation nets all
 1,343 mnist5k_seg canvases made of them), 10% of them held out to choose the best epoch
@@ -418,13 +418,25 @@ def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bo
 
 
 def _median_ms(path: Path, threads: int, runs: int) -> float:
-    """Median latency of one batch-1 call, measured as ``edgekit bench`` measures it: the
-    runtime's runner, inputs bound once, warm-up until steady, then ``runs`` timed calls."""
-    from edgekit.bench.api import BenchConfig, benchmark
-    from edgekit.bench.timing import TimingConfig
+    """Median latency of one batch-1 call, timed by ``edgekit bench`` in a process of its own
+    (the runtime's runner, seeded random input bound once, warm-up until steady, ``runs``
+    timed calls). In this process, after the nncf and litert conversions that made the
+    files, the 2-thread medians came out up to 1.7x slower (2026-11-24); a fresh process
+    timed the same files as before those conversions."""
+    import subprocess
+    import sys
+    import tempfile
 
-    config = BenchConfig(threads=threads, power="none", timing=TimingConfig(runs=runs))
-    return float(benchmark(path, config)["latency_ms"]["p50"])
+    with tempfile.TemporaryDirectory() as tmp:
+        result = Path(tmp) / "bench.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "edgekit", "bench", str(path), "--threads", str(threads),
+             "--runs", str(runs), "--power", "none", "--json", str(result)],
+            capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"edgekit bench {path.name} failed: {last}")
+        return float(json.loads(result.read_text())["latency_ms"]["p50"])
 
 
 def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any]:

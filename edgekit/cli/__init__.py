@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edgekit.errors import EdgekitError
@@ -50,13 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's exit
+        return code
     except EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgekit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout piped into a reader that stopped (`| head`)
+        # Python's own recipe: point stdout at devnull so the flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for SIGPIPE
 
 
 if __name__ == "__main__":

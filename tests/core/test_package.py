@@ -76,6 +76,20 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
+def test_cli_output_into_a_closed_pipe_is_quiet():
+    # `edgekit ... | head`: the reader has gone before the command writes
+    import os
+
+    read, write = os.pipe()
+    os.close(read)
+    with subprocess.Popen([sys.executable, "-m", "edgekit", "models", "lenet5"], stdout=write,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        os.close(write)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141
+    assert err == ""
+
+
 def test_cli_without_command_prints_help():
     out = subprocess.run([sys.executable, "-m", "edgekit"], capture_output=True, text=True)
     assert out.returncode == 2
