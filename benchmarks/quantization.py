@@ -421,8 +421,8 @@ def _median_ms(path: Path, threads: int, runs: int) -> float:
     """Median latency of one batch-1 call, timed by ``edgekit bench`` in a process of its own
     (the runtime's runner, seeded random input bound once, warm-up until steady, ``runs``
     timed calls). In this process, after the nncf and litert conversions that made the
-    files, the 2-thread medians came out up to 1.7x slower (2026-11-24); a fresh process
-    timed the same files as before those conversions."""
+    files, the 2-thread medians came out up to 1.7x slower than in a fresh one (2026-11-24),
+    where the earlier hand-rolled loop and ``edgekit bench`` agreed within 2%."""
     import subprocess
     import sys
     import tempfile
