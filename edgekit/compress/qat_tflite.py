@@ -11,7 +11,8 @@ instead of patching around it:
 3. calibration batches set each range to its global min/max (``_calibrate``),
    ``edgekit.training.train`` fine-tunes weights through the fake-quant ops (biases
    rounded to their int32 grid, ``int32_bias``; average-pool, global-mean and bilinear-resize ties
-   rounded as LiteRT does, ``tie_rounding``), then observers are frozen;
+   rounded as LiteRT does, ``tie_rounding``; hard-swish in LiteRT's fixed point,
+   ``kernel_hardswish``), then observers are frozen;
 4. ``convert_pt2e`` at export time turns the learned ranges into Q/DQ pairs that
    ``litert_torch.convert`` lowers to a full-integer ``.tflite``.
 
@@ -133,6 +134,7 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     from edgekit.compress.int32_bias import use_int32_bias_fake_quant
+    from edgekit.compress.kernel_hardswish import insert_kernel_hardswish
     from edgekit.compress.shared_ranges import share_ranges_per_forward
     from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
     from edgekit.compress.tie_rounding import insert_tie_breaks
@@ -150,6 +152,7 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
         share_ranges_per_forward(prepared)
         use_int32_bias_fake_quant(prepared)
         insert_tie_breaks(prepared)
+        insert_kernel_hardswish(prepared)
         _observe_in_train_mode_only(prepared)  # PTQ gets torchao's switch in freeze_ranges
     return prepared, quantizer
 
@@ -265,9 +268,11 @@ def _convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     from edgekit.compress.int32_bias import bake_int32_biases
+    from edgekit.compress.kernel_hardswish import drop_kernel_hardswish
     from edgekit.compress.tie_rounding import drop_tie_breaks
 
     drop_tie_breaks(prepared)  # the kernels round ties themselves
+    drop_kernel_hardswish(prepared)  # and compute hard-swish
     bake_int32_biases(prepared)
     converted = convert_pt2e(prepared, fold_quantize=False)
     allow_exported_model_train_eval(converted)
