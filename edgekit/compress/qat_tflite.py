@@ -62,6 +62,7 @@ def quantize_for_tflite(
     """
     import torch
 
+    from edgekit.compress.kernel_hardswish import enable_kernel_hardswish
     from edgekit.compress.qat import QuantConfig, QuantizedModel, fine_tune, sample_inputs
 
     cfg = cfg or QuantConfig(target="tflite")
@@ -81,6 +82,7 @@ def quantize_for_tflite(
     graph = export_bn_free(model, calib[: min(len(calib), 4)])
     prepared, quantizer = _prepare(graph, qat=qat)
     _calibrate(prepared, calib, cfg.batch_size)
+    enable_kernel_hardswish(prepared)  # it needs the calibrated output scales
     history = None
     if qat:
         history = fine_tune(prepared, train_data, val_data, cfg, teacher=model)
