@@ -14,11 +14,11 @@ scale pairs (tests/compress/test_kernel_hardswish.py runs a one-op file).
 
 During QAT a ``KernelHardswish`` sits between each hard-swish and its output quantizer:
 its value is the kernel's result on the quantized input, its gradient the float
-hard-swish's (straight-through). It is switched on after calibration
-(``enable_kernel_hardswish``): the kernel needs the output quantizer's scale, which the
-calibration is still setting (with it on from the start, MobileNetV3-small's calibrated
-ranges were ruined: 0.876 test accuracy after QAT against 0.956, one-off 2026-11-24).
-``drop_kernel_hardswish`` removes it before ``convert_pt2e``; the file's kernel computes it.
+hard-swish's (straight-through). ``quantize_for_tflite`` inserts it after calibration:
+the kernel needs the output quantizer's calibrated scale (inserted before, it skewed
+MobileNetV3-small's calibrated ranges: 0.876 test accuracy after QAT against 0.956,
+one-off 2026-11-24). ``qat_tflite._convert`` removes it before ``convert_pt2e``; the
+file's kernel computes it.
 """
 
 from __future__ import annotations
@@ -40,12 +40,10 @@ class KernelHardswish(torch.nn.Module):
         super().__init__()
         # a list: not a second owner of the quantizers' buffers
         self._quantizers = [input_quantizer, output_quantizer]
-        self.enabled = False  # until the quantizers are calibrated
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``x``: the hard-swish's (fake-quantized) input; ``y``: its float output."""
-        if not self.enabled:
-            return y
+        """``x``: the hard-swish's (fake-quantized) input; ``y``: its float output, the
+        value ``qat_tflite._convert`` puts back when it removes this module."""
         (s_in, zp_in), (s_out, zp_out) = ((float(q.scale.reshape(())),
                                            int(q.zero_point.reshape(())))
                                           for q in self._quantizers)
@@ -139,22 +137,3 @@ def insert_kernel_hardswish(prepared: GraphModule) -> int:
     prepared.graph.lint()
     prepared.recompile()
     return count
-
-
-def enable_kernel_hardswish(prepared: GraphModule) -> None:
-    """Switch the kernel arithmetic on (after calibration)."""
-    for module in prepared.modules():
-        if isinstance(module, KernelHardswish):
-            module.enabled = True
-
-
-def drop_kernel_hardswish(prepared: GraphModule) -> None:
-    """Remove the ``KernelHardswish`` modules (before ``convert_pt2e``)."""
-    for node in list(prepared.graph.nodes):
-        if node.op == "call_module" and isinstance(prepared.get_submodule(node.target),
-                                                   KernelHardswish):
-            node.replace_all_uses_with(node.args[1])
-            prepared.graph.erase_node(node)
-            prepared.delete_submodule(node.target)
-    prepared.graph.lint()
-    prepared.recompile()

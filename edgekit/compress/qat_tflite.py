@@ -62,7 +62,7 @@ def quantize_for_tflite(
     """
     import torch
 
-    from edgekit.compress.kernel_hardswish import enable_kernel_hardswish
+    from edgekit.compress.kernel_hardswish import insert_kernel_hardswish
     from edgekit.compress.qat import QuantConfig, QuantizedModel, fine_tune, sample_inputs
 
     cfg = cfg or QuantConfig(target="tflite")
@@ -82,9 +82,9 @@ def quantize_for_tflite(
     graph = export_bn_free(model, calib[: min(len(calib), 4)])
     prepared, quantizer = _prepare(graph, qat=qat)
     _calibrate(prepared, calib, cfg.batch_size)
-    enable_kernel_hardswish(prepared)  # it needs the calibrated output scales
     history = None
     if qat:
+        insert_kernel_hardswish(prepared)  # after calibration: it needs the output scales
         history = fine_tune(prepared, train_data, val_data, cfg, teacher=model)
     freeze_ranges(prepared)
     stage = STAGE_PREPARED
@@ -136,7 +136,6 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
     from edgekit.compress.int32_bias import use_int32_bias_fake_quant
-    from edgekit.compress.kernel_hardswish import insert_kernel_hardswish
     from edgekit.compress.shared_ranges import share_ranges_per_forward
     from edgekit.compress.tflite_quantizer import TFLiteInt8Quantizer
     from edgekit.compress.tie_rounding import insert_tie_breaks
@@ -154,7 +153,6 @@ def _prepare(graph: torch.fx.GraphModule, *, qat: bool):
         share_ranges_per_forward(prepared)
         use_int32_bias_fake_quant(prepared)
         insert_tie_breaks(prepared)
-        insert_kernel_hardswish(prepared)
         _observe_in_train_mode_only(prepared)  # PTQ gets torchao's switch in freeze_ranges
     return prepared, quantizer
 
@@ -270,12 +268,26 @@ def _convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     from edgekit.compress.int32_bias import bake_int32_biases
-    from edgekit.compress.kernel_hardswish import drop_kernel_hardswish
-    from edgekit.compress.tie_rounding import drop_tie_breaks
 
-    drop_tie_breaks(prepared)  # the kernels round ties themselves
-    drop_kernel_hardswish(prepared)  # and compute hard-swish
+    _drop_kernel_stand_ins(prepared)
     bake_int32_biases(prepared)
     converted = convert_pt2e(prepared, fold_quantize=False)
     allow_exported_model_train_eval(converted)
     return converted
+
+
+def _drop_kernel_stand_ins(prepared: torch.fx.GraphModule) -> None:
+    """Remove the QAT-only modules that make an op's output what its LiteRT kernel computes
+    (``TieBreak``, ``KernelHardswish``): the file's kernels do that themselves. Each takes
+    the op's own output as its last argument, which takes its place again."""
+    from edgekit.compress.kernel_hardswish import KernelHardswish
+    from edgekit.compress.tie_rounding import TieBreak
+
+    for node in list(prepared.graph.nodes):
+        if node.op == "call_module" and isinstance(prepared.get_submodule(node.target),
+                                                   (TieBreak, KernelHardswish)):
+            node.replace_all_uses_with(node.args[-1])
+            prepared.graph.erase_node(node)
+            prepared.delete_submodule(node.target)
+    prepared.graph.lint()
+    prepared.recompile()

@@ -24,7 +24,7 @@ During QAT a ``TieBreak`` module sits between each such op and its output quanti
 (which shares the input's scale): it moves an exact tie a hundredth of a step in the
 kernel's direction, so the quantizer rounds it as the kernel does. Away from ties it
 changes nothing. A mean over N values is a k/N fraction, so its tie tolerance is
-kept below 1/(4N). ``drop_tie_breaks`` removes the modules before ``convert_pt2e``; the
+kept below 1/(4N). ``qat_tflite._convert`` removes the modules before ``convert_pt2e``; the
 file's kernels do the rounding themselves.
 """
 
@@ -124,18 +124,3 @@ def _reduced_count(node: Node) -> int | None:
     if tuple(out.shape[1:]) not in ((channels, 1, 1), (channels,)):  # keepdim or not
         return None  # not a global spatial mean (LiteRT lowers other pools differently)
     return int(src.shape[2]) * int(src.shape[3])
-
-
-def drop_tie_breaks(prepared: GraphModule) -> None:
-    """Remove the tie-break modules (before ``convert_pt2e``)."""
-    for node in list(prepared.graph.nodes):
-        if _is_tie_break(node, prepared):
-            node.replace_all_uses_with(node.args[0])
-            prepared.graph.erase_node(node)
-            prepared.delete_submodule(node.target)
-    prepared.graph.lint()
-    prepared.recompile()
-
-
-def _is_tie_break(node: Node, prepared: GraphModule) -> bool:
-    return node.op == "call_module" and isinstance(prepared.get_submodule(node.target), TieBreak)

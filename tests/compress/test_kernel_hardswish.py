@@ -84,22 +84,13 @@ def test_qat_model_computes_hardswish_as_litert_does(mnist, tmp_path):
 
 
 def test_calibration_sees_the_float_hardswish(mnist):
-    """The kernel needs calibrated output scales: switched on from the start, it skewed
-    MobileNetV3-small's calibrated ranges (0.876 test accuracy after QAT, 0.956 without)."""
-    from edgekit.compress.kernel_hardswish import KernelHardswish, drop_kernel_hardswish
-    from edgekit.compress.qat_tflite import _calibrate, _prepare, export_bn_free
+    """The kernel arithmetic needs calibrated output scales (in the graph from the start, it
+    skewed MobileNetV3-small's calibrated ranges: 0.876 test accuracy after QAT, 0.956
+    without), so the graph that calibration runs has none; QAT's has one per hard-swish
+    (test above)."""
+    from edgekit.compress.kernel_hardswish import KernelHardswish
+    from edgekit.compress.qat_tflite import _prepare, export_bn_free
 
-    x = torch.from_numpy(mnist[0].x[:64])
-    torch.manual_seed(0)
-    net = SwishNet().eval()
-    scales = []
-    for emulated in (True, False):
-        prepared, _ = _prepare(export_bn_free(net, x[:4]), qat=True)
-        if emulated:
-            assert sum(isinstance(m, KernelHardswish) for m in prepared.modules()) == 2
-        else:
-            drop_kernel_hardswish(prepared)
-        _calibrate(prepared, x, 32)
-        scales.append([float(m.scale.reshape(-1)[0]) for m in prepared.modules()
-                       if hasattr(m, "scale") and m.scale.numel() == 1])
-    assert len(scales[0]) >= 4 and scales[0] == scales[1]
+    x = torch.from_numpy(mnist[0].x[:4])
+    prepared, _ = _prepare(export_bn_free(SwishNet().eval(), x), qat=True)
+    assert not any(isinstance(m, KernelHardswish) for m in prepared.modules())
