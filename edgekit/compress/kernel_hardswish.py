@@ -9,8 +9,8 @@ truncated, then a rounding shift. On 0.4–0.8% of the int8 inputs of a one-op f
 result is a step away from the float formula's (one-off probe, 2026-11-24); in
 MobileNetV3-large the first hard-swish had 0.18% of its outputs a step off while its input
 matched, and the net's 21 hard-swishes compounded that to half its logits.
-``tflite_hardswish`` reproduces the kernel: it matched LiteRT on all 256 inputs at eight
-scale pairs (tests/compress/test_kernel_hardswish.py runs a one-op file).
+``tflite_hardswish`` reproduces the kernel: it matches LiteRT on all 256 inputs of a one-op
+file at every range tried (tests/compress/test_kernel_hardswish.py runs four).
 
 During QAT a ``KernelHardswish`` sits between each hard-swish and its output quantizer:
 its value is the kernel's result on the quantized input, its gradient the float
