@@ -65,6 +65,8 @@ SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
 # all-background solution (mIoU 0.08-0.11 at 3e-3 and 1e-2).
 FAMILY_LR = {"squeezenet1_0": 3e-4, "squeezenet1_1": 3e-4, "espnet": 1e-2, "espnetv2": 1e-2}
 OURS = ("qat_onnx", "qat_ort", "qat_tflite")  # the QAT files' score keys in a row
+SAME_RUNTIME = (("qat_onnx", "ort_ptq_reference"), ("qat_ort", "ort_ptq"),
+                ("qat_tflite", "litert_ptq"))
 REPRESENTATIVES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                    "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0",
                    "squeezenet1_1", "espnet", "espnetv2")
@@ -461,6 +463,12 @@ def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any
         if vendors and ours:
             gaps.append(100 * (min(ours) - max(vendors)))
     m["qat_minus_best_vendor_ptq_pp_min"] = round(min(gaps), 2) if gaps else None
+    # each QAT file against the vendor PTQ file deployed where it is: the TensorRT file and
+    # ORT's PTQ file both in the reference kernels (TensorRT's arithmetic), the onnxruntime
+    # file and ORT's PTQ file in the fused kernels, the TFLite file and litert's PTQ in LiteRT
+    same = [100 * (r[ours] - r[vendor]) for r in ok for ours, vendor in SAME_RUNTIME
+            if ours in r and vendor in r]
+    m["qat_minus_vendor_ptq_same_runtime_pp_min"] = round(min(same), 2) if same else None
     # how many of those gaps are more than test-set noise (95% paired-bootstrap interval
     # entirely below 0): QAT file vs vendor PTQ file, and QAT file vs fp32
     pairs = [(name, d) for r in ok for name, d in r.get("paired", {}).items()]
