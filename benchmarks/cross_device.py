@@ -78,6 +78,12 @@ def _family(path: Path) -> str:
     return path.name.split(".")[0]
 
 
+def _kind(name: str) -> str:
+    """``mobilenet_v2.onnxruntime.int8.onnx`` -> ``onnxruntime_onnx``; ``x.int8.tflite`` ->
+    ``tflite``: which file of each family, for the metrics."""
+    return "_".join(p for p in name.split(".")[1:] if p != "int8")
+
+
 def _write_inputs(files: list[Path], out: Path) -> None:
     import sys
 
@@ -158,6 +164,8 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
 
 def _load_outputs(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist (the run step writes it)")
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     return json.loads(str(arrays.pop("__machine__"))), arrays
@@ -192,13 +200,12 @@ def _compare(a_path: Path, b_paths: list[Path], json_path: str | None) -> int:
         print(f"| {r['machine']} | {r['file']} | {r['top1_agreement']:.4f} "
               f"| {r['values_differing']:.2%} | {r['max_abs_diff_rel']:.2e} |")
     metrics: dict[str, Any] = {}
-    for fmt in ("tflite", "onnx"):
-        part = [r for r in rows if r["file"].endswith(f".{fmt}")]
-        if part:
-            metrics |= {f"{fmt}_files": len(part),
-                        f"{fmt}_bit_exact": sum(r["values_differing"] == 0 for r in part),
-                        f"{fmt}_top1_agreement_min": min(r["top1_agreement"] for r in part),
-                        f"{fmt}_values_differing_max": max(r["values_differing"] for r in part)}
+    for kind in sorted({_kind(r["file"]) for r in rows}):  # over every machine B
+        part = [r for r in rows if _kind(r["file"]) == kind]
+        metrics |= {f"{kind}_files": len(part),
+                    f"{kind}_identical": sum(r["values_differing"] == 0 for r in part),
+                    f"{kind}_top1_agreement_min": min(r["top1_agreement"] for r in part),
+                    f"{kind}_values_differing_max": max(r["values_differing"] for r in part)}
     print(json.dumps(metrics))
     if json_path:
         from edgekit._io import atomic_write_json
