@@ -27,8 +27,11 @@ the TensorRT-target file is meant for TensorRT).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
+import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +88,6 @@ def _kind(name: str) -> str:
 
 
 def _write_inputs(files: list[Path], out: Path) -> None:
-    import sys
-
     sys.path.insert(0, str(Path(__file__).parent))
     from quantization import data_splits  # the test sets benchmarks/quantization.py scores
 
@@ -140,8 +141,6 @@ def _machine(label: str) -> dict[str, Any]:
 def _cpu_features() -> list[str]:
     """aarch64: the kernel's hwcap names that matter to int8 kernels; x86: the AVX family."""
     if platform.machine() == "aarch64":
-        import struct
-
         auxv = dict(struct.iter_unpack("<QQ", Path("/proc/self/auxv").read_bytes()))
         hwcap, hwcap2 = auxv.get(16, 0), auxv.get(26, 0)  # AT_HWCAP, AT_HWCAP2
         bits = {"asimd": (hwcap, 1), "fphp": (hwcap, 9), "asimddp": (hwcap, 20),
@@ -156,8 +155,6 @@ def _cpu_features() -> list[str]:
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
