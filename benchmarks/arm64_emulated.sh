@@ -38,9 +38,13 @@ setup() {
     apt-get install -y -qq "${release[@]}" qemu-user-static >/dev/null
     apt-get install -y -qq debootstrap >/dev/null
     register_binfmt
-    [ -x "$root/usr/bin/python3" ] ||
+    # a marker, not python3's presence: an interrupted debootstrap leaves python3 unpacked
+    # but unconfigured, and a rerun must start it again
+    if [ ! -e "$root/.debootstrap-done" ]; then
         debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv \
             bookworm "$root" http://deb.debian.org/debian
+        touch "$root/.debootstrap-done"
+    fi
     # the wheels are fetched here (the host's pip settings reach the registry) and
     # installed there offline, at the host's versions, so both machines run the same code
     local py="$here/.venv/bin/python" pins=() wheels="$root/wheels" platforms=()

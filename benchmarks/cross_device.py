@@ -101,18 +101,15 @@ def _write_inputs(files: list[Path], out: Path) -> None:
 def _run(files: list[Path], inputs_path: Path, out: Path, threads: int, label: str,
          onnx_reference: bool) -> None:
     from edgekit._io import atomic_write_bytes
-    from edgekit.bench.runners import runner_class
+    from edgekit.bench.runners import open_runner
 
-    with np.load(inputs_path, allow_pickle=False) as data:
-        inputs = {k: data[k] for k in data.files}
+    inputs = _load_npz(inputs_path)
     outputs: dict[str, np.ndarray] = {}
     for path in files:
         if _family(path) not in inputs:
             raise SystemExit(f"{inputs_path.name} has no inputs for {_family(path)} ({path.name})")
         x = inputs[_family(path)]
-        options = {"graph_optimization": "disabled"} if onnx_reference else {}
-        runner = runner_class(None, path)(path, threads=threads, device="cpu", options=options)
-        runner.load()
+        runner = open_runner(path, threads=threads, onnx_reference=onnx_reference)
         try:
             outputs[path.name] = np.concatenate(
                 [runner.predict(x[i:i + 64]) for i in range(0, len(x), 64)])
@@ -160,11 +157,19 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    from edgekit.bench.inputs import load_array_file  # no unpickling, clear errors
+
+    arrays = load_array_file(path)
+    if not isinstance(arrays, dict):
+        raise SystemExit(f"{path.name} is a single array, not this script's .npz")
+    return arrays
+
+
 def _load_outputs(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    if not path.is_file():
-        raise SystemExit(f"{path} does not exist (the run step writes it)")
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
+    arrays = _load_npz(path)
+    if "__machine__" not in arrays:
+        raise SystemExit(f"{path.name} is not an output of the run step")
     return json.loads(str(arrays.pop("__machine__"))), arrays
 
 
@@ -213,4 +218,9 @@ def _compare(a_path: Path, b_paths: list[Path], json_path: str | None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edgekit.errors import EdgekitError
+
+    try:
+        raise SystemExit(main())
+    except EdgekitError as exc:  # unreadable files, a model the runtime rejects
+        raise SystemExit(f"cross_device: {exc}") from None

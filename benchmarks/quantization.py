@@ -336,11 +336,9 @@ def _ort_out(path: Path, x: np.ndarray, *, reference: bool = False) -> np.ndarra
     """Outputs of the file in onnxruntime, through the runner ``verify`` uses;
     ``reference``: graph optimization off, each Q/DQ and float op unfused as the ONNX
     operators define them (the arithmetic TensorRT runs)."""
-    from edgekit.bench.runners import runner_class
+    from edgekit.bench.runners import open_runner
 
-    options = {"graph_optimization": "disabled"} if reference else {}
-    runner = runner_class("onnxruntime", path)(path, threads=2, device="cpu", options=options)
-    runner.load()
+    runner = open_runner(path, runtime="onnxruntime", threads=2, onnx_reference=reference)
     try:
         return np.concatenate([runner.predict(x[i:i + 128]) for i in range(0, len(x), 128)])
     finally:

@@ -12,16 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgekit._io import atomic_write_json
 from edgekit._lazy import require
+from edgekit.bench.runners import open_runner
 from edgekit.errors import InvalidInputError, VerificationError
-
-if TYPE_CHECKING:
-    from edgekit.bench.runners import Runner
 
 RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt"}
 
@@ -90,7 +88,9 @@ def verify(
     kernels = "runtime default"
     if runtime == "onnxruntime":
         kernels = onnx_kernels or _onnx_kernels(path)
-    runner = _open_runner(runtime, path, threads, kernels)
+    runner = open_runner(path, runtime=runtime, threads=threads,
+                         device="cuda" if runtime == "tensorrt" else "cpu",
+                         onnx_reference=kernels.startswith("reference"))
     try:
         deployed = np.concatenate([runner.predict(x[i:i + batch_size])
                                    for i in range(0, len(x), batch_size)])
@@ -183,19 +183,6 @@ def _onnx_kernels(path: Path) -> str:
 
     target = read_metadata(path).get("target")
     return "reference (unfused Q/DQ, TensorRT semantics)" if target == "tensorrt" else "optimized"
-
-
-def _open_runner(runtime: str, path: Path, threads: int, kernels: str) -> Runner:
-    """The benchmark harness's runner for ``runtime``, loaded; ``predict`` runs the data."""
-    from edgekit.bench.runners import runner_class
-
-    options: dict[str, Any] = {}
-    if kernels.startswith("reference"):
-        options["graph_optimization"] = "disabled"  # onnxruntime's unfused reference kernels
-    device = "cuda" if runtime == "tensorrt" else "cpu"
-    runner = runner_class(runtime, path)(path, threads=threads, device=device, options=options)
-    runner.load()
-    return runner
 
 
 def load_report(path: str | Path) -> dict[str, Any]:

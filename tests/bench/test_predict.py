@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekit.bench.runners import runner_class
+from edgekit.bench.runners import open_runner, runner_class
 from edgekit.errors import InvalidInputError
 
 pytest.importorskip("onnxruntime")
@@ -39,6 +39,15 @@ def test_onnx_predict_dynamic_and_fixed_batch(onnx_model, fixed_batch_onnx_model
         runner.predict(x[:, :, :8, :8])
     with pytest.raises(InvalidInputError, match="graph_optimization"):
         _loaded(onnx_model, options={"graph_optimization": "fast"})
+
+
+@pytest.mark.parametrize(("reference", "level"), [(True, "disabled"), (False, "all")])
+def test_open_runner_picks_onnx_kernels(onnx_model, reference, level):
+    runner = open_runner(onnx_model, threads=1, onnx_reference=reference)
+    try:
+        assert runner.name == "onnxruntime" and runner.info()["graph_optimization"] == level
+    finally:
+        runner.close()
 
 
 def test_tflite_predict_transposes_to_channel_last_and_pads(nhwc_tflite_model,

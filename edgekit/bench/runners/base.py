@@ -176,3 +176,14 @@ def runner_class(runtime: str | None, path: str | Path) -> type[Runner]:
         f"cannot tell the runtime of {Path(path).name!r} from its suffix {suffix!r} "
         f"(known: {', '.join(known)}); pass --runtime"
     )
+
+
+def open_runner(path: str | Path, *, runtime: str | None = None, threads: int | None = None,
+                device: str = "cpu", onnx_reference: bool = False) -> Runner:
+    """The loaded runner for ``path`` (runtime from its suffix unless named), as parity checks
+    use it: ``onnx_reference`` turns onnxruntime's graph optimization off, so every Q/DQ op
+    runs unfused, the arithmetic the ONNX file defines (and TensorRT runs). Close it after."""
+    options: dict[str, Any] = {"graph_optimization": "disabled"} if onnx_reference else {}
+    runner = runner_class(runtime, path)(path, threads=threads, device=device, options=options)
+    runner.load()
+    return runner
