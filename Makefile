@@ -27,10 +27,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/setup-system.sh
 	$(BIN)/ruff check edgekit tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgekit tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -91,7 +91,7 @@ def _write_inputs(files: list[Path], out: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from quantization import data_splits  # the test sets benchmarks/quantization.py scores
 
-    from edgekit._io import atomic_write_bytes
+    from edgekit.core.io import atomic_write_bytes
 
     arrays = {f: data_splits(f)[2].x.astype(np.float32) for f in {_family(p) for p in files}}
     atomic_write_bytes(out, _npz_bytes(arrays))
@@ -100,8 +100,8 @@ def _write_inputs(files: list[Path], out: Path) -> None:
 
 def _run(files: list[Path], inputs_path: Path, out: Path, threads: int, label: str,
          onnx_reference: bool) -> None:
-    from edgekit._io import atomic_write_bytes
-    from edgekit.bench.runners import open_runner
+    from edgekit.core.io import atomic_write_bytes
+    from edgekit.runtime import open_runner
 
     inputs = _load_npz(inputs_path)
     outputs: dict[str, np.ndarray] = {}
@@ -210,7 +210,7 @@ def _compare(a_path: Path, b_paths: list[Path], json_path: str | None) -> int:
                     f"{kind}_values_differing_max": max(r["values_differing"] for r in part)}
     print(json.dumps(metrics))
     if json_path:
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(json_path, {"a": machine_a, "b": machines, "rows": rows,
                                       "metrics": metrics})
@@ -218,7 +218,7 @@ def _compare(a_path: Path, b_paths: list[Path], json_path: str | None) -> int:
 
 
 if __name__ == "__main__":
-    from edgekit.errors import EdgekitError
+    from edgekit.core.errors import EdgekitError
 
     try:
         raise SystemExit(main())

@@ -23,7 +23,9 @@ import dataclasses
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +62,7 @@ def _decode_mb_per_s(data: bytes, dense_bytes: int, repeats: int) -> tuple[float
     Decoding is single-threaded; on a shared machine the thread's CPU time is what one
     dedicated core would take, while wall time also counts waiting for a core.
     """
-    from edgekit.compress.ekz import parse_ekz
+    from edgekit.deep_compression.ekz import parse_ekz
 
     cpu, wall = [], []
     for _ in range(repeats):
@@ -72,22 +74,46 @@ def _decode_mb_per_s(data: bytes, dense_bytes: int, repeats: int) -> tuple[float
             dense_bytes / statistics.median(wall) / 1e6)
 
 
-def run_model(name: str, recipe: dict, out: Path, *, log) -> dict:
-    import torch
-
+def run_model(name: str, recipe: dict, out: Path, *, log: Callable[[str], None]) -> dict:
     from edgekit.calibration import load_dataset
-    from edgekit.compress.ekz import load_ekz
-    from edgekit.compress.ekz.deploy import ekz_model, ekz_to_onnx
-    from edgekit.compress.ekz.pack import pack_model
-    from edgekit.compress.ekz.report import file_summary, format_table, layer_table, stream_stats
-    from edgekit.compress.prune import PruneConfig, prune
-    from edgekit.compress.share import ShareConfig, finetune_shared, share_weights
-    from edgekit.models import create_model
-    from edgekit.training import TrainConfig, evaluate, train
 
     start = time.perf_counter()
     train_data = load_dataset("mnist5k", split="train")
     test_data = load_dataset("mnist5k", split="test")
+    model, shared, density, trained = _compress(name, recipe, train_data, test_data, log=log)
+    f = _measure_files(name, recipe, out, model, shared, test_data, log=log)
+    summary = f["summary"]
+    return {
+        "model": name, "recipe": recipe, **trained,
+        "compressed_acc_from_file": f["compressed_acc"],
+        "acc_drop_pp": 100 * (trained["baseline_acc"] - f["compressed_acc"]),
+        "weights_kept_pct": f["weights_kept_pct"],
+        "prune_density": density,
+        "dense_fp32_bytes": summary["dense_fp32_bytes"], "file_bytes": summary["file_bytes"],
+        "header_bytes": summary["header_bytes"], "ratio": summary["ratio"],
+        "rans_file_bytes": f["rans_file_bytes"],
+        "rans_ratio": summary["dense_fp32_bytes"] / f["rans_file_bytes"],
+        "streams_huffman": f["streams_huffman"], "streams_rans": f["streams_rans"],
+        "decode_mb_per_s": f["decode_mb_per_s"], "decode_mb_per_s_wall": f["decode_mb_per_s_wall"],
+        "onnx_max_abs_diff": f["onnx_max_abs_diff"],
+        "onnx_acc": f["onnx_acc"],
+        "layers": f["layers"], "table": f["table"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _compress(name: str, recipe: dict, train_data: Any, test_data: Any, *,
+              log: Callable[[str], None]) -> tuple[Any, Any, float, dict[str, Any]]:
+    """Train dense, prune and share (the model, its shared layers, the pruned density); a
+    copy of the dense model gets the same further training without masks or sharing.
+    Returns the epochs and the test accuracies at each stage too."""
+    import torch
+
+    from edgekit.deep_compression.prune import PruneConfig, prune
+    from edgekit.deep_compression.share import ShareConfig, finetune_shared, share_weights
+    from edgekit.models import create_model
+    from edgekit.training import TrainConfig, evaluate, train
+
     torch.manual_seed(0)
     model = create_model(name, num_classes=10, in_channels=1, input_size=28)
     base = TrainConfig(epochs=recipe["pretrain"], lr=recipe["lr"], progress=False)
@@ -116,6 +142,28 @@ def run_model(name: str, recipe: dict, out: Path, *, log) -> dict:
     baseline_acc = evaluate(baseline, test_data)["accuracy"]
     total_epochs = (recipe["pretrain"] + prune_cfg.steps * prune_cfg.retrain_epochs
                     + recipe["finetune"])
+    return model, shared, pruned.density, {
+        "total_epochs": total_epochs, "dense_acc_pretrain": dense_acc,
+        "baseline_acc": baseline_acc, "pruned_acc": pruned_acc,
+        "quantized_acc_before_finetune": quantized_acc}
+
+
+def _measure_files(name: str, recipe: dict, out: Path, model: Any, shared: Any,
+                   test_data: Any, *, log: Callable[[str], None]) -> dict[str, Any]:
+    """Write the Huffman and rANS files; the accuracy of the model rebuilt from the file, its
+    streams, decode speed, and the ONNX rebuilt from it in onnxruntime."""
+    import torch
+
+    from edgekit.deep_compression.ekz import load_ekz
+    from edgekit.deep_compression.ekz.pack import pack_model
+    from edgekit.deep_compression.ekz.report import (
+        file_summary,
+        format_table,
+        layer_table,
+        stream_stats,
+    )
+    from edgekit.export.ekz import ekz_model, ekz_to_onnx
+    from edgekit.training import evaluate
 
     small = recipe.get("small_dtype", "f4")
     path = pack_model(model, out / f"{name}.ekz", shared=shared, codec="huffman",
@@ -141,30 +189,21 @@ def run_model(name: str, recipe: dict, out: Path, *, log) -> dict:
     (onnx_out,) = session.run(None, {"input": test_data.x})
     with torch.no_grad():
         torch_out = rebuilt(torch.from_numpy(test_data.x)).numpy()
-    onnx_acc = float(np.mean(onnx_out.argmax(1) == test_data.y))
 
     table = format_table(ekz)
     log(table)
-    kept = sum(r["weights"] * r["kept_pct"] / 100 for r in layer_table(ekz) if r["kind"] == "dc")
-    shared_weights = sum(r["weights"] for r in layer_table(ekz) if r["kind"] == "dc")
+    layers = layer_table(ekz)
+    kept = sum(r["weights"] * r["kept_pct"] / 100 for r in layers if r["kind"] == "dc")
+    shared_weights = sum(r["weights"] for r in layers if r["kind"] == "dc")
     return {
-        "model": name, "recipe": recipe, "total_epochs": total_epochs,
-        "dense_acc_pretrain": dense_acc, "baseline_acc": baseline_acc,
-        "pruned_acc": pruned_acc, "quantized_acc_before_finetune": quantized_acc,
-        "compressed_acc_from_file": compressed_acc,
-        "acc_drop_pp": 100 * (baseline_acc - compressed_acc),
+        "summary": summary, "compressed_acc": compressed_acc,
         "weights_kept_pct": 100 * kept / shared_weights,
-        "prune_density": pruned.density,
-        "dense_fp32_bytes": summary["dense_fp32_bytes"], "file_bytes": summary["file_bytes"],
-        "header_bytes": summary["header_bytes"], "ratio": summary["ratio"],
         "rans_file_bytes": rans_path.stat().st_size,
-        "rans_ratio": summary["dense_fp32_bytes"] / rans_path.stat().st_size,
         "streams_huffman": streams, "streams_rans": rans_streams,
         "decode_mb_per_s": mb_s, "decode_mb_per_s_wall": mb_s_wall,
         "onnx_max_abs_diff": float(np.abs(onnx_out - torch_out).max()),
-        "onnx_acc": onnx_acc,
-        "layers": layer_table(ekz), "table": table,
-        "seconds": time.perf_counter() - start,
+        "onnx_acc": float(np.mean(onnx_out.argmax(1) == test_data.y)),
+        "layers": layers, "table": table,
     }
 
 
@@ -181,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edgekit._io import atomic_write_json
+    from edgekit.core.io import atomic_write_json
 
     torch.set_num_threads(1)
     out = Path(args.out)

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._io import atomic_write_json
 from edgekit.bench import BenchConfig, TimingConfig, benchmark, benchmark_runner
 from edgekit.bench.inputs import random_inputs
-from edgekit.bench.runners import runner_class
-from edgekit.bench.runners.litert import LiteRTRunner
-from edgekit.bench.runners.ort import OrtRunner
+from edgekit.core.io import atomic_write_json
+from edgekit.runtime import runner_class
+from edgekit.runtime.litert import LiteRTRunner
+from edgekit.runtime.ort import OrtRunner
 
 THREADS = 1  # the machine is shared; one intra-op thread keeps runs comparable
 
@@ -162,9 +162,9 @@ def _vendor_tflite(model: Any, shape: tuple[int, ...], path: Path,
 
 def edgekit_tflite_int8(model: Any, path: Path, calibration: np.ndarray) -> None:
     """edgekit's own full-graph int8 PTQ for TFLite (BN folded, every op annotated)."""
-    from edgekit.compress.qat import QuantConfig
-    from edgekit.compress.qat_tflite import quantize_for_tflite
     from edgekit.export.tflite import export_tflite
+    from edgekit.quantization import QuantConfig
+    from edgekit.quantization.pt2e.quantize import quantize_for_tflite
 
     cfg = QuantConfig(target="tflite", mode="ptq", epochs=0, calibration_size=len(calibration))
     quantized = quantize_for_tflite(model, cfg, calib_data=calibration)

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             full = _trained("hashed_mlp", {"weights": "fp32"}, HASHED_LR, args.epochs,
                             train_data)
             metrics["hashed_full_dense_acc"] = _accuracy(full, test_data)
-        from edgekit.models.lowbit import dense_equivalent_hidden
+        from edgekit.models.lowbit.nets import dense_equivalent_hidden
 
         for label, compression in hashed.items():
             low = _trained("hashed_mlp", {"compression": compression}, HASHED_LR, args.epochs,
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from _provenance import run_info  # benchmarks/, on sys.path when run as a script
 
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(args.json, {
             **run_info("lowbit", argv, torch_threads=args.threads),
@@ -134,8 +134,8 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 
 
 def _measure(label, low, twin, test, work, metrics, rows, tflite: bool) -> None:
-    from edgekit.compress.lowbit import materialize
-    from edgekit.compress.lowbit.storage import load_lowbit, save_lowbit, storage_report
+    from edgekit.lowbit import materialize
+    from edgekit.lowbit.storage import load_lowbit, save_lowbit, storage_report
 
     acc, twin_acc = _accuracy(low, test), _accuracy(twin, test)
     report = storage_report(low)
@@ -159,8 +159,8 @@ def _measure(label, low, twin, test, work, metrics, rows, tflite: bool) -> None:
 def _export_agreement(label, plain, x, reference, work, tflite: bool) -> dict[str, float]:
     import onnxruntime as ort
 
-    from edgekit.compress.lowbit.onnx_qdq import weights_to_qdq
     from edgekit.export.onnx import export_onnx
+    from edgekit.lowbit.onnx_qdq import weights_to_qdq
 
     out: dict[str, float] = {}
     onnx_path, qdq_path = work / f"{label}.onnx", work / f"{label}_qdq.onnx"

@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgekit._io import atomic_write_json
 from edgekit.bench import BenchConfig, TimingConfig, benchmark_runner
-from edgekit.bench.runners.torch_eager import TorchRunner
+from edgekit.core.io import atomic_write_json
+from edgekit.runtime.torch_eager import TorchRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import mobilenet_v2

@@ -10,7 +10,7 @@ For each family, the fp32 model is trained as in that benchmark (its ``train_fp3
 epochs, Adam with a cosine schedule at the benchmark's rate for the family, initial weights
 seeded 0). Classification families only: the table scores accuracy. Then, for each target
 and bias-correction setting (TensorRT and onnxruntime only: the TFLite path quantizes with
-PT2E, which has no bias correction), ``edgekit.compress.qat.quantize`` runs
+PT2E, which has no bias correction), ``edgekit.quantization.quantize`` runs
 
 * once as PTQ (the calibrated start QAT begins from), scored on the held-out digits;
 * once per QAT rate, with 2 QAT epochs and the validation set. The calibrated start is a
@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from _provenance import run_info
 
-    from edgekit.compress.quant_scheme import SCHEMES
-    from edgekit.errors import EdgekitError
+    from edgekit.core.errors import EdgekitError
     from edgekit.models import get_model_spec
+    from edgekit.quantization.qdq.scheme import SCHEMES
 
     try:
         for name in names:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(runs, metrics)
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(args.json, {**info, "runs": runs, "metrics": metrics})
     return 0
@@ -111,7 +111,7 @@ def _family(name: str, targets: list[str], lrs: list[float], settings: list[str]
             qat_epochs: int) -> list[dict[str, Any]]:
     from quantization import data_splits, train_fp32
 
-    from edgekit.compress.qat import QuantConfig, quantize
+    from edgekit.quantization import QuantConfig, quantize
     from edgekit.training import predict
 
     train_all, val_ds, _ = data_splits(name)  # the test set is never scored here

@@ -14,7 +14,7 @@ train fp32 briefly, then
 Accuracy (mIoU for segmentation) of each deployed file on the test subset, and parity of
 each edgekit file with its trained fake-quant torch model (``edgekit.export.verify``).
 Each QAT file is compared with fp32 and with each vendor PTQ file by a paired bootstrap over
-the test samples (``edgekit.compare``; ``paired`` in each row): the metrics count the
+the test samples (``edgekit.training.compare``; ``paired`` in each row): the metrics count the
 differences whose 95% interval lies entirely below 0, i.e. more than test-set noise.
 
 Part 2, speed in one run: MobileNetV2-224 and ShuffleNetV2-224 (3x224x224, 10 classes,
@@ -45,12 +45,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekit.compress.qat import DEFAULT_DISTILL  # torch-free module
+# sibling modules in benchmarks/, on sys.path when run as a script
+from _quantization_outputs import ort_out, ort_quantize_static, tfl_out, torch_out
+from _quantization_summary import metrics, paired, row_line
+
+from edgekit.quantization.types import DEFAULT_DISTILL  # torch-free module
 
 SEGMENTATION = ("espnet", "espnetv2")
 SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
@@ -64,15 +69,12 @@ SPEED_MODELS = ("mobilenet_v2", "shufflenet_v2_x1_0")
 # ~0.2, 15 epochs ~0.6 (ESPNet) and ~0.4 (ESPNetv2); before, they stayed at the
 # all-background solution (mIoU 0.08-0.11 at 3e-3 and 1e-2).
 FAMILY_LR = {"squeezenet1_0": 3e-4, "squeezenet1_1": 3e-4, "espnet": 1e-2, "espnetv2": 1e-2}
-OURS = ("qat_onnx", "qat_ort", "qat_tflite")  # the QAT files' score keys in a row
-SAME_RUNTIME = (("qat_onnx", "ort_ptq_reference"), ("qat_ort", "ort_ptq"),
-                ("qat_tflite", "litert_ptq"))
 REPRESENTATIVES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
                    "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0",
                    "squeezenet1_1", "espnet", "espnetv2")
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", help="write results (flat `metrics` object) here")
     p.add_argument("--out", required=True, help="directory for the ONNX/TFLite files")
@@ -106,10 +108,13 @@ def main() -> int:
                         "each row records its own fp32 epochs and lr in fp32_train)")
     p.add_argument("--reuse-files", action="store_true",
                    help="time files a previous run of this script left in --out")
-    args = p.parse_args()
+    return p
+
+
+def main() -> int:
+    args = _parser().parse_args()
 
     import torch
-    from _provenance import run_info  # benchmarks/, on sys.path when run as a script
 
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -121,19 +126,7 @@ def main() -> int:
         names = [n for n in args.families.split(",") if n]
     else:
         names = list(REPRESENTATIVES)
-    result: dict[str, Any] = {
-        **run_info("quantization", None, torch_threads=2),
-        "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
-                                                   "lr", "qat_epochs", "seg_qat_epochs",
-                                                   "qat_lr", "seg_qat_lr", "distill",
-                                                   "speed_runs")},
-        "tflite_available": tflite is not None, "families": [], "speed": {}}
-    if args.update and args.json and Path(args.json).is_file():
-        earlier = json.loads(Path(args.json).read_text())
-        if earlier.get("budget") != result["budget"]:
-            raise SystemExit(f"--update: {args.json} was made with budget {earlier.get('budget')}")
-        result["speed"] = earlier.get("speed", {})
-        result["families"] = [r for r in earlier.get("families", []) if r["model"] not in names]
+    result = _start_result(args, names, tflite is not None)
     # speed first, then family by family; the JSON is rewritten after each step so an
     # interrupted run keeps what it measured
     if not args.skip_speed:
@@ -150,17 +143,38 @@ def main() -> int:
             row = {"model": name, "error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
         row["seconds"] = round(time.perf_counter() - t0, 1)
         result["families"].append(row)
-        print(_row_line(row), flush=True)
+        print(row_line(row), flush=True)
         _save(args.json, result)
     _save(args.json, result)
     print(json.dumps(result["metrics"], indent=2))
     return 0
 
 
+def _start_result(args: argparse.Namespace, names: list[str], tflite_available: bool
+                  ) -> dict[str, Any]:
+    """The result header; with ``--update``, the earlier run's speed and other families."""
+    from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+
+    result: dict[str, Any] = {
+        **run_info("quantization", None, torch_threads=2),
+        "budget": {k: getattr(args, k) for k in ("train_samples", "test_samples", "epochs",
+                                                   "lr", "qat_epochs", "seg_qat_epochs",
+                                                   "qat_lr", "seg_qat_lr", "distill",
+                                                   "speed_runs")},
+        "tflite_available": tflite_available, "families": [], "speed": {}}
+    if args.update and args.json and Path(args.json).is_file():
+        earlier = json.loads(Path(args.json).read_text())
+        if earlier.get("budget") != result["budget"]:
+            raise SystemExit(f"--update: {args.json} was made with budget {earlier.get('budget')}")
+        result["speed"] = earlier.get("speed", {})
+        result["families"] = [r for r in earlier.get("families", []) if r["model"] not in names]
+    return result
+
+
 def _save(path: str | None, result: dict[str, Any]) -> None:
-    result["metrics"] = _metrics(result["families"], result["speed"])
+    result["metrics"] = metrics(result["families"], result["speed"])
     if path:
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(path, result)
 
@@ -176,8 +190,8 @@ def _families() -> list[str]:
 
 def _tflite_module() -> Any:
     try:
-        import edgekit.compress.qat_tflite  # noqa: F401
         import edgekit.export.tflite as tflite
+        import edgekit.quantization.pt2e.quantize  # noqa: F401
     except ImportError as exc:  # part B's module missing: report TFLite columns as missing
         print(f"TFLite columns missing: {exc}")
         return None
@@ -215,11 +229,30 @@ def train_fp32(name: str, train_ds: Any, val_ds: Any, *, epochs: int, lr: float
     return model.eval(), fit
 
 
+@dataclass
+class _Family:
+    """One family's run: its data, its fp32 model, the QAT options, and the row it fills."""
+
+    name: str
+    out: Path
+    model: Any
+    train_ds: Any
+    val_ds: Any
+    test_ds: Any
+    calib: np.ndarray
+    qcfg: dict[str, Any]
+    row: dict[str, Any]
+    preds: dict[str, np.ndarray] = field(default_factory=dict)  # argmax, for the pairs
+
+    def score(self, key: str, logits: np.ndarray) -> None:
+        from edgekit.training.compare import score
+
+        ds = self.test_ds
+        self.preds[key] = logits.argmax(1)
+        self.row[key] = score(self.preds[key], ds.y, task=ds.task, num_classes=ds.num_classes)
+
+
 def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict[str, Any]:
-    from edgekit.compare import score as edgekit_score
-    from edgekit.compress.qat import QuantConfig, quantize
-    from edgekit.export.onnx import export_onnx
-    from edgekit.export.verify import verify
     from edgekit.models import get_model_spec
 
     spec = get_model_spec(name)
@@ -229,141 +262,93 @@ def _family(name: str, args: argparse.Namespace, out: Path, tflite: Any) -> dict
     epochs = args.seg_epochs if seg else args.epochs
     model, fit = train_fp32(name, train_ds, val_ds, epochs=epochs, lr=lr)
     shape = tuple(train_ds.input_shape)
-    calib = train_ds.subset(256, seed=1).x
     row: dict[str, Any] = {"model": name, "task": spec.task, "input": list(shape),
                            "metric": "miou" if seg else "accuracy",
                            "fp32_train": {"epochs": epochs, "lr": lr,
                                           "class_weighted": fit.class_weights is not None,
                                           "best_epoch": fit.best_epoch,
                                           "seconds": round(fit.seconds, 1)}}
-    preds: dict[str, np.ndarray] = {}  # argmax of each model on the test set, for the pairs
-
-    def score(key: str, logits: np.ndarray) -> None:
-        preds[key] = logits.argmax(1)
-        row[key] = edgekit_score(preds[key], test_ds.y, task=test_ds.task,
-                                 num_classes=test_ds.num_classes)
-
-    score("fp32", _torch_out(model, test_ds.x))
-
     qcfg = dict(epochs=args.seg_qat_epochs if seg else args.qat_epochs,
                 lr=min(args.seg_qat_lr if seg else args.qat_lr, lr), distill=args.distill,
                 calibration_size=256, batch_size=64)
+    fam = _Family(name, out, model, train_ds, val_ds, test_ds, train_ds.subset(256, seed=1).x,
+                  qcfg, row)
+    fam.score("fp32", torch_out(model, test_ds.x))
     row["qat_train"] = {k: qcfg[k] for k in ("epochs", "lr", "distill")}
-
-    def qat_onnx(key: str, target: str) -> Any:
-        qm = quantize(model, QuantConfig(target=target, **qcfg), train_data=train_ds,
-                      val_data=val_ds)
-        path = out / f"{name}.{target}.int8.onnx"
-        export_onnx(qm, path)
-        report = verify(path, qm, test_ds, threshold=0.0)  # the kernels fit for the target
-        # 0: QAT kept its calibrated start; None: no QAT epochs
-        row[f"{key}_best_epoch"] = qm.history.best_epoch if qm.history else None
-        row[f"parity_{key.removeprefix('qat_')}"] = report.agreement
-        row[f"{key.removeprefix('qat_')}_error_steps_max"] = report.max_error_steps
-        return path
-
-    onnx_path = qat_onnx("qat_onnx", "tensorrt")  # file names: NAME.TARGET.int8.onnx
-    score("qat_onnx", _ort_out(onnx_path, test_ds.x, reference=True))
-    score("qat_onnx_fused", _ort_out(onnx_path, test_ds.x))
-    score("qat_ort", _ort_out(qat_onnx("qat_ort", "onnxruntime"), test_ds.x))
-
-    fp32_onnx = out / f"{name}.fp32.onnx"
-    export_onnx(model, fp32_onnx, input_shape=shape)
-    try:
-        ptq_onnx = _ort_quantize_static(fp32_onnx, out / f"{name}.ort_ptq.onnx", calib)
-        score("ort_ptq", _ort_out(ptq_onnx, test_ds.x))
-        score("ort_ptq_reference", _ort_out(ptq_onnx, test_ds.x, reference=True))
-    except Exception as exc:
-        row["ort_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-
+    _onnx_columns(fam, shape)
     if tflite is not None:
-        tq = quantize(model, QuantConfig(target="tflite", **qcfg), train_data=train_ds,
-                      val_data=val_ds)
-        tfl_path = out / f"{name}.int8.tflite"
-        tflite.export_tflite(tq, tfl_path, calibration=calib)
-        report = verify(tfl_path, tq, test_ds, threshold=0.0)
-        row["qat_tflite_best_epoch"] = tq.history.best_epoch if tq.history else None
-        score("qat_tflite", _tfl_out(tflite, tfl_path, test_ds.x))
-        row["parity_tflite"] = report.agreement
-        row["tflite_error_steps_max"] = report.max_error_steps
-        # LiteRT's builtin kernels (what runs where XNNPACK does not): a second opinion
-        builtin = np.concatenate([tflite.run_tflite(tfl_path, test_ds.x[i:i + 128], threads=2,
-                                                    xnnpack=False)
-                                  for i in range(0, len(test_ds.x), 128)])
-        row["parity_tflite_builtin"] = float(
-            (builtin.argmax(1) == _torch_out(tq.model, test_ds.x).argmax(1)).mean())
-        from edgekit.export.litert_ops import float_compute_ops
-
-        inner = [op for op, why in float_compute_ops(tfl_path) if not why.startswith("I/O")]
-        row["tflite_float_ops"] = len(inner)
-        try:  # a baseline the vendor cannot build is a result, not a failed family
-            vendor = tflite.vendor_ptq_tflite(model, out / f"{name}.litert_ptq.tflite",
-                                              calibration=calib)
-            score("litert_ptq", _tfl_out(tflite, vendor.path, test_ds.x))
-        except Exception as exc:
-            row["litert_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    row["paired"] = _paired(preds, test_ds)
+        _tflite_columns(fam, tflite)
+    row["paired"] = paired(fam.preds, test_ds)
     return row
 
 
-def _paired(preds: dict[str, np.ndarray], ds: Any) -> dict[str, dict[str, Any]]:
-    """Each QAT file minus fp32 and minus each vendor PTQ file: the score difference and its
-    paired-bootstrap 95% interval over the test samples (edgekit.compare)."""
-    from edgekit.compare import paired_difference
+def _qat_onnx(fam: _Family, key: str, target: str) -> Path:
+    """QAT for ``target``, exported as NAME.TARGET.int8.onnx; its parity in the row."""
+    from edgekit.export.onnx import export_onnx
+    from edgekit.export.verify import verify
+    from edgekit.quantization import QuantConfig, quantize
 
-    pairs = {}
-    for ours in ("qat_onnx", "qat_ort", "qat_tflite"):
-        # the TensorRT file against onnxruntime's PTQ file in the same (reference) kernels
-        ort_vendor = "ort_ptq_reference" if ours == "qat_onnx" else "ort_ptq"
-        for other in ("fp32", ort_vendor, "litert_ptq"):
-            if ours in preds and other in preds:
-                d = paired_difference(preds[ours], preds[other], ds.y, task=ds.task,
-                                      num_classes=ds.num_classes)
-                pairs[f"{ours}-{other}"] = {k: round(v, 4) if isinstance(v, float) else v
-                                            for k, v in d.to_dict().items()}
-    return pairs
-
-
-def _torch_out(model: Any, x: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        return np.concatenate([model(torch.from_numpy(x[i:i + 128])).numpy()
-                               for i in range(0, len(x), 128)])
+    qm = quantize(fam.model, QuantConfig(target=target, **fam.qcfg), train_data=fam.train_ds,
+                  val_data=fam.val_ds)
+    path = fam.out / f"{fam.name}.{target}.int8.onnx"
+    export_onnx(qm, path)
+    report = verify(path, qm, fam.test_ds, threshold=0.0)  # the kernels fit for the target
+    # 0: QAT kept its calibrated start; None: no QAT epochs
+    fam.row[f"{key}_best_epoch"] = qm.history.best_epoch if qm.history else None
+    fam.row[f"parity_{key.removeprefix('qat_')}"] = report.agreement
+    fam.row[f"{key.removeprefix('qat_')}_error_steps_max"] = report.max_error_steps
+    return path
 
 
-def _ort_out(path: Path, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
-    """Outputs of the file in onnxruntime, through the runner ``verify`` uses;
-    ``reference``: graph optimization off, each Q/DQ and float op unfused as the ONNX
-    operators define them (the arithmetic TensorRT runs)."""
-    from edgekit.bench.runners import open_runner
+def _onnx_columns(fam: _Family, shape: tuple[int, ...]) -> None:
+    """The TensorRT and onnxruntime QAT files, and onnxruntime's own PTQ file."""
+    from edgekit.export.onnx import export_onnx
 
-    runner = open_runner(path, runtime="onnxruntime", threads=2, onnx_reference=reference)
+    x, name, out = fam.test_ds.x, fam.name, fam.out
+    onnx_path = _qat_onnx(fam, "qat_onnx", "tensorrt")
+    fam.score("qat_onnx", ort_out(onnx_path, x, reference=True))
+    fam.score("qat_onnx_fused", ort_out(onnx_path, x))
+    fam.score("qat_ort", ort_out(_qat_onnx(fam, "qat_ort", "onnxruntime"), x))
+    fp32_onnx = out / f"{name}.fp32.onnx"
+    export_onnx(fam.model, fp32_onnx, input_shape=shape)
     try:
-        return np.concatenate([runner.predict(x[i:i + 128]) for i in range(0, len(x), 128)])
-    finally:
-        runner.close()
+        ptq_onnx = ort_quantize_static(fp32_onnx, out / f"{name}.ort_ptq.onnx", fam.calib)
+        fam.score("ort_ptq", ort_out(ptq_onnx, x))
+        fam.score("ort_ptq_reference", ort_out(ptq_onnx, x, reference=True))
+    except Exception as exc:
+        fam.row["ort_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def _tfl_out(tflite: Any, path: Path, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([tflite.run_tflite(path, x[i:i + 128], threads=2)
-                           for i in range(0, len(x), 128)])
+def _tflite_columns(fam: _Family, tflite: Any) -> None:
+    """The TFLite QAT file (XNNPACK and builtin kernels) and litert's own PTQ file."""
+    from edgekit.export.litert_ops import float_compute_ops
+    from edgekit.export.verify import verify
+    from edgekit.quantization import QuantConfig, quantize
 
-
-def _ort_quantize_static(fp32: Path, out: Path, calib: np.ndarray) -> Path:
-    """onnxruntime's own static PTQ as shipped (QDQ, u8 activations, s8 per-channel weights)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self) -> dict | None:
-            return next(self.batches, None)
-
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True)
-    return out
+    x, row, calib = fam.test_ds.x, fam.row, fam.calib
+    tq = quantize(fam.model, QuantConfig(target="tflite", **fam.qcfg), train_data=fam.train_ds,
+                  val_data=fam.val_ds)
+    tfl_path = fam.out / f"{fam.name}.int8.tflite"
+    tflite.export_tflite(tq, tfl_path, calibration=calib)
+    report = verify(tfl_path, tq, fam.test_ds, threshold=0.0)
+    row["qat_tflite_best_epoch"] = tq.history.best_epoch if tq.history else None
+    fam.score("qat_tflite", tfl_out(tflite, tfl_path, x))
+    row["parity_tflite"] = report.agreement
+    row["tflite_error_steps_max"] = report.max_error_steps
+    # LiteRT's builtin kernels (what runs where XNNPACK does not): a second opinion
+    builtin = np.concatenate([tflite.run_tflite(tfl_path, x[i:i + 128], threads=2,
+                                                xnnpack=False)
+                              for i in range(0, len(x), 128)])
+    row["parity_tflite_builtin"] = float(
+        (builtin.argmax(1) == torch_out(tq.model, x).argmax(1)).mean())
+    inner = [op for op, why in float_compute_ops(tfl_path) if not why.startswith("I/O")]
+    row["tflite_float_ops"] = len(inner)
+    try:  # a baseline the vendor cannot build is a result, not a failed family
+        vendor = tflite.vendor_ptq_tflite(fam.model, fam.out / f"{fam.name}.litert_ptq.tflite",
+                                          calibration=calib)
+        fam.score("litert_ptq", tfl_out(tflite, vendor.path, x))
+    except Exception as exc:
+        row["litert_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _speed(out: Path, tflite: Any, runs: int, models: list[str], reuse: bool
@@ -387,9 +372,9 @@ def _speed(out: Path, tflite: Any, runs: int, models: list[str], reuse: bool
 
 def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bool
                  ) -> dict[str, Path]:
-    from edgekit.compress.qat import QuantConfig, quantize
     from edgekit.export.onnx import export_onnx
     from edgekit.models import create_model
+    from edgekit.quantization import QuantConfig, quantize
 
     model = create_model(name, num_classes=10, in_channels=3, input_size=224).eval()
     ptq = dict(mode="ptq", calibration_size=32, batch_size=8)
@@ -397,7 +382,7 @@ def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bo
         "ort_fp32": lambda p: export_onnx(model, p, input_shape=(3, 224, 224)).path,
         "ort_int8": lambda p: export_onnx(quantize(model, QuantConfig(
             target="onnxruntime", **ptq), calib_data=calib), p).path,
-        "ort_vendor": lambda p: _ort_quantize_static(out / f"{name}-224.fp32.onnx", p, calib),
+        "ort_vendor": lambda p: ort_quantize_static(out / f"{name}-224.fp32.onnx", p, calib),
     }
     if tflite is not None:
         makers.update({
@@ -437,74 +422,6 @@ def _median_ms(path: Path, threads: int, runs: int) -> float:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise RuntimeError(f"edgekit bench {path.name} failed: {last}")
         return float(json.loads(result.read_text())["latency_ms"]["p50"])
-
-
-def _metrics(rows: list[dict[str, Any]], speed: dict[str, Any]) -> dict[str, Any]:
-    ok = [r for r in rows if "error" not in r]
-    m: dict[str, Any] = {"families": len(rows), "families_failed": len(rows) - len(ok)}
-
-    def agg(fn: Any, key: str) -> float | None:
-        vals = [r[key] for r in ok if key in r]
-        return round(float(fn(vals)), 4) if vals else None
-
-    onnx_parity = [v for k in ("parity_onnx", "parity_ort") if (v := agg(min, k)) is not None]
-    m["parity_min_onnx"] = min(onnx_parity) if onnx_parity else None
-    m["parity_min_tflite"] = agg(min, "parity_tflite")
-    drops = [100 * (r["fp32"] - r[k]) for r in ok for k in OURS if k in r]
-    m["int8_acc_drop_pp_max"] = round(max(drops), 2) if drops else None
-    m["tflite_float_ops_total"] = (sum(r["tflite_float_ops"] for r in ok)
-                                   if any("tflite_float_ops" in r for r in ok) else None)
-    gaps = []
-    for r in ok:
-        vendors = [r[k] for k in ("ort_ptq", "ort_ptq_reference", "litert_ptq") if k in r]
-        ours = [r[k] for k in OURS if k in r]
-        if vendors and ours:
-            gaps.append(100 * (min(ours) - max(vendors)))
-    m["qat_minus_best_vendor_ptq_pp_min"] = round(min(gaps), 2) if gaps else None
-    # each QAT file against the vendor PTQ file deployed where it is: the TensorRT file and
-    # ORT's PTQ file both in the reference kernels (TensorRT's arithmetic), the onnxruntime
-    # file and ORT's PTQ file in the fused kernels, the TFLite file and litert's PTQ in LiteRT
-    same = [100 * (r[ours] - r[vendor]) for r in ok for ours, vendor in SAME_RUNTIME
-            if ours in r and vendor in r]
-    m["qat_minus_vendor_ptq_same_runtime_pp_min"] = round(min(same), 2) if same else None
-    # how many of those gaps are more than test-set noise (95% paired-bootstrap interval
-    # entirely below 0): QAT file vs vendor PTQ file, and QAT file vs fp32
-    pairs = [(name, d) for r in ok for name, d in r.get("paired", {}).items()]
-    m["vendor_ptq_ahead_significant"] = sum(
-        d["high"] < 0 for name, d in pairs if not name.endswith("-fp32")) if pairs else None
-    m["int8_below_fp32_significant"] = sum(
-        d["high"] < 0 for name, d in pairs if name.endswith("-fp32")) if pairs else None
-    for rt, prefix in (("ort", "ort"), ("tflite", "tflite")):
-        for vs, other in (("fp32", "fp32"), ("vendor", "vendor")):
-            ratios = [speed[f"{n}.{prefix}_{other}.t{t}_ms"] / speed[f"{n}.{prefix}_int8.t{t}_ms"]
-                      for n in _timed(speed) for t in (1, 2)
-                      if f"{n}.{prefix}_int8.t{t}_ms" in speed]
-            m[f"{rt}_int8_vs_{vs}"] = round(min(ratios), 3) if ratios else None
-    for n in _timed(speed):
-        for t in (1, 2):
-            for rt in ("ort", "tflite"):
-                key = f"{n}.{rt}_int8.t{t}_ms"
-                if key in speed:
-                    for other in ("fp32", "vendor"):
-                        m[f"{n}.{rt}_int8_vs_{other}.t{t}"] = round(
-                            speed[f"{n}.{rt}_{other}.t{t}_ms"] / speed[key], 3)
-    return m
-
-
-def _timed(speed: dict[str, Any]) -> list[str]:
-    return sorted({k.split(".")[0] for k in speed if k.endswith("_ms")})
-
-
-def _row_line(r: dict[str, Any]) -> str:
-    if "error" in r:
-        return f"{r['model']:<20} ERROR {r['error']}  ({r['seconds']} s)"
-    cells = " ".join(f"{k}={r[k]:.4f}" for k in ("fp32", "qat_onnx", "qat_onnx_fused", "qat_ort",
-                                                  "ort_ptq", "ort_ptq_reference", "qat_tflite",
-                                                  "litert_ptq", "parity_onnx", "parity_ort",
-                                                  "parity_tflite", "parity_tflite_builtin")
-                     if k in r)
-    extra = f" float_ops={r['tflite_float_ops']}" if "tflite_float_ops" in r else ""
-    return f"{r['model']:<20} {cells}{extra}  ({r['seconds']} s)"
 
 
 if __name__ == "__main__":

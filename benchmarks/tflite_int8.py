@@ -37,12 +37,12 @@ def family_row(name: str, out: Path, *, epochs: int, qat_epochs: int, train_n: i
     import torch
 
     from edgekit.calibration import load_dataset
-    from edgekit.compress.qat import QuantConfig
-    from edgekit.compress.qat_tflite import quantize_for_tflite
-    from edgekit.errors import ExportError
+    from edgekit.core.errors import ExportError
     from edgekit.export.litert_ops import float_compute_ops, inspect_tflite, op_counts
     from edgekit.export.tflite import export_tflite, run_tflite, vendor_ptq_tflite
     from edgekit.models import create_model
+    from edgekit.quantization import QuantConfig
+    from edgekit.quantization.pt2e.quantize import quantize_for_tflite
     from edgekit.training import TrainConfig, train
 
     seg = name in SEGMENTATION
@@ -108,8 +108,8 @@ def _interleaved_medians(files: dict[str, Path], x: np.ndarray, threads: int,
                          repeats: int) -> dict[str, float]:
     """Median ms per file; one invocation of each file per round, so load spikes from other
     processes on the shared CPU hit all files alike."""
-    from edgekit.bench.runners.base import quantize_input
-    from edgekit.bench.runners.litert import LiteRTRunner
+    from edgekit.runtime.base import quantize_input
+    from edgekit.runtime.litert import LiteRTRunner
 
     runners = {}
     for label, path in files.items():
@@ -133,11 +133,11 @@ def speed_rows(out: Path, repeats: int, *, reuse: bool = False) -> dict:
     import torch
 
     from edgekit.calibration import calibration_crops
-    from edgekit.compress.qat import QuantConfig
-    from edgekit.compress.qat_tflite import quantize_for_tflite
     from edgekit.export.litert_ops import op_counts
     from edgekit.export.tflite import export_tflite, vendor_ptq_tflite
     from edgekit.models import create_model
+    from edgekit.quantization import QuantConfig
+    from edgekit.quantization.pt2e.quantize import quantize_for_tflite
 
     torch.manual_seed(0)
     model = create_model("mobilenet_v2", num_classes=1000, in_channels=3, input_size=224).eval()
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in metrics.items():
         print(f"{key:40s} {value:.4g}" if isinstance(value, float) else f"{key:40s} {value}")
     if args.json:
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(args.json, {"machine": "2-core x86-64 CPU, no GPU",
                                       "out_dir": str(out), "metrics": metrics, "models": rows})

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from _provenance import run_info  # benchmarks/, on sys.path when run as a script
 
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(args.json, {
             **run_info("zoo", argv, torch_threads=args.threads),

@@ -6,25 +6,27 @@ onnxruntime, LiteRT or nncf, so the on-device benchmark agent runs with numpy al
 
 from __future__ import annotations
 
-from edgekit._lazy import lazy_exports
+from edgekit.core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _PUBLIC = {
-    "EdgekitError": "edgekit.errors",
+    "compress": "edgekit.pipeline.run",
+    "CompressResult": "edgekit.pipeline.run",
+    "EdgekitError": "edgekit.core.errors",
     "create_model": "edgekit.models",
     "list_models": "edgekit.models",
     "load_dataset": "edgekit.calibration",
     "train": "edgekit.training",
     "evaluate": "edgekit.training",
     "TrainConfig": "edgekit.training",
-    "save_checkpoint": "edgekit.checkpoint",
-    "load_checkpoint": "edgekit.checkpoint",
-    "QuantConfig": "edgekit.compress.qat",
-    "quantize": "edgekit.compress.qat",
+    "save_checkpoint": "edgekit.training.checkpoint",
+    "load_checkpoint": "edgekit.training.checkpoint",
+    "QuantConfig": "edgekit.quantization",
+    "quantize": "edgekit.quantization",
     "export_onnx": "edgekit.export.onnx",
-    "quantize_for_tflite": "edgekit.compress.qat_tflite",
+    "quantize_for_tflite": "edgekit.quantization.pt2e.quantize",
     "export_tflite": "edgekit.export.tflite",
     "run_tflite": "edgekit.export.tflite",
     "check_model": "edgekit.export.check",
@@ -34,12 +36,10 @@ _PUBLIC = {
     "get_profile": "edgekit.devices",
     "list_profiles": "edgekit.devices",
     "estimate_latency": "edgekit.devices",
-    "load_ekz": "edgekit.compress.ekz",
-    "read_ekz": "edgekit.compress.ekz",
-    "pack_model": "edgekit.compress.ekz.pack",
-    "ekz_to_onnx": "edgekit.compress.ekz.deploy",
+    "load_ekz": "edgekit.deep_compression.ekz",
+    "read_ekz": "edgekit.deep_compression.ekz",
+    "pack_model": "edgekit.deep_compression.ekz.pack",
+    "ekz_to_onnx": "edgekit.export.ekz",
 }
 
-# `edgekit.compress(...)` is the pipeline: the subpackage is a callable module
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",),
-                                             submodules=("compress",))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",))

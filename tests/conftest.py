@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -20,3 +22,147 @@ def _importable(name: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(name) is not None
+
+
+# Fixtures shared across folders; the nets and data behind them are in tests/helpers.py.
+# Each imports torch and edgekit inside, so collecting a test imports neither.
+
+@pytest.fixture(scope="module")
+def mnist():
+    """(train, test) splits of the embedded mnist5k."""
+    from edgekit.calibration import load_dataset
+
+    return load_dataset("mnist5k", split="train"), load_dataset("mnist5k", split="test")
+
+
+@pytest.fixture(scope="session")
+def trained_net():
+    import torch
+
+    from edgekit.training import TrainConfig, train
+    from tests.helpers import SmallNet, block_data
+
+    torch.manual_seed(0)
+    net = SmallNet()
+    train(net, block_data(512), TrainConfig(epochs=3, lr=1e-2, batch_size=64, progress=False))
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def quantized_net(trained_net):
+    from tests.helpers import block_data
+    pytest.importorskip("nncf")
+    from edgekit.quantization import QuantConfig, quantize
+
+    return quantize(trained_net, QuantConfig(epochs=1, calibration_size=128),
+                    train_data=block_data(512), val_data=block_data(128, seed=1))
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    import torch
+
+    from tests.helpers import TINY_SHAPE, tiny_net
+
+    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
+    torch.onnx.export(tiny_net(), (torch.zeros(TINY_SHAPE),), str(path), dynamo=False,
+                      opset_version=17, input_names=["input"], output_names=["output"],
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tflite_model(tmp_path_factory) -> Path:
+    import litert_torch
+    import torch
+
+    from tests.helpers import TINY_SHAPE, tiny_net
+
+    path = tmp_path_factory.mktemp("models") / "tiny.tflite"
+    litert_torch.convert(tiny_net(), (torch.zeros(TINY_SHAPE),)).export(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_output(tmp_path_factory) -> tuple[Path, Path]:
+    from tests.helpers import TINY_SHAPE, tiny_net
+    """A fixed input and the torch model's output for it (the reference check's truth)."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("data")
+    x = np.random.default_rng(1).standard_normal(TINY_SHAPE).astype(np.float32)
+    with torch.no_grad():
+        y = tiny_net()(torch.from_numpy(x)).numpy()
+    np.save(folder / "input.npy", x)
+    np.save(folder / "expected.npy", y)
+    return folder / "input.npy", folder / "expected.npy"
+
+
+@pytest.fixture(scope="session")
+def tiny_net_outputs():
+    from tests.helpers import tiny_net
+    """numpy N×3×16×16 -> the tiny net's float32 outputs in torch (the files' truth)."""
+    import torch
+
+    net = tiny_net()
+
+    def outputs(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).numpy()
+
+    return outputs
+
+
+@pytest.fixture(scope="session")
+def fixed_batch_onnx_model(tmp_path_factory) -> Path:
+    from tests.helpers import TINY_SHAPE, tiny_net
+    """The tiny net with a fixed batch of 4 (no dynamic axis)."""
+    import torch
+
+    path = tmp_path_factory.mktemp("models") / "tiny_b4.onnx"
+    torch.onnx.export(tiny_net(), (torch.zeros(4, *TINY_SHAPE[1:]),), str(path), dynamo=False,
+                      opset_version=17, input_names=["input"], output_names=["output"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def nhwc_tflite_model(tmp_path_factory) -> Path:
+    from tests.helpers import TINY_SHAPE, tiny_net
+    """The tiny net taking a channel-last batch of 4, as TFLite files often do."""
+    import litert_torch
+    import torch
+
+    class ChannelLast(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_net()
+
+        def forward(self, x):
+            return self.net(x.permute(0, 3, 1, 2))
+
+    path = tmp_path_factory.mktemp("models") / "tiny_nhwc.tflite"
+    example = torch.zeros(4, TINY_SHAPE[2], TINY_SHAPE[3], TINY_SHAPE[1])
+    litert_torch.convert(ChannelLast().eval(), (example,)).export(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def int8_tflite_model(tmp_path_factory) -> Path:
+    from tests.helpers import TINY_SHAPE, tiny_net
+    """A full-integer .tflite (int8 input and output) of the tiny net, from edgekit's PTQ."""
+    from edgekit.export.tflite import export_tflite
+    from edgekit.quantization import QuantConfig
+    from edgekit.quantization.pt2e.quantize import quantize_for_tflite
+
+    calib = np.random.default_rng(2).standard_normal((32, *TINY_SHAPE[1:])).astype(np.float32)
+    cfg = QuantConfig(target="tflite", mode="ptq", epochs=0, calibration_size=32, batch_size=16)
+    qm = quantize_for_tflite(tiny_net(), cfg, calib_data=calib)
+    path = tmp_path_factory.mktemp("models") / "tiny_int8.tflite"
+    return export_tflite(qm, path, calibration=calib[:4]).path
+
+
+@pytest.fixture(name="small_model")
+def small_model_fixture():
+    from tests.helpers import small_model
+
+    return small_model

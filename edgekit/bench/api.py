@@ -7,7 +7,6 @@ one runtime it needs. Never torch/onnx/nncf here (a test checks ``sys.modules``)
 from __future__ import annotations
 
 import datetime as _dt
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,15 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._io import sha256_file
 from edgekit.bench.inputs import file_inputs, load_array_file, random_inputs
+from edgekit.bench.memory import MemoryWindow
 from edgekit.bench.results import SCHEMA_VERSION, validate_result
-from edgekit.bench.runners.base import Runner, runner_class
 from edgekit.bench.timing import TimingConfig, summarize, time_once, time_runs, warm_up
+from edgekit.core.errors import DataError, InvalidInputError
+from edgekit.core.io import sha256_file
 from edgekit.devices import state as machine_state
 from edgekit.devices.power import PowerMonitor, PowerUnavailable, open_sampler, summarize_energy
 from edgekit.devices.power import unavailable as power_unavailable
-from edgekit.errors import DataError, InvalidInputError
+from edgekit.runtime.base import Runner
+from edgekit.runtime.registry import runner_class
 
 
 @dataclass
@@ -41,14 +42,17 @@ class BenchConfig:
     atol: float = 1e-3
     rtol: float = 1e-3
     power: str = "auto"  # a sampler name, "auto" or "none"
-    power_options: dict[str, Any] = field(default_factory=dict)
+    power_options: dict[str, Any] = field(default_factory=dict)  # the sampler's own keywords
     idle_seconds: float = 2.0
     energy_seconds: float = 3.0
     profile: str | None = None
     precision: str | None = None  # fp32/fp16/int8; detected where the runtime can tell
     label: str | None = None
+    # Where the machine is looked at: state probes and power samplers read sysfs under
+    # sys_root and run nvpmodel/tegrastats/vcgencmd from tool_dirs (None: PATH; (): nowhere).
     sys_root: str = "/sys"
     proc_root: str = "/proc"
+    tool_dirs: tuple[str, ...] | None = None
 
 
 def benchmark(model_path: str | Path, config: BenchConfig | None = None) -> dict[str, Any]:
@@ -73,8 +77,10 @@ def benchmark_runner(
 
         get_profile(config.profile)  # fail early on a bad name
     roots = {"sys_root": Path(config.sys_root), "proc_root": Path(config.proc_root)}
-    before = machine_state.snapshot(**roots)
+    before = machine_state.snapshot(**roots, tool_dirs=config.tool_dirs)
 
+    memory = MemoryWindow()
+    memory.start()  # the peak from here on is the benchmark's, not the process's lifetime
     start = time.perf_counter_ns()
     runner.load()
     specs = runner.input_specs()
@@ -93,7 +99,8 @@ def benchmark_runner(
         power: dict[str, Any] = power_unavailable("disabled (--power none)")
     else:
         try:
-            sampler = open_sampler(config.power, **config.power_options)
+            where = {"sys_root": config.sys_root, "tool_dirs": config.tool_dirs}
+            sampler = open_sampler(config.power, **{**where, **config.power_options})
         except PowerUnavailable as exc:
             power = power_unavailable(str(exc))
     if sampler is None:
@@ -106,6 +113,7 @@ def benchmark_runner(
         finally:
             sampler.close()  # e.g. stops a tegrastats child even when a run fails
 
+    memory_fields = memory.result()
     latency = summarize(samples, config.timing)
     precision = config.precision or runner.detected_precision()
     result = {
@@ -129,7 +137,7 @@ def benchmark_runner(
         "throughput_ips": config.batch * 1e3 / latency["p50"] if latency["p50"] > 0 else None,
         "init_ms": init_ns / 1e6,
         "first_run_ms": first_ns / 1e6,
-        "memory": {**_peak_rss(), "gpu_bytes": runner.gpu_memory_bytes()},
+        "memory": {**memory_fields, "gpu_bytes": runner.gpu_memory_bytes()},
         "power": power,
         "reference_check": reference,
         "state_before": before,
@@ -188,17 +196,6 @@ def _check_reference(runner: Runner, config: BenchConfig) -> dict[str, Any]:
     tolerance = config.atol + config.rtol * np.abs(expected.astype(np.float64))
     return {"file": Path(config.reference_path).name, "max_abs_err": float(diff.max()),  # type: ignore[arg-type]
             "atol": config.atol, "rtol": config.rtol, "passed": bool(np.all(diff <= tolerance))}
-
-
-def _peak_rss() -> dict[str, Any]:
-    """Peak resident memory of this process (whole lifetime: load + runs)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return {"peak_rss_mb": None}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
-    return {"peak_rss_mb": peak * scale / 2**20}
 
 
 def _edgekit_version() -> str:

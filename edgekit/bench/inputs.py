@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.bench.runners.base import TensorSpec
-from edgekit.errors import DataError, InvalidInputError
+from edgekit.core.errors import DataError, InvalidInputError
+from edgekit.runtime.base import TensorSpec
 
 
 def random_inputs(specs: list[TensorSpec], *, seed: int, batch: int = 1) -> list[np.ndarray]:

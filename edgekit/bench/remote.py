@@ -21,9 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgekit._io import sha256_file
 from edgekit.bench.results import validate_result
-from edgekit.errors import InvalidInputError, RemoteError
+from edgekit.core.errors import InvalidInputError, RemoteError
+from edgekit.core.io import sha256_file
 
 if sys.version_info >= (3, 11):
     import tomllib

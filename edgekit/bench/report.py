@@ -12,9 +12,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgekit._io import atomic_path
-from edgekit._lazy import require
 from edgekit.bench.results import load_results
+from edgekit.core.io import atomic_path
+from edgekit.core.lazy import require
 
 
 def _device(r: dict[str, Any]) -> str:

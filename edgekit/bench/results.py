@@ -11,13 +11,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import DataError
+from edgekit.core.errors import DataError
 
-SCHEMA_VERSION = 1
+# 2: memory says what it measures (peak during load + runs, not the process lifetime)
+SCHEMA_VERSION = 2
 
 _NUM = {"type": "number"}
 _STR = {"type": "string"}
 _NULLABLE_STR = {"type": ["string", "null"]}
+_NULLABLE_NUM = {"type": ["number", "null"]}
+_MEMORY_MB = ("rss_before_load_mb", "peak_rss_during_bench_mb", "peak_rss_increase_mb",
+              "process_lifetime_peak_rss_mb")
 
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -46,7 +50,10 @@ RESULT_SCHEMA: dict[str, Any] = {
         "throughput_ips": {"type": ["number", "null"]},
         "init_ms": {"type": ["number", "null"]},
         "first_run_ms": {"type": ["number", "null"]},
-        "memory": {"type": "object"},
+        "memory": {"type": "object", "required": [*_MEMORY_MB, "peak_rss_method"],
+                   "properties": {**dict.fromkeys(_MEMORY_MB, _NULLABLE_NUM),
+                                  "peak_rss_method": _STR,
+                                  "gpu_bytes": {"type": ["integer", "null"]}}},
         "power": {"type": "object", "required": ["available"], "properties": {
             "available": {"type": "boolean"}}},
         "reference_check": {"type": ["object", "null"]},

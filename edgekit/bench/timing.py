@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from pathlib import Path
 from edgekit.calibration.dataset import ArrayDataset
 from edgekit.calibration.embedded import calibration_crops, mnist5k, mnist5k_seg
 from edgekit.calibration.files import image_folder, numpy_arrays
-from edgekit.errors import DataError
-from edgekit.registry import Registry
+from edgekit.core.errors import DataError
+from edgekit.core.registry import Registry
 
 __all__ = ["ArrayDataset", "calibration_crops", "dataset_names", "image_folder", "load_dataset",
            "load_splits", "numpy_arrays"]

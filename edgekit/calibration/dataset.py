@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgekit.errors import DataError, InvalidInputError, MissingBackendError
+from edgekit.core.errors import DataError, InvalidInputError, MissingBackendError
 
 TASKS = ("classification", "segmentation")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.calibration.dataset import ArrayDataset, convert_channels, fit_images, pil_image
-from edgekit.errors import DataError, InvalidInputError, MissingBackendError
+from edgekit.core.errors import DataError, InvalidInputError, MissingBackendError
 
 MNIST_SIDE = 28
 MNIST_CLASSES = 10

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.calibration.dataset import ArrayDataset, pil_image
-from edgekit.errors import DataError
+from edgekit.core.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from edgekit.errors import EdgekitError
+from edgekit.core.errors import EdgekitError
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [

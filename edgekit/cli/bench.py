@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 # (flag, attribute) pairs forwarded to the remote agent; file-valued flags are copied over.
 _FORWARDED = [("--runtime", "runtime"), ("--device", "device"), ("--threads", "threads"),
@@ -148,7 +148,7 @@ def _failed(result: Any) -> bool:
 
 
 def _emit(result: Any, json_path: str | None) -> None:
-    from edgekit._io import atomic_write_json
+    from edgekit.core.io import atomic_write_json
 
     summary = sys.stderr if json_path == "-" else sys.stdout
     items = [("", result)] if "schema_version" in result else list(result.items())
@@ -211,8 +211,8 @@ def run_devices(args: argparse.Namespace) -> int:
         data["estimate"] = estimate_latency(profile, args.macs, args.bytes_moved,
                                             args.precision).to_dict()
         if args.result:
-            from edgekit._io import atomic_write_json
             from edgekit.bench.estimated import estimated_result
+            from edgekit.core.io import atomic_write_json
 
             atomic_write_json(args.result, estimated_result(
                 profile.name, args.macs, args.bytes_moved, args.precision,

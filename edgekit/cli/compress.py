@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=["int8", "fp32"], help="deployed precision (int8)")
     p.add_argument("--bench-runs", type=int, help="timed runs per file (default 200)")
     p.add_argument("--threads", dest="bench_threads", type=int, help="runtime threads (1)")
+    p.add_argument("--power", dest="bench_power", help="power sampler for the benchmark: "
+                   "auto (default), none, or a name as in `edgekit bench --power`")
     p.add_argument("--seed", type=int, help="seed for data order, init and inputs (0)")
     p.add_argument("--out", help="output directory (default: the first free "
                    "runs/compress-<profile>[-N], so no earlier run is replaced)")
@@ -37,13 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgekit.compress.pipeline import compress
+    from edgekit.pipeline.run import compress
 
     result = compress(
         args.model, args.target, recipe=args.recipe, out=args.out, overwrite=args.overwrite,
         data=args.data, weights=args.weights, epochs=args.epochs, train_limit=args.train_limit,
         qat_epochs=args.qat_epochs, precision=args.precision, bench_runs=args.bench_runs,
-        bench_threads=args.bench_threads, seed=args.seed,
+        bench_threads=args.bench_threads, bench_power=args.bench_power, seed=args.seed,
     )
     print((result.out_dir / "report.md").read_text())
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -85,16 +85,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _write_json(path: str | None, obj: object) -> None:
     if path:
-        from edgekit._io import atomic_write_json
+        from edgekit.core.io import atomic_write_json
 
         atomic_write_json(path, obj)
 
 
 def run_prune(args: argparse.Namespace) -> int:
     from edgekit.calibration import load_dataset
-    from edgekit.checkpoint import check_output_dir, load_checkpoint, save_checkpoint
-    from edgekit.compress.prune import PruneConfig, prune, sensitivity_scan
+    from edgekit.deep_compression.prune import PruneConfig, prune, sensitivity_scan
     from edgekit.training import TrainConfig, evaluate
+    from edgekit.training.checkpoint import check_output_dir, load_checkpoint, save_checkpoint
 
     if not args.sensitivity and not args.out:
         raise InvalidInputError("--out is required unless --sensitivity is given")
@@ -130,11 +130,11 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from edgekit.checkpoint import load_checkpoint
-    from edgekit.compress.ekz import load_ekz
-    from edgekit.compress.ekz.pack import pack_model
-    from edgekit.compress.ekz.report import format_table
-    from edgekit.compress.share import ShareConfig, finetune_shared, share_weights
+    from edgekit.deep_compression.ekz import load_ekz
+    from edgekit.deep_compression.ekz.pack import pack_model
+    from edgekit.deep_compression.ekz.report import format_table
+    from edgekit.deep_compression.share import ShareConfig, finetune_shared, share_weights
+    from edgekit.training.checkpoint import load_checkpoint
 
     config = ShareConfig(conv_bits=args.conv_bits, fc_bits=args.fc_bits, init=args.init)
     model, _ = load_checkpoint(args.checkpoint)
@@ -155,20 +155,20 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_unpack(args: argparse.Namespace) -> int:
-    from edgekit.compress.ekz import load_ekz
-    from edgekit.compress.ekz.deploy import ekz_model, ekz_to_onnx, ekz_to_safetensors
+    from edgekit.deep_compression.ekz import load_ekz
+    from edgekit.export.ekz import ekz_model, ekz_to_onnx, ekz_to_safetensors
 
     ekz = load_ekz(args.file)
     if args.to == "onnx":
         ekz_to_onnx(ekz, args.out)
     elif args.to == "tflite":
-        from edgekit.compress.ekz.deploy import ekz_to_tflite
+        from edgekit.export.ekz import ekz_to_tflite
 
         ekz_to_tflite(ekz, args.out)
     elif args.to == "safetensors":
         ekz_to_safetensors(ekz, args.out)
     else:
-        from edgekit.checkpoint import save_checkpoint
+        from edgekit.training.checkpoint import save_checkpoint
 
         save_checkpoint(ekz_model(ekz), args.out, extra={"unpacked_from": str(args.file)})
     print(f"wrote {args.out}")
@@ -176,8 +176,13 @@ def run_unpack(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    from edgekit.compress.ekz import load_ekz
-    from edgekit.compress.ekz.report import file_summary, format_table, layer_table, stream_stats
+    from edgekit.deep_compression.ekz import load_ekz
+    from edgekit.deep_compression.ekz.report import (
+        file_summary,
+        format_table,
+        layer_table,
+        stream_stats,
+    )
 
     ekz = load_ekz(args.file)
     print(f"{args.file}: model {json.dumps(ekz.model_config)}")

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 TARGET_FORMAT = {"tensorrt": "engine", "onnxruntime": "onnx", "tflite": "tflite"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from edgekit.compress.qat import DEFAULT_DISTILL  # torch-free module
+    from edgekit.export.verify import PARITY_THRESHOLD  # torch-free modules
+    from edgekit.quantization.types import DEFAULT_DISTILL
 
     c = subparsers.add_parser(
         "check", help="list the ops a target runs in float or cannot run (before training)",
@@ -50,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--calibration-size", type=int, default=300, help="default: %(default)s")
     q.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     q.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    q.add_argument("--threshold", type=float, default=0.995, help="minimum top-1 agreement "
-                   "of the deployed file with the trained model (default: %(default)s)")
+    q.add_argument("--threshold", type=float, default=PARITY_THRESHOLD,
+                   help="minimum top-1 agreement of the deployed file with the trained model "
+                   "(default: %(default)s)")
     _data_args(q)
     q.set_defaults(func=run_quantize)
 
@@ -69,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "files are verified against their fake-quant model at the end of `edgekit quantize`.")
     v.add_argument("artifact", help=".onnx / .tflite / .engine file")
     v.add_argument("--reference", required=True, help="checkpoint the file was exported from")
-    v.add_argument("--threshold", type=float, default=0.995, help="default: %(default)s")
+    v.add_argument("--threshold", type=float, default=PARITY_THRESHOLD, help="default: %(default)s")
     _data_args(v)
     v.set_defaults(func=run_verify)
 
@@ -108,7 +110,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _load(checkpoint: str, data: str | None, limit: int | None) -> tuple[Any, Any, Any]:
     from edgekit.calibration import load_splits
-    from edgekit.checkpoint import load_checkpoint
+    from edgekit.training.checkpoint import load_checkpoint
 
     model, config = load_checkpoint(checkpoint)
     data = data or (config.get("extra") or {}).get("data")
@@ -123,8 +125,8 @@ def _load(checkpoint: str, data: str | None, limit: int | None) -> tuple[Any, An
 
 
 def run_quantize(args: argparse.Namespace) -> int:
-    from edgekit.compress.qat import QuantConfig, quantize
     from edgekit.export import export
+    from edgekit.quantization import QuantConfig, quantize
 
     _check_suffix(args.out, TARGET_FORMAT[args.target])
     cfg = QuantConfig(target=args.target, mode=args.mode, epochs=args.epochs, lr=args.lr,
@@ -183,6 +185,6 @@ def _check_suffix(out: str, fmt: str) -> None:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    from edgekit._io import atomic_write_json
+    from edgekit.core.io import atomic_write_json
 
     atomic_write_json(path, json.loads(json.dumps(obj, default=str)))

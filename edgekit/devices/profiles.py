@@ -9,7 +9,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from edgekit.errors import InvalidInputError, UnknownNameError
+from edgekit.core.errors import InvalidInputError, UnknownNameError
 
 if sys.version_info >= (3, 11):
     import tomllib

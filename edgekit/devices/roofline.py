@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from edgekit.core.errors import InvalidInputError
 from edgekit.devices.profiles import DeviceProfile
-from edgekit.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,22 @@
 """Read-only probes of the machine state that makes a latency figure reproducible.
 
-Every probe tolerates absence: a file that is not there gives ``None``, never an error, and
-nothing is ever written (no governor or clock changes). Roots are parameters so tests can
-point them at directory trees built in the layout of a real board.
+Every probe tolerates absence: a file or tool that is not there gives ``None``, never an
+error, and nothing is ever written (no governor or clock changes). The sysfs and procfs
+roots and the directories searched for tools (``tool_dirs``, see ``devices.tools``) are
+parameters, so tests can point them at trees built in the layout of a real board.
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import shutil
+import re
 import socket
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from edgekit.devices.tools import ToolDirs, find_tool
 
 
 def _read(path: Path) -> str | None:
@@ -85,17 +88,32 @@ def throttle_counts(sys_root: Path = Path("/sys")) -> dict[str, int]:
     return counts
 
 
-def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
-    if shutil.which(cmd[0]) is None:
+def _run(cmd: list[str], tool_dirs: ToolDirs, timeout: float = 5.0) -> str | None:
+    exe = find_tool(cmd[0], tool_dirs)
+    if exe is None:
         return None
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        out = subprocess.run([exe, *cmd[1:]], capture_output=True, text=True, timeout=timeout,
+                             check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def jetson_state(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> dict[str, Any]:
+def parse_nvpmodel(text: str | None) -> tuple[str | None, int | None]:
+    """(mode name, mode id) from ``nvpmodel -q`` output, e.g. "NV Power Mode: MAXN" then "0"."""
+    name = mode_id = None
+    for line in (text or "").splitlines():
+        found = re.search(r"NV Power Mode:\s*(\S.*)", line)
+        if found:
+            name = found.group(1).strip()
+        elif name is not None and mode_id is None and line.strip().isdigit():
+            mode_id = int(line.strip())
+    return name, mode_id
+
+
+def jetson_state(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"), *,
+                 tool_dirs: ToolDirs = None) -> dict[str, Any]:
     """nvpmodel mode (``nvpmodel -q``, read-only) and whether clocks look pinned.
 
     ``jetson_clocks --show`` needs root, so "clocks pinned" is inferred read-only: every
@@ -106,23 +124,23 @@ def jetson_state(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"))
         return {}
     cpus = cpu_frequencies(sys_root)
     pinned = bool(cpus) and all(c["min_khz"] and c["min_khz"] == c["hw_max_khz"] for c in cpus)
-    nvp = _run(["nvpmodel", "-q"])
-    mode = None
-    if nvp:
-        for line in nvp.splitlines():
-            if "Power Mode" in line:
-                mode = line.split(":", 1)[-1].strip()
-    return {"board": model, "nvpmodel": mode, "jetson_clocks_likely_on": pinned}
+    mode, mode_id = parse_nvpmodel(_run(["nvpmodel", "-q"], tool_dirs))
+    return {"board": model, "nvpmodel": mode, "nvpmodel_id": mode_id,
+            "jetson_clocks_likely_on": pinned}
 
 
-def raspberry_pi_throttled() -> str | None:
+def raspberry_pi_throttled(*, tool_dirs: ToolDirs = None) -> str | None:
     """``vcgencmd get_throttled`` bit field (Raspberry Pi firmware), when the tool exists."""
-    out = _run(["vcgencmd", "get_throttled"])
+    out = _run(["vcgencmd", "get_throttled"], tool_dirs)
     return out.split("=", 1)[-1] if out else None
 
 
-def snapshot(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> dict[str, Any]:
-    """The whole reproducibility record; ``temperatures_c`` is re-read after the run."""
+def snapshot(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc"), *,
+             tool_dirs: ToolDirs = None) -> dict[str, Any]:
+    """The whole reproducibility record; ``temperatures_c`` is re-read after the run.
+
+    ``tool_dirs``: where nvpmodel and vcgencmd are looked for (None: PATH; empty: nowhere).
+    """
     sys_root, proc_root = Path(sys_root), Path(proc_root)
     return {
         "hostname": socket.gethostname(),
@@ -133,9 +151,9 @@ def snapshot(sys_root: Path = Path("/sys"), proc_root: Path = Path("/proc")) -> 
         "cpu_count": os.cpu_count(),
         "cpus": cpu_frequencies(sys_root),
         "board": _read(proc_root / "device-tree/model"),
-        "jetson": jetson_state(sys_root, proc_root),
+        "jetson": jetson_state(sys_root, proc_root, tool_dirs=tool_dirs),
         "temperatures_c": temperatures(sys_root),
         "throttle_counts": throttle_counts(sys_root),
-        "rpi_throttled": raspberry_pi_throttled(),
+        "rpi_throttled": raspberry_pi_throttled(tool_dirs=tool_dirs),
         "nvidia_driver": _read(proc_root / "driver/nvidia/version"),
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 from edgekit.export.artifact import Artifact
 from edgekit.export.capabilities import FORMATS, ExportFormat, list_formats
+from edgekit.export.verify import PARITY_THRESHOLD
 
 __all__ = ["FORMATS", "Artifact", "ExportFormat", "export", "list_formats"]
 
@@ -23,7 +24,7 @@ def export(
     out_path: str | Path,
     *,
     data: Any = None,
-    threshold: float = 0.995,
+    threshold: float = PARITY_THRESHOLD,
     report_path: str | Path | None = None,
     **options: Any,
 ) -> Artifact:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgekit._lazy import require
-from edgekit.errors import InvalidInputError
-from edgekit.registry import Registry
+from edgekit.core.errors import InvalidInputError
+from edgekit.core.lazy import require
+from edgekit.core.registry import Registry
 
 
 @dataclass(frozen=True)

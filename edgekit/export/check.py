@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit._lazy import require
-from edgekit.errors import InvalidInputError, UnsupportedOpError
+from edgekit.core.errors import InvalidInputError, UnsupportedOpError
+from edgekit.core.lazy import require
 
 TARGETS = ("tensorrt", "onnxruntime", "tflite")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from edgekit.errors import FormatError
+from edgekit.core.errors import FormatError, first_line
 
 # TFLite builtins that do arithmetic (as opposed to moving or re-typing data).
 COMPUTE_OPS = frozenset({
@@ -45,7 +45,7 @@ def open_interpreter(path: str | os.PathLike[str], *, threads: int = 1, delegate
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
-        from edgekit._lazy import require
+        from edgekit.core.lazy import require
 
         tfl = require("tflite_runtime.interpreter", purpose="running .tflite files")
         Interpreter, OpResolverType = tfl.Interpreter, tfl.OpResolverType
@@ -58,8 +58,7 @@ def open_interpreter(path: str | os.PathLike[str], *, threads: int = 1, delegate
                              experimental_op_resolver_type=resolver)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise FormatError(f"LiteRT cannot load {path}: {first}") from None
+        raise FormatError(f"LiteRT cannot load {path}: {first_line(exc)}") from None
     return interp
 
 

@@ -13,18 +13,24 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit._io import atomic_path, sha256_file
-from edgekit._lazy import require
-from edgekit.errors import ExportError, InvalidInputError
+from edgekit.core.errors import ExportError, InvalidInputError, first_line
+from edgekit.core.io import atomic_path, sha256_file
+from edgekit.core.lazy import require
 from edgekit.export.artifact import Artifact
-from edgekit.export.onnx_fold import fold_weight_quantizers
-from edgekit.export.onnx_uint8 import requantize_after_data_movement, signed_activations_as_uint8
+from edgekit.quantization.qdq.onnx_graph import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    rewrite_for_target,
+    stripped_module,
+    trace_onnx,
+)
+from edgekit.quantization.types import QdqQuantizedModel, QuantizedModel
 
 if TYPE_CHECKING:
     import torch
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "output"
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "export_onnx", "read_metadata"]
+
 MIN_OPSET = 13  # per-channel QuantizeLinear (axis) needs 13
 
 
@@ -50,25 +56,13 @@ def export_onnx(
     for key, value in (metadata or {}).items():
         provenance[str(key)] = value if isinstance(value, str) else json.dumps(value, default=str)
 
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     path = Path(path)
     with atomic_path(path) as tmp:
-        try:
-            torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes=axes, do_constant_folding=True)
-        except Exception as exc:  # the exporter raises many types; its first line explains
-            raise ExportError(f"the model cannot be exported to ONNX: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"
-                              ) from exc
+        trace_onnx(module, example, tmp, opset=opset, dynamic_batch=dynamic_batch)
         proto = onnx.load(str(tmp))
         _check_ops(proto, precision)
-        if precision == "int8":  # int8 weights on disk, not float + QuantizeLinear
-            provenance["int8_weights_folded"] = str(fold_weight_quantizers(proto))
-        if provenance.get("target") == "onnxruntime":  # TensorRT's Q/DQ must stay int8
-            provenance["activations_as_uint8"] = str(signed_activations_as_uint8(proto))
-            provenance["requantized_after_data_movement"] = str(
-                requantize_after_data_movement(proto))
+        if isinstance(model, QdqQuantizedModel):
+            provenance.update(rewrite_for_target(proto, model.config.target))
         del proto.metadata_props[:]
         for key, value in provenance.items():
             entry = proto.metadata_props.add()
@@ -77,7 +71,7 @@ def export_onnx(
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as exc:
-            raise ExportError(f"exported ONNX fails onnx.checker: {exc}".splitlines()[0]) from exc
+            raise ExportError(f"exported ONNX fails onnx.checker: {first_line(exc)}") from exc
     return Artifact(path=path, format="onnx", precision=precision, input_shape=shape,
                     sha256=sha256_file(path), metadata=provenance)
 
@@ -106,53 +100,25 @@ def _exportable(model: Any, example: torch.Tensor) -> tuple[torch.nn.Module, str
         "onnx_version": onnx.__version__,
         "python_version": platform.python_version(),
     }
-    inner = getattr(model, "model", None)
-    if inner is None:  # a float nn.Module; BatchNorm is folded by the exporter in eval mode
-        if not isinstance(model, torch.nn.Module):
-            raise InvalidInputError(f"cannot export a {type(model).__name__}; pass a "
-                                    "QuantizedModel or a torch.nn.Module")
-        provenance["precision"] = "fp32"
-        return model.eval(), "fp32", provenance
-    if getattr(model, "backend", "nncf") != "nncf":
-        raise ExportError(f"a {model.backend} model is exported by its own target's exporter "
-                          f"(target {model.config.target!r}), not to ONNX")
-    import nncf
+    if isinstance(model, QdqQuantizedModel):
+        import nncf
 
-    stripped = nncf.strip(inner, strip_format=nncf.StripFormat.NATIVE, example_input=example)
-    _convert_shared_quantizers(stripped)
-    provenance.update({
-        "precision": "int8",
-        "nncf_version": nncf.__version__,
-        "target": model.config.target,
-        "quant_mode": model.config.mode,
-        "quant_scheme": json.dumps(model.scheme, sort_keys=True),
-    })
-    return stripped.eval(), "int8", provenance
-
-
-def _convert_shared_quantizers(stripped: Any) -> int:
-    """Convert the quantizers that ``nncf.strip`` (3.4) leaves behind; return how many.
-
-    strip converts each quantizer module once, but a quantizer shared by two hooks (scales
-    unified across both inputs of a concat, as in ShuffleNetV2 and ESPNet) stays an nncf
-    module at its second hook and would export as OpenVINO's FakeQuantize. Shared ones
-    quantize activations only, so no weight needs clamping as strip does for weights.
-    """
-    from nncf.torch.function_hook.hook_storage import decode_hook_name
-    from nncf.torch.function_hook.wrapper import get_hook_storage
-    from nncf.torch.quantization.layers import BaseQuantizer
-    from nncf.torch.quantization.strip import convert_to_torch_fakequantizer
-
-    storage = get_hook_storage(stripped)
-    left = [(name, module) for name, module in storage.named_hooks(remove_duplicate=False)
-            if isinstance(module, BaseQuantizer)]
-    converted: dict[int, Any] = {}
-    for name, module in left:
-        if decode_hook_name(name)[0] != "post_hooks":
-            raise ExportError(f"nncf left the weight quantizer {name} unconverted")
-        storage.set_submodule(name, converted.setdefault(id(module),
-                                                          convert_to_torch_fakequantizer(module)))
-    return len(left)
+        provenance.update({
+            "precision": "int8",
+            "nncf_version": nncf.__version__,
+            "target": model.config.target,
+            "quant_mode": model.config.mode,
+            "quant_scheme": json.dumps(model.scheme, sort_keys=True),
+        })
+        return stripped_module(model, example), "int8", provenance
+    if isinstance(model, QuantizedModel):
+        raise ExportError(f"a {type(model).__name__} (target {model.config.target!r}) is "
+                          "exported by its own target's exporter, not to ONNX")
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidInputError(f"cannot export a {type(model).__name__}; pass a "
+                                "QuantizedModel or a torch.nn.Module")
+    provenance["precision"] = "fp32"  # BatchNorm is folded by the exporter in eval mode
+    return model.eval(), "fp32", provenance
 
 
 def _check_ops(proto: Any, precision: str) -> None:

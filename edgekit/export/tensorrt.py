@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit._io import atomic_write_bytes, atomic_write_json, sha256_file
-from edgekit._lazy import require
-from edgekit.errors import ExportError, InvalidInputError
+from edgekit.core.errors import ExportError, InvalidInputError
+from edgekit.core.io import atomic_write_bytes, atomic_write_json, sha256_file
+from edgekit.core.lazy import require
 from edgekit.export.artifact import Artifact
 
 
@@ -220,11 +220,11 @@ def run_engine(path: str | Path, x: np.ndarray) -> np.ndarray:
     The benchmark's TensorRT runner does the work (TensorRT 10 tensor API, CUDA buffers
     from torch or cuda-python); batches above the engine's profile maximum are chunked.
     """
-    from edgekit.bench.runners.tensorrt_engine import TensorRTRunner
+    from edgekit.runtime.tensorrt_engine import TensorRTRunner
 
     runner = TensorRTRunner(path, device="cuda")
-    runner.load()
-    try:
+    try:  # load() inside too: close() frees whatever a failed load left allocated
+        runner.load()
         return runner.predict(x)
     finally:
         runner.close()

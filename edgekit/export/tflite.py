@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekit._io import atomic_write_bytes, sha256_file
-from edgekit._lazy import require
-from edgekit.errors import BenchError, ExportError, FormatError, InvalidInputError
+from edgekit.core.errors import BenchError, ExportError, FormatError, InvalidInputError, first_line
+from edgekit.core.io import atomic_write_bytes, sha256_file
+from edgekit.core.lazy import require
 from edgekit.export.artifact import Artifact
 from edgekit.export.litert_ops import OpInfo, float_compute_ops, inspect_tflite, open_interpreter
 from edgekit.export.tflite_flatbuffer import IO_DTYPES, add_metadata, read_metadata, set_io_dtype
+from edgekit.quantization.pt2e.quantize import converted_graph
+from edgekit.quantization.types import QuantizedModel, TFLiteQuantizedModel
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +65,10 @@ def export_tflite(
     torch = require("torch", purpose="TFLite export")
     shape = _input_shape(model, input_shape, calibration)
     example = torch.zeros(1, *shape)
-    quantized = hasattr(model, "model") and hasattr(model, "config")
+    if isinstance(model, QuantizedModel) and not isinstance(model, TFLiteQuantizedModel):
+        raise ExportError(f"a {type(model).__name__} (target {model.config.target!r}) cannot "
+                          "be exported to TFLite; quantize it with target='tflite'")
+    quantized = isinstance(model, TFLiteQuantizedModel)
     io_dtype = io_dtype or ("int8" if quantized else "float32")
     if io_dtype not in IO_DTYPES:
         raise InvalidInputError(f"io_dtype must be one of {IO_DTYPES}, not {io_dtype!r}")
@@ -72,14 +77,8 @@ def export_tflite(
                                 "(quantize_for_tflite) for int8/uint8 I/O")
     provenance = _provenance(model, shape, io_dtype, metadata)
     if quantized:
-        from edgekit.compress.qat_tflite import converted_graph
-
-        if getattr(model, "backend", None) != "pt2e":
-            raise ExportError(f"a {model.backend} QuantizedModel (target "
-                              f"{model.config.target!r}) cannot be exported to TFLite; "
-                              "quantize it with target='tflite'")
         graph = converted_graph(model)
-        data = _convert(graph, example, quantizer=model.extra["quantizer"])
+        data = _convert(graph, example, quantizer=model.quantizer)
         data = set_io_dtype(data, io_dtype)
         reference = model.model
     else:
@@ -119,7 +118,7 @@ def vendor_ptq_tflite(
                 prepared(sample[None])
         converted = convert_pt2e(prepared, fold_quantize=False)
     except Exception as exc:
-        raise ExportError(f"litert PT2E PTQ failed: {_first_line(exc)}") from exc
+        raise ExportError(f"litert PT2E PTQ failed: {first_line(exc)}") from exc
     data = _convert(converted, example, quantizer=quantizer)
     provenance = _provenance(float_model, shape, "int8",
                              {"recipe": "litert PT2E PTQ (vendor baseline)", "precision": "int8"})
@@ -137,7 +136,7 @@ def run_tflite(path: str | os.PathLike[str], x: np.ndarray, *, threads: int = 1,
     int8 arithmetic can differ by several output steps on hardswish-heavy nets; see
     docs/tflite.md).
     """
-    from edgekit.bench.runners.litert import LiteRTRunner
+    from edgekit.runtime.litert import LiteRTRunner
 
     if not os.path.isfile(path):
         raise FormatError(f"no such .tflite file: {path}")
@@ -165,7 +164,7 @@ def _convert(module: Any, example: torch.Tensor, *, quantizer: Any) -> bytes:
         edge = litert_torch.convert(module, (example,), **kwargs)
         return bytes(edge.model_content())
     except Exception as exc:  # litert/torch.export raise many types; the first line explains
-        raise ExportError(f"litert-torch cannot convert the model: {_first_line(exc)}") from exc
+        raise ExportError(f"litert-torch cannot convert the model: {first_line(exc)}") from exc
 
 
 def _write_checked(data: bytes, path: Path, provenance: dict[str, Any], reference: Any,
@@ -247,23 +246,17 @@ def _provenance(model: Any, shape: tuple[int, ...], io_dtype: str,
         "input_layout": "NCHW",
         "io_dtype": io_dtype,
     }
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(model, "scheme"):
+    if isinstance(model, TFLiteQuantizedModel):
+        config = model.config
         prov.update({
             "precision": "int8",
-            "target": getattr(config, "target", "tflite"),
-            "quant_mode": getattr(config, "mode", None),
+            "target": config.target,
+            "quant_mode": config.mode,
             "recipe": {k: getattr(config, k) for k in
-                       ("mode", "epochs", "lr", "calibration_size", "batch_size", "seed")
-                       if hasattr(config, k)},
+                       ("mode", "epochs", "lr", "calibration_size", "batch_size", "seed")},
             "quant_scheme": model.scheme,
         })
     else:
         prov["precision"] = "fp32"
     prov.update(extra or {})
     return prov
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else repr(exc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edgekit.errors import ExportError, FormatError, InvalidInputError
+from edgekit.core.errors import ExportError, FormatError, InvalidInputError
 
 PROVENANCE_KEY = "edgekit_provenance"
 IO_DTYPES = ("int8", "uint8", "float32")

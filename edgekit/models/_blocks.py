@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

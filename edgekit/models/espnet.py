@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 from edgekit.models._blocks import ConvBNAct, InputCheck, init_weights
 from edgekit.models.registry import register_model
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgekit.errors import InvalidInputError
-from edgekit.registry import Registry
+from edgekit.core.errors import InvalidInputError
+from edgekit.core.registry import Registry
 
 TASKS = ("classification", "segmentation")
 _BASE_ARGS = ("num_classes", "in_channels", "input_size")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 from edgekit.models._blocks import (
     ChannelShuffle,
     ConvBNAct,

@@ -48,9 +48,9 @@ def _check(out: subprocess.CompletedProcess[str]) -> dict:
 
 def test_onnx_agent_imports_no_torch_nncf_or_onnx(onnx_model):
     result = _check(_run_agent(["bench", str(onnx_model), "--runs", "5", "--warmup", "1",
-                                "--json", "-"]))
+                                "--power", "none", "--json", "-"]))
     assert result["runtime"]["name"] == "onnxruntime"
-    assert result["power"]["available"] is False
+    assert result["power"] == {"available": False, "reason": "disabled (--power none)"}
 
 
 @pytest.mark.slow

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from edgekit.bench import BenchConfig, TimingConfig, benchmark, validate_result
-from edgekit.bench.runners import runner_class
-from edgekit.errors import BenchError, DataError, InvalidInputError, UnknownNameError
+from edgekit.bench.memory import WINDOW_METHOD, MemoryWindow
+from edgekit.core.errors import BenchError, DataError, InvalidInputError, UnknownNameError
+from edgekit.runtime import runner_class
+from tests.devices import fake_tools, sysfs_trees
 
 FAST = TimingConfig(runs=20, warmup=3)
 
 
-def test_onnxruntime_result_has_every_part_of_the_record(onnx_model):
-    result = benchmark(onnx_model, BenchConfig(threads=1, timing=FAST, profile="cpu"))
+def test_onnxruntime_result_has_every_part_of_the_record(onnx_model, tmp_path):
+    # The sensor is named and its sysfs root is an empty tree: no power on any host.
+    cfg = BenchConfig(threads=1, timing=FAST, profile="cpu", power="jetson-hwmon",
+                      sys_root=str(tmp_path / "sys"), tool_dirs=())
+    result = benchmark(onnx_model, cfg)
     assert validate_result(result) is result
     lat = result["latency_ms"]
     assert len(lat["samples"]) == 20 and lat["runs"] == 20
@@ -21,7 +28,9 @@ def test_onnxruntime_result_has_every_part_of_the_record(onnx_model):
     assert lat["median_ci95"][0] <= lat["p50"] <= lat["median_ci95"][1]
     assert result["throughput_ips"] == pytest.approx(1e3 / lat["p50"])
     assert result["init_ms"] > 0 and result["first_run_ms"] > 0
-    assert result["memory"]["peak_rss_mb"] > 0
+    memory = result["memory"]
+    assert memory["peak_rss_method"] and memory["gpu_bytes"] is None  # CPU provider
+    assert (memory["peak_rss_during_bench_mb"] or memory["process_lifetime_peak_rss_mb"]) > 0
     assert result["runtime"]["name"] == "onnxruntime" and result["runtime"]["threads"] == 1
     assert result["runtime"]["providers"] == ["CPUExecutionProvider"]
     assert len(result["model"]["sha256"]) == 64
@@ -30,10 +39,71 @@ def test_onnxruntime_result_has_every_part_of_the_record(onnx_model):
     assert result["device"]["profile"] == "cpu"
     for key in ("cpu_model", "cpus", "temperatures_c", "hostname", "jetson"):
         assert key in result["state_before"]
-    # This machine has no power sensor: the record says so and carries no number.
+    # No sensor: the record says why (where it looked) and carries no number.
     assert result["power"]["available"] is False
-    assert "rapl" in result["power"]["reason"]
+    assert result["power"]["reason"] == (f"jetson-hwmon: {tmp_path}/sys/bus/i2c/drivers/ina3221 "
+                                         "does not exist (no INA3221 driver loaded)")
     assert "energy_per_inference_mj" not in result["power"]
+
+
+def test_auto_power_and_state_on_an_orin_nano_tree(onnx_model, tmp_path):
+    # An Orin Nano's sysfs (INA3221, hwmon layout), its device-tree model and its nvpmodel,
+    # all where the config says. "auto" tries the on-board sensors first, so this measures
+    # the same on every host. The rails are constant: zero energy above idle.
+    sysfs_trees.orin_nano(tmp_path / "sys" / sysfs_trees.HWMON_DRIVER)
+    (tmp_path / "proc" / "device-tree").mkdir(parents=True)
+    (tmp_path / "proc" / "device-tree" / "model").write_text("NVIDIA Jetson Orin Nano\x00")
+    fake_tools.printing_tool(tmp_path / "bin", "nvpmodel", fake_tools.NVPMODEL_AGX_ORIN)
+    cfg = BenchConfig(timing=FAST, power="auto", idle_seconds=0.5, energy_seconds=0.5,
+                      sys_root=str(tmp_path / "sys"), proc_root=str(tmp_path / "proc"),
+                      tool_dirs=(str(tmp_path / "bin"),))
+    result = benchmark(onnx_model, cfg)
+    power = result["power"]
+    assert power["available"] is True, power
+    assert power["sampler"] == "jetson-hwmon" and power["rails"] == "input rail VDD_IN"
+    assert power["idle_w"] == pytest.approx(5048 * 1042 / 1e6)
+    assert power["load_w"] == pytest.approx(5048 * 1042 / 1e6)
+    assert power["energy_per_inference_mj"] == pytest.approx(0.0, abs=1e-9)
+    assert result["state_before"]["jetson"]["nvpmodel"] == "MAXN"
+
+
+def _vm_status_mb() -> dict[str, float]:
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return {k: int(v.split()[0]) / 1024 for k, _, v in (ln.partition(":") for ln in lines)
+            if k in ("VmRSS", "VmHWM")}
+
+
+def test_memory_figure_leaves_out_an_earlier_allocation_in_the_same_process(onnx_model):
+    # Like training before the benchmark inside `edgekit compress`: 300 MiB, touched, freed.
+    big = np.ones(300 * 2**20 // 8)
+    del big
+    before = _vm_status_mb()
+    assert before["VmHWM"] - before["VmRSS"] >= 290  # the process peak still holds it
+    memory = benchmark(onnx_model, BenchConfig(timing=FAST, power="none"))["memory"]
+    assert memory["peak_rss_method"] == WINDOW_METHOD  # Linux >= 4.0: every edgekit host
+    assert memory["process_lifetime_peak_rss_mb"] is None
+    assert memory["rss_before_load_mb"] == pytest.approx(before["VmRSS"], abs=50)
+    assert 0 <= memory["peak_rss_increase_mb"] < 150  # ~35 MiB here, onnxruntime import included
+    assert memory["peak_rss_increase_mb"] == pytest.approx(
+        memory["peak_rss_during_bench_mb"] - memory["rss_before_load_mb"])
+    assert memory["peak_rss_during_bench_mb"] < before["VmHWM"] - 150
+
+
+def test_memory_without_a_resettable_peak_is_labelled_lifetime(tmp_path):
+    # Kernels or sandboxes that refuse the reset, and hosts without /proc, are not here:
+    # the window is pointed at paths that refuse it in the same way.
+    refused = MemoryWindow(clear_refs=tmp_path / "absent" / "clear_refs")
+    refused.start()
+    out = refused.result()
+    assert out["peak_rss_during_bench_mb"] is None and out["peak_rss_increase_mb"] is None
+    assert out["rss_before_load_mb"] > 0 and out["process_lifetime_peak_rss_mb"] > 0
+    assert out["peak_rss_method"].startswith("benchmark peak unknown (cannot reset VmHWM")
+    assert out["peak_rss_method"].endswith("lifetime peak from VmHWM")
+    no_proc = MemoryWindow(status=tmp_path / "status", clear_refs=tmp_path / "absent" / "x")
+    no_proc.start()
+    out = no_proc.result()
+    assert out["rss_before_load_mb"] is None and out["process_lifetime_peak_rss_mb"] > 0
+    assert out["peak_rss_method"].endswith("lifetime peak from getrusage ru_maxrss")
 
 
 @pytest.mark.slow
@@ -125,11 +195,11 @@ def test_power_from_an_external_meter_is_integrated_over_the_window(onnx_model, 
 def test_torch_eager_runner_from_a_module_and_from_a_pt2_file(tmp_path):
     torch = pytest.importorskip("torch")
     from edgekit.bench import benchmark_runner
-    from edgekit.bench.runners.torch_eager import TorchRunner
+    from edgekit.runtime.torch_eager import TorchRunner
+    from tests.helpers import TINY_SHAPE as SHAPE
+    from tests.helpers import tiny_net
 
-    from .conftest import SHAPE, _tiny_net
-
-    net = _tiny_net()
+    net = tiny_net()
     runner = TorchRunner.from_module(net, SHAPE, threads=1)
     result = benchmark_runner(runner, BenchConfig(timing=FAST, power="none"),
                               model={"name": "tiny", "sha256": None, "size_bytes": None})

@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+from edgekit.bench import SCHEMA_VERSION
+from tests.devices import sysfs_trees
 
 
 def edgekit(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,12 +21,25 @@ def edgekit(*args: str) -> subprocess.CompletedProcess[str]:
 def test_bench_writes_a_valid_result_and_prints_a_summary(onnx_model, tmp_path):
     out = tmp_path / "r.json"
     run = edgekit("bench", str(onnx_model), "--runs", "10", "--warmup", "2", "--json", str(out),
-                  "--precision", "fp32", "--profile", "jetson")
+                  "--precision", "fp32", "--profile", "jetson", "--power", "none")
     assert run.returncode == 0, run.stderr
-    assert "measured: p50" in run.stdout and "power: unavailable (" in run.stdout
+    assert "measured: p50" in run.stdout
+    assert "power: unavailable (disabled (--power none))" in run.stdout
     result = json.loads(out.read_text())
-    assert result["schema_version"] == 1 and result["device"]["profile"] == "jetson"
-    assert result["model"]["precision"] == "fp32"
+    assert result["schema_version"] == SCHEMA_VERSION and result["device"]["profile"] == "jetson"
+    assert result["model"]["precision"] == "fp32" and result["config"]["power"] == "none"
+
+
+def test_bench_reads_the_sensor_under_power_root(onnx_model, tmp_path):
+    # An Orin Nano's INA3221 driver folder (hwmon layout) stands in for the board's sysfs.
+    root = sysfs_trees.orin_nano(tmp_path / "ina3221")
+    run = edgekit("bench", str(onnx_model), "--runs", "10", "--warmup", "2", "--power",
+                  "jetson-hwmon", "--power-root", str(root), "--idle-seconds", "0.5",
+                  "--energy-seconds", "0.5", "--json", str(tmp_path / "r.json"))
+    assert run.returncode == 0, run.stderr
+    assert " mJ/inference (jetson-hwmon, " in run.stdout
+    power = json.loads((tmp_path / "r.json").read_text())["power"]
+    assert power["root"] == str(root) and power["idle_w"] == pytest.approx(5048 * 1042 / 1e6)
 
 
 def test_bench_errors_are_one_line_and_exit_2(tmp_path):

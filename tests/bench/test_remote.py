@@ -25,7 +25,7 @@ from edgekit.bench.remote import (
     quote_command,
     run_remote,
 )
-from edgekit.errors import InvalidInputError, RemoteError
+from edgekit.core.errors import InvalidInputError, RemoteError
 
 SSHD = "/usr/sbin/sshd"
 # Spaces, both quote kinds, a command substitution and a glob: all must arrive literally.
@@ -117,12 +117,12 @@ def test_remote_bench_with_a_hostile_file_name(sshd, onnx_model, tmp_path, monke
     shutil.copy(onnx_model, model)
     monkeypatch.chdir(tmp_path)
     target = f"{sshd['user']}@127.0.0.1:{sshd['port']}"
-    result = run_remote(target, model, ["--runs", "5", "--warmup", "1", "--label", "a $(b) 'c'"],
-                        _opts(sshd))
+    result = run_remote(target, model, ["--runs", "5", "--warmup", "1", "--power", "none",
+                                        "--label", "a $(b) 'c'"], _opts(sshd))
     assert result["model"]["name"] == NASTY_NAME  # arrived literally, hash verified
     assert result["label"] == "a $(b) 'c'"
     assert result["remote"]["target"].endswith(f":{sshd['port']}")
-    assert result["power"]["available"] is False
+    assert result["power"] == {"available": False, "reason": "disabled (--power none)"}
     # No command substitution ran anywhere: not here, not in the remote home or /tmp.
     for folder in (tmp_path, Path.home(), Path("/tmp")):
         assert not (folder / "PWNED").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from edgekit.bench import BenchConfig, TimingConfig, benchmark, validate_result
 from edgekit.bench.report import write_report
-from edgekit.errors import DataError
+from edgekit.core.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,18 @@ def test_validator_names_the_bad_field(measured):
     bad = copy.deepcopy(measured)
     del bad["latency_ms"]["p99"]
     with pytest.raises(DataError, match=r"latency_ms\.p99"):
+        validate_result(bad)
+    bad = copy.deepcopy(measured)
+    bad["schema_version"] = 1  # its memory.peak_rss_mb was the process lifetime peak
+    with pytest.raises(DataError, match="this edgekit reads 2"):
+        validate_result(bad)
+    bad = copy.deepcopy(measured)
+    del bad["memory"]["peak_rss_method"]  # a memory figure must say how it was measured
+    with pytest.raises(DataError, match=r"memory\.peak_rss_method"):
+        validate_result(bad)
+    bad["memory"]["peak_rss_method"] = "x"
+    bad["memory"]["peak_rss_during_bench_mb"] = "300"
+    with pytest.raises(DataError, match=r"peak_rss_during_bench_mb must be number or null"):
         validate_result(bad)
     bad = copy.deepcopy(measured)
     bad["power"] = {"available": True}  # a claim of power without a number

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgekit.bench.timing import TimingConfig, bootstrap_median_ci, summarize, warm_up
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 
 
 def test_summary_statistics_are_those_of_the_samples():

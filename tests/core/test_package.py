@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from edgekit._io import atomic_path, atomic_write_json
-from edgekit.errors import EdgekitError, UnknownNameError
-from edgekit.registry import Registry
+from edgekit.core.errors import EdgekitError, UnknownNameError
+from edgekit.core.io import atomic_path, atomic_write_json
+from edgekit.core.registry import Registry
 
 HEAVY = ["torch", "nncf", "onnxruntime", "onnx", "ai_edge_litert", "litert_torch", "tensorrt"]
 
@@ -56,11 +56,11 @@ def test_registry_names_where_to_list_entries():
 
 
 def test_lazy_exports_survive_their_submodule_being_imported_first():
-    code = ("import edgekit.compress.lowbit.materialization, edgekit.compress.lowbit as lb;"
+    code = ("import edgekit.models.lowbit.materialization, edgekit.lowbit as lb;"
             "print(callable(lb.materialize), lb.materialize.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "edgekit.compress.lowbit.materialization"]
-    from edgekit._lazy import lazy_exports
+    assert out.stdout.split() == ["True", "edgekit.models.lowbit.materialization"]
+    from edgekit.core.lazy import lazy_exports
 
     with pytest.raises(ValueError, match="submodule names"):
         lazy_exports("pkg", {"tool": "pkg.tool"})

@@ -66,3 +66,8 @@ def agx_orin(root: Path) -> Path:
                    3: ("VIN_SYS_5V0", 5000, 746)},
         "1-0041": {1: ("NC", 0, 0), 2: ("VDDQ_VDD2_1V8AO", 5000, 121), 3: ("", 0, 0)},
     })
+
+
+# Where each driver's folder sits under the sysfs root on a real board.
+HWMON_DRIVER = "bus/i2c/drivers/ina3221"  # JetPack 5/6
+IIO_DRIVER = "bus/i2c/drivers/ina3221x"  # JetPack 4

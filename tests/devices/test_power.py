@@ -2,7 +2,8 @@
 
 Nothing here is mocked except the hardware itself: the readers run unchanged against
 directory trees shaped like the boards' sysfs (see sysfs_trees.py) and against a child
-process that prints real tegrastats lines.
+process that prints real tegrastats lines. Every test names its sysfs root and tool folder,
+so it passes the same on x86 CI, on a Jetson and on a desktop with an NVIDIA GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from edgekit.devices.power import (
     summarize_energy,
 )
 from edgekit.devices.power.tegrastats import parse_rails, total_watts
-
-from . import sysfs_trees
+from tests.devices import fake_tools, sysfs_trees
 
 # Real tegrastats lines (JetPack 4 Nano; JetPack 5 Xavier NX; JetPack 6 Orin Nano; AGX Orin).
 NANO_LINE = ("RAM 1655/3956MB (lfb 311x4MB) SWAP 0/1978MB (cached 0MB) IRAM 0/252kB(lfb 252kB) "
@@ -90,6 +90,37 @@ def test_tegrastats_line_without_rails_is_unavailable():
         total_watts(parse_rails("RAM 1655/3956MB (lfb 311x4MB) SWAP 0/1978MB GR3D_FREQ 0%"))
 
 
+@pytest.mark.parametrize(("build", "driver", "sampler", "watts"), [
+    (sysfs_trees.orin_nano, sysfs_trees.HWMON_DRIVER, "jetson-hwmon", 5048 * 1042 / 1e6),
+    (sysfs_trees.nano, sysfs_trees.IIO_DRIVER, "jetson-ina3221x", 2.132),
+])
+def test_auto_finds_the_board_sensor_under_the_sysfs_root(tmp_path, build, driver, sampler,
+                                                          watts):
+    # The on-board samplers come first in "auto", so this holds on every host.
+    build(tmp_path / "sys" / driver)
+    reader = open_sampler("auto", sys_root=tmp_path / "sys", tool_dirs=[])
+    assert reader.name == sampler and reader.read_watts() == pytest.approx(watts)
+    assert reader.describe()["root"] == str(tmp_path / "sys" / driver)
+
+
+def test_tegrastats_is_found_in_tool_dirs_and_streams_its_lines(tmp_path):
+    fake_tools.tegrastats(tmp_path / "bin", XAVIER_NX_LINE)
+    sampler = open_sampler("tegrastats", tool_dirs=[tmp_path / "bin"], interval_ms=5)
+    try:
+        assert sampler.describe()["command"] == [str(tmp_path / "bin" / "tegrastats"),
+                                                 "--interval", "5"]
+        with PowerMonitor(sampler) as monitor:
+            start = time.perf_counter_ns()
+            time.sleep(0.3)
+            end = time.perf_counter_ns()
+        window = monitor.window(start, end)
+    finally:
+        sampler.close()
+    assert len(window) >= 10 and np.allclose(window, 4.5)
+    with pytest.raises(PowerUnavailable, match="'tegrastats' not found in"):
+        open_sampler("tegrastats", tool_dirs=[tmp_path / "empty"])
+
+
 def test_tegrastats_sampler_streams_timestamped_lines_from_a_child_process():
     # The child prints real Orin Nano lines every 5 ms, as `tegrastats --interval 5` would.
     code = (f"import time\nwhile True:\n    print({ORIN_NANO_LINE!r}, flush=True)\n"
@@ -126,6 +157,13 @@ def test_rapl_counter_wraps_around_max_energy_range(tmp_path):
     assert rapl.read_energy_j() == pytest.approx(8.0)
 
 
+def test_rapl_is_found_under_the_sysfs_root(tmp_path):
+    _rapl_tree(tmp_path / "sys" / "class" / "powercap", 5_000_000, 10_000_000)
+    rapl = make_sampler("rapl", sys_root=tmp_path / "sys")
+    rapl.open()
+    assert rapl.describe()["zones"] == ["intel-rapl:0"] and rapl.read_energy_j() == 0.0
+
+
 def test_rapl_unreadable_counter_is_unavailable(tmp_path):
     root = _rapl_tree(tmp_path / "powercap", 5, 10)
     (root / "intel-rapl:0" / "energy_uj").unlink()
@@ -145,12 +183,45 @@ def test_external_meter_command(tmp_path):
         make_sampler("external").open()
 
 
-def test_auto_on_this_machine_reports_every_reason():
-    # The development and CI machines have no INA3221, tegrastats, GPU or RAPL.
+def _nvml_opens_here() -> bool:
+    try:
+        open_sampler("nvml").close()
+    except PowerUnavailable:
+        return False
+    return True
+
+
+def test_auto_on_an_empty_machine_reports_every_reason(tmp_path):
+    # Empty sysfs and no tools: nothing but NVML can be found. NVML has no root to point
+    # elsewhere, so where it works (a GPU desktop) "auto" must pick it, else every sampler
+    # gives its reason, each naming where it looked.
+    where = {"sys_root": tmp_path / "sys", "tool_dirs": [tmp_path / "bin"]}
+    if _nvml_opens_here():
+        sampler = open_sampler("auto", **where)
+        sampler.close()
+        assert sampler.name == "nvml"
+        return
     with pytest.raises(PowerUnavailable) as info:
-        open_sampler("auto", root="/nonexistent")
+        open_sampler("auto", **where)
+    reasons = str(info.value)
     for name in ("jetson-hwmon", "jetson-ina3221x", "tegrastats", "nvml", "rapl"):
-        assert f"{name}:" in str(info.value)
+        assert f"{name}:" in reasons
+    assert str(tmp_path / "sys" / "bus/i2c/drivers/ina3221") in reasons
+    assert str(tmp_path / "sys" / "class/powercap") in reasons
+    assert f"not found in {[str(tmp_path / 'bin')]}" in reasons
+
+
+def test_nvml_is_a_gpu_reading_or_says_why_not():
+    # The one host-dependent sampler: a GPU desktop reads watts; elsewhere a reason.
+    try:
+        sampler = open_sampler("nvml")
+    except PowerUnavailable as exc:
+        assert "nvidia-ml-py is not installed" in str(exc) or "NVML" in str(exc)
+        return
+    try:
+        assert 0 <= sampler.read_watts() < 2000 and "gpu" in sampler.describe()
+    finally:
+        sampler.close()
 
 
 def test_energy_subtracts_idle_and_propagates_uncertainty():
@@ -172,7 +243,10 @@ def test_energy_subtracts_idle_and_propagates_uncertainty():
 
 
 def test_options_a_sampler_does_not_take_are_refused():
-    from edgekit.errors import InvalidInputError
+    from edgekit.core.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="takes no option"):
         open_sampler("external", root="/sys")
+    # where-to-look options reach only the samplers that take them, never an error
+    meter = open_sampler("external", command=["echo", "3"], sys_root="/x", tool_dirs=[])
+    assert meter.read_watts() == 3.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgekit.core.errors import InvalidInputError, UnknownNameError
 from edgekit.devices import DeviceProfile, estimate_latency, get_profile, list_profiles
-from edgekit.errors import InvalidInputError, UnknownNameError
 
 REQUIRED = {"jetson-nano", "jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-orin",
             "raspberry-pi-4", "raspberry-pi-5", "desktop-rtx", "x86-cpu"}

@@ -7,10 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from edgekit.errors import InvalidInputError, UnsupportedOpError  # noqa: E402
+from edgekit.core.errors import InvalidInputError, UnsupportedOpError  # noqa: E402
 from edgekit.export.check import check_model  # noqa: E402
-
-from .conftest import SmallNet  # noqa: E402
+from tests.helpers import SmallNet  # noqa: E402
 
 
 def test_small_net_lists_float_ops_with_layer_names():

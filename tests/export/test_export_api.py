@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgekit.errors import InvalidInputError, UnknownNameError, VerificationError
+from edgekit.core.errors import InvalidInputError, UnknownNameError, VerificationError
 from edgekit.export import FORMATS, Artifact, export, list_formats
 
 
@@ -39,7 +39,7 @@ def test_unknown_format_suggests():
 
 @pytest.mark.slow
 def test_export_verifies_in_onnxruntime(quantized_net, tmp_path):
-    from .conftest import block_data
+    from tests.helpers import block_data
 
     data = block_data(200, seed=5)
     artifact = export(quantized_net, "onnx", tmp_path / "q.onnx", data=data)
@@ -60,8 +60,7 @@ def test_mismatch_raises_with_numbers_and_still_writes_report(trained_net, tmp_p
     import torch
 
     from edgekit.export.verify import verify
-
-    from .conftest import SmallNet, block_data
+    from tests.helpers import SmallNet, block_data
 
     path = export(trained_net, "onnx", tmp_path / "f.onnx", input_shape=(1, 16, 16)).path
     torch.manual_seed(1)

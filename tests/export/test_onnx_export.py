@@ -10,10 +10,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import numpy_helper  # noqa: E402
 
-from edgekit.errors import ExportError, InvalidInputError  # noqa: E402
+from edgekit.core.errors import ExportError, InvalidInputError  # noqa: E402
 from edgekit.export.onnx import export_onnx, read_metadata  # noqa: E402
-
-from .conftest import block_data  # noqa: E402
+from tests.helpers import block_data  # noqa: E402
 
 PASS_THROUGH = {"Flatten", "Reshape", "Identity"}  # TensorRT moves Q/DQ across these
 

@@ -15,9 +15,9 @@ def test_shufflenet_v2_int8_onnx_has_only_standard_ops_and_matches_torch(tmp_pat
     import onnx
 
     from edgekit.calibration import load_dataset
-    from edgekit.compress.qat import QuantConfig, quantize
     from edgekit.export.onnx import export_onnx
     from edgekit.models import create_model
+    from edgekit.quantization import QuantConfig, quantize
 
     data = load_dataset("mnist5k").subset(64)
     model = create_model("shufflenet_v2_x0_5", num_classes=10, in_channels=1, input_size=28)

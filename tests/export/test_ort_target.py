@@ -18,13 +18,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("nncf")
 
-from edgekit.compress.bias_grid import bias_steps  # noqa: E402
-from edgekit.compress.qat import QuantConfig, quantize  # noqa: E402
 from edgekit.export.onnx import export_onnx, read_metadata  # noqa: E402
-from edgekit.export.onnx_uint8 import GraphIndex, requantize_after_data_movement  # noqa: E402
 from edgekit.export.verify import verify  # noqa: E402
-
-from .conftest import block_data  # noqa: E402
+from edgekit.quantization import QuantConfig, quantize  # noqa: E402
+from edgekit.quantization.qdq.bias_grid import bias_steps  # noqa: E402
+from edgekit.quantization.qdq.onnx_uint8 import GraphIndex, requantize_after_data_movement  # noqa: E402
+from tests.helpers import block_data  # noqa: E402
 
 SIZE = 32  # input height and width of the rewrite tests (MobileNetV2 needs > 16)
 
@@ -158,10 +157,10 @@ def test_weights_are_7bit_but_depthwise_and_biases_sit_on_their_int32_grid(train
     path = export_onnx(qm, tmp_path / "m.onnx").path
     # stem conv and head 7-bit; the depthwise conv 8-bit
     assert _largest_weights(path) == [63, 63, 127]
-    assert qm.extra["weight_quantizers_7bit"] == 2
+    assert qm.weight_quantizers_7bit == 2
 
     steps = bias_steps(path)
-    assert len(steps) == 3 and qm.extra["biases_on_int32_grid"] == 3
+    assert len(steps) == 3 and qm.biases_on_int32_grid == 3
     params = dict(qm.model.named_parameters())
     for name, step in steps.items():
         units = params[name].detach().numpy() / step
@@ -181,7 +180,7 @@ def test_pairs_with_other_readers_keep_int8():
     """A quantized tensor read by anything but its DequantizeLinear keeps its type."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgekit.export.onnx_uint8 import signed_activations_as_uint8
+    from edgekit.quantization.qdq.onnx_uint8 import signed_activations_as_uint8
 
     inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
              numpy_helper.from_array(np.array(0, np.int8), "z")]

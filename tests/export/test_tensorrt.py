@@ -68,7 +68,7 @@ def test_2_4_sparse_weights_enable_the_flag(tmp_path):
 
 
 def test_fixed_batch_onnx_cannot_take_a_batch_profile(tmp_path):
-    from edgekit.errors import InvalidInputError
+    from edgekit.core.errors import InvalidInputError
 
     path = export_onnx(_sparse_net(), tmp_path / "f.onnx", input_shape=(8, 4, 4),
                        dynamic_batch=False).path

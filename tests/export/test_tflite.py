@@ -13,8 +13,7 @@ pytest.importorskip("ai_edge_litert")
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from edgekit.compress.qat import QuantConfig  # noqa: E402
-from edgekit.errors import ExportError, FormatError, InvalidInputError  # noqa: E402
+from edgekit.core.errors import ExportError, FormatError, InvalidInputError  # noqa: E402
 from edgekit.export.tflite import (  # noqa: E402
     export_tflite,
     float_compute_ops,
@@ -23,6 +22,7 @@ from edgekit.export.tflite import (  # noqa: E402
     run_tflite,
     vendor_ptq_tflite,
 )
+from edgekit.quantization import QuantConfig  # noqa: E402
 
 
 class SmallNet(nn.Module):
@@ -49,7 +49,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def ptq_model(data):
-    from edgekit.compress.qat_tflite import quantize_for_tflite
+    from edgekit.quantization.pt2e.quantize import quantize_for_tflite
 
     torch.manual_seed(0)
     cfg = QuantConfig(target="tflite", mode="ptq", epochs=0, calibration_size=32, batch_size=16)
@@ -89,7 +89,7 @@ def test_int8_file_is_full_integer_and_matches_reference(int8_file, ptq_model, d
 
 
 def test_provenance_is_embedded_and_hash_matches(int8_file):
-    from edgekit._io import sha256_file
+    from edgekit.core.io import sha256_file
 
     prov = read_tflite_provenance(int8_file.path)
     assert prov["producer"] == "edgekit" and prov["precision"] == "int8"

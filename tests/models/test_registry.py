@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgekit.errors import InvalidInputError, UnknownNameError  # noqa: E402
+from edgekit.core.errors import InvalidInputError, UnknownNameError  # noqa: E402
 from edgekit.models import (  # noqa: E402
     ModelSpec,
     count_params,

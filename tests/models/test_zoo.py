@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgekit.errors import InvalidInputError  # noqa: E402
+from edgekit.core.errors import InvalidInputError  # noqa: E402
 from edgekit.models import create_model, get_model_spec, list_models  # noqa: E402
 
 ALL = list_models()

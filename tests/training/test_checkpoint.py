@@ -8,9 +8,9 @@ import re
 import pytest
 import torch
 
-from edgekit.checkpoint import load_checkpoint, save_checkpoint
-from edgekit.errors import CheckpointError
+from edgekit.core.errors import CheckpointError
 from edgekit.models import create_model
+from edgekit.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture

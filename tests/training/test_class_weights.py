@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekit.calibration import load_dataset
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 from edgekit.training import TrainConfig, class_weights_for, enet_class_weights, train
 
 

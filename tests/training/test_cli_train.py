@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from edgekit.calibration import load_dataset
-from edgekit.checkpoint import load_checkpoint
 from edgekit.cli import main
+from edgekit.training.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow

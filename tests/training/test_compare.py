@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgekit.calibration import load_dataset
-from edgekit.compare import paired_difference, score
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
+from edgekit.training.compare import paired_difference, score
 
 
 def _labels(n=1000, k=10, seed=0):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgekit.calibration import load_dataset
-from edgekit.errors import InvalidInputError
+from edgekit.core.errors import InvalidInputError
 from edgekit.models import create_model
 from edgekit.training import TrainConfig, evaluate, predict, train
 
@@ -235,7 +235,8 @@ def test_training_runs_on_the_models_device(digits):
 
 def test_public_api_names_resolve_lazily():
     import edgekit
-    from edgekit import calibration, checkpoint, training
+    from edgekit import calibration, training
+    from edgekit.training import checkpoint
 
     assert edgekit.load_dataset is calibration.load_dataset
     assert edgekit.train is training.train and edgekit.evaluate is training.evaluate

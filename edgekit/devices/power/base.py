@@ -12,12 +12,10 @@ from __future__ import annotations
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-
-from edgekit.errors import InvalidInputError
-from edgekit.registry import Registry
 
 
 class PowerUnavailable(Exception):
@@ -52,46 +50,15 @@ class PowerSampler:
         return {"sampler": self.name}
 
 
-SAMPLERS: Registry[type[PowerSampler]] = Registry("power sampler")
-
-# Order tried by "auto": on-board sensors first, then GPU, then CPU package counters.
-AUTO_ORDER = ("jetson-hwmon", "jetson-ina3221x", "tegrastats", "nvml", "rapl")
-
-
-def make_sampler(name: str, **options: Any) -> PowerSampler:
-    """Instantiate a registered sampler; options are its keyword arguments (roots, command)."""
-    _load_builtin_samplers()
-    return SAMPLERS.get(name)(**options)
-
-
-def open_sampler(name: str, **options: Any) -> PowerSampler:
-    """Open ``name`` (or the first working sampler for "auto"); raise PowerUnavailable if none."""
-    _load_builtin_samplers()
-    names = AUTO_ORDER if name == "auto" else (name,)
-    reasons = []
-    for candidate in names:
-        cls = SAMPLERS.get(candidate)
-        allowed = getattr(cls, "OPTIONS", ())
-        unknown = sorted(set(options) - set(allowed))
-        if unknown and name != "auto":  # "auto" offers each sampler only what it takes
-            raise InvalidInputError(f"power sampler {name!r} takes no option {unknown} "
-                                    f"(it takes {list(allowed)})")
-        if name == "auto":  # a command is only ever meant for an explicitly named sampler
-            allowed = tuple(a for a in allowed if a != "command")
-        sampler = cls(**{k: v for k, v in options.items() if k in allowed})
-        try:
-            sampler.open()
-            sampler.read_watts()  # a sensor that opens but cannot be read is unavailable too
-            return sampler
-        except PowerUnavailable as exc:
-            sampler.close()
-            reasons.append(f"{candidate}: {exc}")
-    raise PowerUnavailable("; ".join(reasons))
-
-
-def _load_builtin_samplers() -> None:
-    # Importing the modules registers their samplers; none imports a heavy library at load.
-    from edgekit.devices.power import external, jetson, nvml, rapl, tegrastats  # noqa: F401
+def read_number(path: Path) -> float:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise PowerUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return float(text)
+    except ValueError:
+        raise PowerUnavailable(f"{path} holds {text[:40]!r}, not a number") from None
 
 
 class PowerMonitor:

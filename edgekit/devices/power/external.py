@@ -7,10 +7,9 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from edgekit.devices.power.base import SAMPLERS, PowerSampler, PowerUnavailable
+from edgekit.devices.power.base import PowerSampler, PowerUnavailable
 
 
-@SAMPLERS.register("external")
 class ExternalMeterSampler(PowerSampler):
     """Runs ``command`` once per sample; its last non-empty output line must be watts.
 

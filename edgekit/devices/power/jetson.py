@@ -22,30 +22,20 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgekit.devices.power.base import SAMPLERS, PowerSampler, PowerUnavailable
+from edgekit.devices.power.base import PowerSampler, PowerUnavailable, read_number
 
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 # Labels of unconnected channels or of derived sums that must not be added again.
 IGNORED_RAILS = ("NC", "SUM_OF_SHUNT")
 
 
-def _read_number(path: Path) -> float:
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise PowerUnavailable(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return float(text)
-    except ValueError:
-        raise PowerUnavailable(f"{path} holds {text[:40]!r}, not a number") from None
-
-
 class _RailSampler(PowerSampler):
-    OPTIONS: ClassVar[tuple[str, ...]] = ("root",)
-    default_root: ClassVar[str] = ""
+    OPTIONS: ClassVar[tuple[str, ...]] = ("root", "sys_root")
+    driver_dir: ClassVar[str] = ""  # under the sysfs root
 
-    def __init__(self, root: str | Path | None = None) -> None:
-        self.root = Path(root or self.default_root)
+    def __init__(self, root: str | Path | None = None, *, sys_root: str | Path = "/sys") -> None:
+        """``root``: the driver folder itself; else ``sys_root``/``driver_dir``."""
+        self.root = Path(root) if root else Path(sys_root) / self.driver_dir
         self.rails: dict[str, Any] = {}  # rail name -> how to read it
         self.mode = ""
 
@@ -78,12 +68,11 @@ class _RailSampler(PowerSampler):
         return {"sampler": self.name, "root": str(self.root), "rails": self.mode}
 
 
-@SAMPLERS.register("jetson-hwmon")
 class JetsonHwmonSampler(_RailSampler):
     """INA3221 through the upstream hwmon driver (JetPack 5 and 6)."""
 
     name = "jetson-hwmon"
-    default_root = "/sys/bus/i2c/drivers/ina3221"
+    driver_dir = "bus/i2c/drivers/ina3221"
     _label = re.compile(r"in(\d+)_label$")
 
     def _discover(self) -> dict[str, Any]:
@@ -103,15 +92,14 @@ class JetsonHwmonSampler(_RailSampler):
 
     def _rail_mw(self, how: Any) -> float:
         volts_file, amps_file = how
-        return _read_number(volts_file) * _read_number(amps_file) / 1e3  # mV * mA -> mW
+        return read_number(volts_file) * read_number(amps_file) / 1e3  # mV * mA -> mW
 
 
-@SAMPLERS.register("jetson-ina3221x")
 class JetsonIna3221xSampler(_RailSampler):
     """INA3221 through NVIDIA's older IIO driver (JetPack 4: Nano, TX2, Xavier)."""
 
     name = "jetson-ina3221x"
-    default_root = "/sys/bus/i2c/drivers/ina3221x"
+    driver_dir = "bus/i2c/drivers/ina3221x"
     _rail = re.compile(r"rail_name_(\d+)$")
 
     def _discover(self) -> dict[str, Any]:
@@ -127,4 +115,4 @@ class JetsonIna3221xSampler(_RailSampler):
         return rails
 
     def _rail_mw(self, how: Any) -> float:
-        return _read_number(how)
+        return read_number(how)

@@ -13,10 +13,9 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from edgekit.devices.power.base import SAMPLERS, PowerSampler, PowerUnavailable
+from edgekit.devices.power.base import PowerSampler, PowerUnavailable
 
 
-@SAMPLERS.register("nvml")
 class NvmlSampler(PowerSampler):
     name = "nvml"
     OPTIONS: ClassVar[tuple[str, ...]] = ("device_index",)

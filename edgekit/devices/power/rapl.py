@@ -8,23 +8,22 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edgekit.devices.power.base import SAMPLERS, PowerSampler, PowerUnavailable
-from edgekit.devices.power.jetson import _read_number
+from edgekit.devices.power.base import PowerSampler, PowerUnavailable, read_number
 
 # Top-level package zones only ("intel-rapl:0"); sub-zones ("intel-rapl:0:0", core/uncore)
 # are already contained in their package and would be counted twice.
 _PACKAGE = re.compile(r"^(intel|amd)-rapl:\d+$")
 
 
-@SAMPLERS.register("rapl")
 class RaplSampler(PowerSampler):
     """Sum of package ``energy_uj`` counters; power is the counter difference over time."""
 
     name = "rapl"
-    OPTIONS: ClassVar[tuple[str, ...]] = ("root",)
+    OPTIONS: ClassVar[tuple[str, ...]] = ("root", "sys_root")
 
-    def __init__(self, root: str | Path = "/sys/class/powercap") -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path | None = None, *, sys_root: str | Path = "/sys") -> None:
+        """``root``: the powercap folder itself; else ``sys_root``/class/powercap."""
+        self.root = Path(root) if root else Path(sys_root) / "class/powercap"
         self.zones: list[tuple[Path, float]] = []  # (energy_uj file, max_energy_range_uj)
         self._last: list[float] = []
         self._total_uj = 0.0
@@ -38,8 +37,8 @@ class RaplSampler(PowerSampler):
         zones = sorted(p for p in self.root.iterdir() if _PACKAGE.match(p.name))
         if not zones:
             raise PowerUnavailable(f"no RAPL package zones under {self.root}")
-        self.zones = [(z / "energy_uj", _read_number(z / "max_energy_range_uj")) for z in zones]
-        self._last = [_read_number(f) for f, _ in self.zones]
+        self.zones = [(z / "energy_uj", read_number(z / "max_energy_range_uj")) for z in zones]
+        self._last = [read_number(f) for f, _ in self.zones]
         self._last_time = time.perf_counter()
 
     def read_energy_j(self) -> float:
@@ -49,7 +48,7 @@ class RaplSampler(PowerSampler):
 
     def _accumulate(self) -> float:
         for i, (path, max_range) in enumerate(self.zones):
-            now = _read_number(path)
+            now = read_number(path)
             delta = now - self._last[i]
             if delta < 0:  # wrapped past max_energy_range_uj
                 delta += max_range

@@ -13,15 +13,15 @@ The instantaneous figure is used (the average runs over the whole tegrastats lif
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from edgekit.devices.power.base import SAMPLERS, PowerSampler, PowerUnavailable
+from edgekit.devices.power.base import PowerSampler, PowerUnavailable
 from edgekit.devices.power.jetson import IGNORED_RAILS, INPUT_RAILS
+from edgekit.devices.tools import ToolDirs, find_tool, where
 
 # Only POM_/VDD_/VIN_ names, so "RAM 2639/7620MB" or "SWAP 0/3810MB" never match.
 _RAIL = re.compile(r"\b((?:POM|VDD|VIN)_[A-Z0-9_]+) (\d+)(?:mW)?/(\d+)(?:mW)?")
@@ -43,16 +43,20 @@ def total_watts(rails: dict[str, float]) -> float:
     return sum(used) / 1e3
 
 
-@SAMPLERS.register("tegrastats")
 class TegrastatsSampler(PowerSampler):
-    """Runs ``tegrastats --interval MS`` and timestamps each line as it arrives."""
+    """Runs ``tegrastats --interval MS`` and timestamps each line as it arrives.
+
+    The program is looked up in ``tool_dirs`` (None: PATH; see ``edgekit.devices.tools``).
+    """
 
     name = "tegrastats"
     streaming = True
-    OPTIONS: ClassVar[tuple[str, ...]] = ("command", "interval_ms")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("command", "interval_ms", "tool_dirs")
 
-    def __init__(self, command: Sequence[str] | None = None, interval_ms: int = 20) -> None:
+    def __init__(self, command: Sequence[str] | None = None, interval_ms: int = 20, *,
+                 tool_dirs: ToolDirs = None) -> None:
         self.command = list(command) if command else ["tegrastats", "--interval", str(interval_ms)]
+        self.tool_dirs = tool_dirs
         self._proc: subprocess.Popen[str] | None = None
         self._samples: list[tuple[int, float]] = []
         self._lock = threading.Lock()
@@ -61,8 +65,10 @@ class TegrastatsSampler(PowerSampler):
         self.last_error = ""
 
     def open(self) -> None:
-        if shutil.which(self.command[0]) is None:
-            raise PowerUnavailable(f"{self.command[0]!r} not found on PATH")
+        exe = find_tool(self.command[0], self.tool_dirs)
+        if exe is None:
+            raise PowerUnavailable(f"{self.command[0]!r} not found {where(self.tool_dirs)}")
+        self.command[0] = exe  # the record names the program that actually ran
         try:
             self._proc = subprocess.Popen(
                 self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

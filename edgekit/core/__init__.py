@@ -1,0 +1,1 @@
+"""The bottom layer: errors, the registry pattern, atomic file output, lazy imports."""

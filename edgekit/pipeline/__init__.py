@@ -1,0 +1,1 @@
+"""``edgekit.compress``: the end-to-end pipeline (recipe, stages, report)."""

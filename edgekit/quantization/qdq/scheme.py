@@ -1,0 +1,102 @@
+"""How the TensorRT and onnxruntime QDQ schemes (``edgekit.quantization.types.SCHEMES``) are
+set up in nncf: its advanced parameters, signed activations, 7-bit weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekit.quantization.types import QuantScheme
+
+
+def nncf_advanced_parameters(scheme: QuantScheme, *, bias_correction: bool = False) -> Any:
+    """nncf's AdvancedQuantizationParameters that realise a symmetric QDQ scheme.
+
+    nncf's overflow fix is off: by default it doubles the first conv's weight range (7
+    effective bits, for CPUs whose int8 kernels saturate). TensorRT has no such limit, and
+    the onnxruntime scheme sets its 7-bit weights itself (``use_7bit_weights``).
+
+    nncf's fast bias correction is off unless asked for: it is computed inside
+    ``nncf.quantize``, before the scheme's edits (signed activations, 7-bit weights, the
+    ONNX Q/DQ forward), and on four families it moved the PTQ model 1.7-4.6x further from
+    fp32 (KL divergence) than no correction (docs/results.md, "Bias correction").
+    """
+    from nncf.common.quantization.structs import QuantizationScheme
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+        QuantizationParameters,
+    )
+
+    return AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.DISABLE,
+        disable_bias_correction=not bias_correction,
+        weights_quantization_params=QuantizationParameters(
+            num_bits=8,
+            mode=QuantizationScheme.SYMMETRIC,
+            per_channel=True,
+            narrow_range=scheme.weight_narrow_range,
+        ),
+        activations_quantization_params=QuantizationParameters(
+            num_bits=8,
+            mode=QuantizationScheme.SYMMETRIC,
+            per_channel=False,
+        ),
+    )
+
+
+def force_signed_activations(qmodel: Any) -> int:
+    """Make every unsigned (post-ReLU, uint8) nncf quantizer signed int8; return how many.
+
+    TensorRT's Q/DQ are int8 only. nncf's hardware configs reject ``signedness_to_force``, so
+    the flag is flipped on the inserted quantizers instead: the range (scale) stays, the
+    levels become [-128, 127], and QAT then trains with the step TensorRT will use.
+    """
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    flipped = 0
+    for module in qmodel.modules():
+        if isinstance(module, SymmetricQuantizer) and not module.signed:
+            module.signed = True
+            flipped += 1
+    return flipped
+
+
+def use_7bit_weights(qmodel: Any, example: Any) -> int:
+    """Give the weight quantizers of every conv but the depthwise ones, and of every linear
+    layer, 7-bit levels over the same range; return how many.
+
+    nncf's "half range" quantizers: levels [-63, 63], which ``nncf.strip`` writes as int8
+    values on the 7-bit step. (nncf's own overflow fix instead doubles an 8-bit
+    quantizer's range for the torch backend, which QAT's trainable scale can shrink back.)
+    Depthwise convs keep 8 bits: onnxruntime runs them in a kernel that sums in 32 bits
+    (a PTQ MobileNetV2 and ShuffleNetV2 with 8-bit depthwise weights agreed with their
+    fused kernels on 100% of 1,000 digits, 2026-11-23), and with 9 weights per channel
+    they lose the most from a coarser step.
+    """
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.quantization.layers import SymmetricQuantizer
+
+    graph = build_nncf_graph(qmodel, example)
+    changed = 0
+    for name, module in get_hook_storage(qmodel).named_hooks():
+        hook_type, op_name, _ = decode_hook_name(name)
+        if hook_type != "pre_hooks" or not isinstance(module, SymmetricQuantizer):
+            continue  # activations are post-hooks
+        if _is_depthwise_conv(graph.get_node_by_name(op_name).layer_attributes):
+            continue
+        module._half_range = True  # nncf has no setter; set_levels reads it
+        module.set_levels()
+        changed += 1
+    return changed
+
+
+def _is_depthwise_conv(attrs: Any) -> bool:
+    """Whether an nncf graph node (PT2OpLayerAttributes: the traced call) is a conv with one
+    group per input channel: conv2d(input, weight, bias, stride, padding, dilation, groups)."""
+    if "conv" not in getattr(getattr(attrs, "func", None), "__name__", ""):
+        return False
+    args, kwargs = attrs.op_args, attrs.op_kwargs
+    groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+    return groups > 1 and groups == args[0].shape[1]

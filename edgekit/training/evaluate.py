@@ -1,0 +1,116 @@
+"""Evaluation and inference of a torch model over numpy arrays, in eval mode and batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.core.errors import InvalidInputError, first_line
+from edgekit.training.compare import accuracy, miou
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgekit.calibration import ArrayDataset
+
+
+def evaluate(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
+             ) -> dict[str, float]:
+    """{"accuracy"} for classification; {"miou", "pixel_accuracy"} for segmentation.
+
+    mIoU averages the IoU of every class that occurs in the labels or the predictions.
+    """
+    if len(data) == 0:
+        raise InvalidInputError(f"{data.name}: cannot evaluate on an empty data set")
+    if data.task == "classification":
+        correct = 0
+        for start, logits in _batched_logits(model, data.x, batch_size, data):
+            labels = data.y[start:start + len(logits)]
+            correct += int((logits.argmax(1) == labels).sum())
+        return {"accuracy": correct / len(data)}
+    k = data.num_classes
+    # rows: true class; columns: predicted class, plus one for outputs beyond the data's classes
+    confusion = np.zeros((k, k + 1), dtype=np.int64)
+    for start, logits in _batched_logits(model, data.x, batch_size, data):
+        labels = data.y[start:start + len(logits)]
+        pred = np.minimum(logits.argmax(1), k)
+        confusion += np.bincount((labels * (k + 1) + pred).ravel(),
+                                 minlength=k * (k + 1)).reshape(k, k + 1)
+    return {"miou": float(miou(confusion)), "pixel_accuracy": float(accuracy(confusion))}
+
+
+def predicted_classes(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
+                      ) -> np.ndarray:
+    """The class ``evaluate`` scores for each sample: (N,), or (N, H, W) for segmentation."""
+    return np.concatenate([logits.argmax(1)
+                           for _, logits in _batched_logits(model, data.x, batch_size, data)])
+
+
+def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits (float32) of ``model`` for the float32 images ``x`` (N×C×H×W), in eval mode."""
+    x = np.asarray(x)
+    if x.dtype != np.float32 or x.ndim != 4:
+        raise InvalidInputError(f"predict needs float32 images (N, C, H, W), got {x.dtype} "
+                                f"{x.shape}")
+    chunks = [logits for _, logits in _batched_logits(model, x, batch_size, None)]
+    if not chunks:
+        raise InvalidInputError("predict got no images")
+    return np.concatenate(chunks)
+
+
+def forward(model: torch.nn.Module, xb: torch.Tensor, data: ArrayDataset | None, *,
+            checked: bool) -> torch.Tensor:
+    """The model's main-head logits, upsampled to the input for segmentation; on the first
+    batch (``checked=False``) a shape misfit becomes a clear InvalidInputError."""
+    import torch.nn.functional as F
+
+    if checked:
+        out = model(xb)
+    else:
+        try:
+            out = model(xb)
+        except RuntimeError as exc:
+            raise InvalidInputError(f"model cannot take inputs of shape {tuple(xb.shape)}: "
+                                    f"{first_line(exc)}") from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]  # main head first (aux heads are for the model's own losses)
+    if data is not None and data.task == "segmentation" and out.ndim == 4 \
+            and out.shape[-2:] != xb.shape[-2:]:
+        out = F.interpolate(out, size=xb.shape[-2:], mode="bilinear", align_corners=False)
+    if not checked and data is not None:
+        want = 2 if data.task == "classification" else 4
+        if out.ndim != want or out.shape[1] < data.num_classes:
+            raise InvalidInputError(
+                f"model output {tuple(out.shape)} does not fit {data.task} data with "
+                f"{data.num_classes} classes ({data.name})")
+    return out
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where the model's first parameter lives (the CPU for a model without parameters)."""
+    import torch
+
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _batched_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int,
+                    data: ArrayDataset | None) -> Iterator[tuple[int, np.ndarray]]:
+    import torch
+
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be >= 1, got {batch_size}")
+    device = device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(x), batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))
+                logits = forward(model, xb.to(device), data, checked=start > 0)
+                yield start, logits.float().cpu().numpy()
+    finally:
+        model.train(was_training)

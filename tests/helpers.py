@@ -1,0 +1,65 @@
+"""What tests share: small nets, small data, and the zoo's cheap variants. Fixtures built from
+these live in ``tests/conftest.py``; tests import the plain helpers from here."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+TINY_SHAPE = (1, 3, 16, 16)  # the tiny net's input (one sample)
+
+
+class SmallNet(torch.nn.Module):
+    """Conv+BN, depthwise, h-swish, a residual add and a linear head: the MobileNet ops."""
+
+    def __init__(self, channels: int = 1, classes: int = 10) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Conv2d(channels, 8, 3, stride=2, padding=1, bias=False),
+                                  nn.BatchNorm2d(8), nn.ReLU())
+        self.dw = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+                                nn.BatchNorm2d(8), nn.Hardswish())
+        self.head = nn.Linear(8 * 16, classes)
+
+    def forward(self, x):
+        y = self.stem(x)
+        y = y + self.dw(y)
+        return self.head(torch.nn.functional.adaptive_avg_pool2d(y, 4).flatten(1))
+
+
+def block_data(n: int = 256, seed: int = 0, size: int = 16):
+    """Ten classes, each a bright 4x4 block at its own place: learnable in a few epochs."""
+    from edgekit.calibration import ArrayDataset
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.int64)
+    x = rng.random((n, 1, size, size), dtype=np.float32) * 0.3
+    for i, label in enumerate(y):
+        row, col = divmod(int(label), 4)
+        x[i, 0, 4 * row:4 * row + 4, 4 * col:4 * col + 4] = 1.0
+    return ArrayDataset(x=x, y=y, task="classification", num_classes=10, name="blocks")
+
+
+def tiny_net():
+    """A conv + linear net for the runtime and harness tests, seeded (same weights each call)."""
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    return Tiny().eval()
+
+
+def small_model(name: str):
+    """The cheap variant each family is trained with: 1 channel, 28 px (64 px for segmentation)."""
+    from edgekit.models import create_model, get_model_spec
+
+    spec = get_model_spec(name)
+    classes = 11 if spec.task == "segmentation" else 10
+    size = max(spec.small_input_size, spec.min_input_size)
+    return create_model(name, num_classes=classes, in_channels=1, input_size=size)

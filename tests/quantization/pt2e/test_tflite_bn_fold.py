@@ -1,0 +1,76 @@
+"""BatchNorm folding and the rewrites that make a net full-integer for TFLite: exact on
+the family blocks and the zoo, and the ESPNet decoder without a float TRANSPOSE_CONV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_litert")
+
+import torch.nn as nn  # noqa: E402
+
+from edgekit.quantization import QuantConfig  # noqa: E402
+from edgekit.quantization.bn_fold import count_batchnorm, fold_batchnorm  # noqa: E402
+from tests.quantization.pt2e.blocks import FAMILIES  # noqa: E402
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_fold_batchnorm_is_exact_and_removes_every_bn(family):
+    torch.manual_seed(0)
+    model = FAMILIES[family]().eval()
+    x = torch.rand(4, 1, 28, 28)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model, x)
+    assert count_batchnorm(folded) == 0
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v3_small", "shufflenet_v1",
+                                  "shufflenet_v2_x1_0", "espnet_cls", "espnetv2_cls"])
+def test_fold_batchnorm_on_zoo_models(name):
+    from edgekit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=1, input_size=32).eval()
+    x = torch.rand(2, 1, 32, 32)
+    folded = fold_batchnorm(model, x)
+    assert count_batchnorm(folded) == 0
+    with torch.no_grad():
+        ref = model(x)
+        assert (folded(x) - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
+def test_transposed_convs_become_exact_pixel_shuffles():
+    from edgekit.quantization.bn_fold import transposed_convs_as_pixel_shuffle
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ConvTranspose2d(4, 3, 2, stride=2, bias=True),
+                          nn.ConvTranspose2d(3, 3, 3, stride=2, padding=1)).eval()
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        want = model(x)
+        assert transposed_convs_as_pixel_shuffle(model) == 1  # the overlapping one stays
+        got = model(x)
+    assert isinstance(model[0][1], nn.PixelShuffle) and isinstance(model[1], nn.ConvTranspose2d)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_espnet_decoder_is_full_integer(mnist, tmp_path):
+    """The zoo ESPNet's ConvTranspose2d upsampling used to stay a float TRANSPOSE_CONV."""
+    from edgekit.export.tflite import export_tflite, float_compute_ops
+    from edgekit.models import create_model
+    from edgekit.quantization.pt2e.quantize import quantize_for_tflite
+
+    torch.manual_seed(0)
+    model = create_model("espnet", num_classes=11, in_channels=1, input_size=32).eval()
+    calib = np.random.default_rng(0).random((8, 1, 32, 32), dtype=np.float32)
+    cfg = QuantConfig(target="tflite", mode="ptq", calibration_size=8, batch_size=8)
+    qm = quantize_for_tflite(model, cfg, calib_data=calib)
+    art = export_tflite(qm, tmp_path / "espnet.tflite", calibration=calib)
+    assert float_compute_ops(art.path) == []
