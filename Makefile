@@ -28,7 +28,7 @@ test: $(STAMP)
 	bash scripts/setup-system.sh
 	$(BIN)/ruff check edgekit tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check edgekit tests benchmarks

@@ -18,6 +18,9 @@ _PUBLIC = {
     "create_model": "edgekit.models",
     "list_models": "edgekit.models",
     "load_dataset": "edgekit.calibration",
+    "as_dataset": "edgekit.calibration",
+    "Preprocess": "edgekit.calibration",
+    "CompressRecipe": "edgekit.pipeline.recipe",
     "train": "edgekit.training",
     "evaluate": "edgekit.training",
     "TrainConfig": "edgekit.training",
@@ -42,4 +45,8 @@ _PUBLIC = {
     "ekz_to_onnx": "edgekit.export.ekz",
 }
 
-__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",))
+# sub-packages reachable after `import edgekit` alone (edgekit.export.export(...) ...)
+_SUBPACKAGES = ("bench", "calibration", "devices", "export", "models", "quantization", "runtime")
+
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _PUBLIC, eager=("__version__",),
+                                             submodules=_SUBPACKAGES)

@@ -6,7 +6,11 @@
   (stratified, seeded) into 4,000 train / 1,000 test;
 * ``"mnist5k_seg"`` — canvases of several mnist5k digits with per-pixel labels;
 * a folder ``root/<class>/<image>`` (or ``root/train/...`` + ``root/test/...``);
-* numpy files: ``x.npy`` + ``y.npy``, or an ``.npz`` holding ``x`` and ``y``.
+* numpy files: ``x.npy`` + ``y.npy``, or an ``.npz`` holding ``x`` and ``y``;
+* the user's own torch ``Dataset``/``DataLoader`` or ``(x, y)`` arrays (``as_dataset``).
+
+Folders, numpy files and Datasets are read lazily (``LazyImages``); ``Preprocess`` says
+how images become inputs.
 
 ``calibration_crops`` gives natural-image crops for post-training quantization.
 """
@@ -16,30 +20,37 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from edgekit.calibration.adapters import as_dataset
 from edgekit.calibration.dataset import ArrayDataset
 from edgekit.calibration.embedded import calibration_crops, mnist5k, mnist5k_seg
-from edgekit.calibration.files import image_folder, numpy_arrays
-from edgekit.core.errors import DataError
+from edgekit.calibration.files import numpy_arrays
+from edgekit.calibration.folders import image_folder
+from edgekit.calibration.lazy import LazyImages, is_lazy
+from edgekit.calibration.preprocess import Preprocess, preprocess_dataset
+from edgekit.core.errors import DataError, InvalidInputError
 from edgekit.core.registry import Registry
 
-__all__ = ["ArrayDataset", "calibration_crops", "dataset_names", "image_folder", "load_dataset",
-           "load_splits", "numpy_arrays"]
+__all__ = ["ArrayDataset", "LazyImages", "Preprocess", "as_dataset", "calibration_crops",
+           "dataset_names", "image_folder", "is_lazy", "load_dataset", "load_splits",
+           "numpy_arrays"]
 
 # LeNet-5's classic 32×32 input is the 28×28 digit zero-padded; larger growth is resized.
 MNIST_PAD_LIMIT = 4
 
-EMBEDDED: Registry[Callable[..., ArrayDataset]] = Registry("data set")
+EMBEDDED: Registry[Callable[[str, Preprocess], ArrayDataset]] = Registry("data set")
 
 
 @EMBEDDED.register("mnist5k")
-def _load_mnist5k(split: str, input_size: int | None, channels: int | None) -> ArrayDataset:
-    return mnist5k(split).resized(input_size, channels, pad_limit=MNIST_PAD_LIMIT)
+def _load_mnist5k(split: str, pre: Preprocess) -> ArrayDataset:
+    return preprocess_dataset(mnist5k(split), pre, pad_limit=MNIST_PAD_LIMIT)
 
 
 @EMBEDDED.register("mnist5k_seg")
-def _load_mnist5k_seg(split: str, input_size: int | None, channels: int | None) -> ArrayDataset:
-    return mnist5k_seg(split, input_size or 64).resized(channels=channels)
+def _load_mnist5k_seg(split: str, pre: Preprocess) -> ArrayDataset:
+    # the canvas is drawn at the input size (64 by default), so no resize is left to do
+    return preprocess_dataset(mnist5k_seg(split, pre.input_size or 64), pre)
 
 
 def dataset_names() -> list[str]:
@@ -47,18 +58,25 @@ def dataset_names() -> list[str]:
     return EMBEDDED.names()
 
 
-def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
-                 input_size: int | None = None, channels: int | None = None) -> ArrayDataset:
-    """Load an embedded data set by name, or the user's image folder / numpy files.
+def load_dataset(source: str | os.PathLike[str] | Any, *, split: str = "train",
+                 input_size: int | None = None, channels: int | None = None,
+                 preprocess: Preprocess | None = None) -> ArrayDataset:
+    """Load an embedded data set by name, the user's image folder / numpy files, or wrap the
+    user's own data object (a torch Dataset or DataLoader, (x, y) arrays, an ArrayDataset).
 
-    ``input_size`` (square side) and ``channels`` (1 or 3) adapt the images to a model.
-    A folder with ``train/`` and ``test/`` (or ``val/``) sub-folders is split by them;
-    any other folder or file is one data set whatever ``split`` says (hold out part of
-    it with ``ArrayDataset.split``).
+    ``preprocess`` says how images become inputs (size and resize policy, channels, channel
+    order, mean/std); ``input_size`` (square side) and ``channels`` (1 or 3) fill in what it
+    leaves open, e.g. from a model. Folders and ``.npy`` files are read lazily: a batch
+    decodes only its own samples. A folder with ``train/`` and ``test/`` (or ``val/``)
+    sub-folders is split by them; any other source is one data set whatever ``split`` says
+    (hold out part of it with ``ArrayDataset.split``).
     """
+    pre = (preprocess or Preprocess()).resolved(_side(input_size), channels)
+    if not isinstance(source, (str, os.PathLike)):
+        return preprocess_dataset(as_dataset(source), pre)
     text = os.fspath(source)
     if text in EMBEDDED:
-        return EMBEDDED.get(text)(split, input_size, channels)
+        return EMBEDDED.get(text)(split, pre)
     path = Path(text)
     if not path.exists():
         if os.sep in text or path.suffix or text.startswith("."):
@@ -67,22 +85,33 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     if path.is_dir():
         path = _split_folder(path, split)
         if not (path / "x.npy").is_file():
-            return image_folder(path, input_size=input_size, channels=channels)
-    ds = numpy_arrays(path, input_size=input_size)
-    return ds.resized(channels=channels) if channels is not None else ds
+            return image_folder(path, preprocess=pre)
+    return numpy_arrays(path, preprocess=pre)
 
 
-def load_splits(source: str | os.PathLike[str], *, input_size: int | None = None,
-                channels: int | None = None, holdout: float = 0.2, seed: int = 0
-                ) -> tuple[ArrayDataset, ArrayDataset]:
+def load_splits(source: str | os.PathLike[str] | Any, *, input_size: int | None = None,
+                channels: int | None = None, holdout: float = 0.2, seed: int = 0,
+                preprocess: Preprocess | None = None) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) of ``source``: its own split when it has one (embedded sets, a
     ``train/`` + ``test/`` folder), else a stratified, seeded ``holdout`` fraction as test.
     """
-    text = os.fspath(source)
-    kw = {"input_size": input_size, "channels": channels}
-    if text in EMBEDDED or _split_folder(Path(text), "test") != Path(text):
-        return load_dataset(text, split="train", **kw), load_dataset(text, split="test", **kw)
-    return load_dataset(text, **kw).split(holdout, seed=seed)
+    kw: dict[str, Any] = {"input_size": input_size, "channels": channels,
+                          "preprocess": preprocess}
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        if text in EMBEDDED or _split_folder(Path(text), "test") != Path(text):
+            return load_dataset(text, split="train", **kw), load_dataset(text, split="test", **kw)
+    return load_dataset(source, **kw).split(holdout, seed=seed)
+
+
+def _side(input_size: Any) -> int | None:
+    """A square size given as (s, s) is s."""
+    if isinstance(input_size, (tuple, list)):
+        sizes = {int(s) for s in input_size}
+        if len(sizes) != 1:
+            raise InvalidInputError(f"only square inputs are supported, got {tuple(input_size)}")
+        return sizes.pop()
+    return input_size
 
 
 def _split_folder(root: Path, split: str) -> Path:

@@ -1,15 +1,19 @@
-"""ArrayDataset: a data set held as two numpy arrays, plus the size/channel adapters.
+"""ArrayDataset: a data set of images ``x`` and labels ``y``, plus the size/channel adapters.
 
-Everything here is numpy (+ Pillow for resizing), no torch, so data can be prepared on a
-board that only runs the benchmark agent.
+``x`` is a float32 numpy array or a ``LazyImages`` view that decodes samples when indexed
+(image folders, numpy files, users' Datasets), so memory follows the batch size. Everything
+here is numpy (+ Pillow for resizing), no torch, so data can be prepared on a board that
+only runs the benchmark agent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
+from edgekit.calibration.lazy import LazyImages
 from edgekit.core.errors import DataError, InvalidInputError, MissingBackendError
 
 TASKS = ("classification", "segmentation")
@@ -17,13 +21,15 @@ TASKS = ("classification", "segmentation")
 
 @dataclass(frozen=True, eq=False)
 class ArrayDataset:
-    """Images ``x`` (float32, N×C×H×W, in [0, 1]) and labels ``y`` (int64).
+    """Images ``x`` (float32, N×C×H×W) and labels ``y`` (int64).
 
+    ``x`` lies in [0, 1] unless a ``Preprocess`` normalized it (or a user's Dataset did);
+    it is a numpy array or a ``LazyImages`` view (``x[idx]`` decodes those samples only).
     ``y`` is (N,) class indices for classification, or (N, H, W) per-pixel classes for
     segmentation. ``num_classes`` counts every class the task has, seen in ``y`` or not.
     """
 
-    x: np.ndarray
+    x: np.ndarray | LazyImages
     y: np.ndarray
     task: str
     num_classes: int
@@ -35,9 +41,10 @@ class ArrayDataset:
         if self.task not in TASKS:
             raise DataError(f"{where}: task must be one of {TASKS}, not {self.task!r}")
         x, y = self.x, self.y
-        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4:
-            raise DataError(f"{where}: x must be a float32 array of shape (N, C, H, W), "
-                            f"got {_describe(x)}")
+        if not isinstance(x, (np.ndarray, LazyImages)) or x.dtype != np.float32 \
+                or x.ndim != 4:
+            raise DataError(f"{where}: x must be a float32 array of shape (N, C, H, W) or "
+                            f"lazy images, got {_describe(x)}")
         if not isinstance(y, np.ndarray) or y.dtype != np.int64:
             raise DataError(f"{where}: y must be an int64 array, got {_describe(y)}")
         if len(x) != len(y):
@@ -99,27 +106,44 @@ class ArrayDataset:
 
         Growth of at most ``pad_limit`` pixels is zero padding around the image (e.g. MNIST's
         28² digit in LeNet-5's 32² frame); other sizes are resized (bilinear for images,
-        nearest for segmentation labels).
+        nearest for segmentation labels). Lazy images stay lazy: the resize and channel
+        conversion run on each decoded batch.
         """
         x, y = self.x, self.y
         size = _square_size(input_size, x.shape[2:]) if input_size is not None else None
         if size is not None and (x.shape[2], x.shape[3]) != (size, size):
-            x = fit_images(x, size, pad_limit=pad_limit)
+            fit = partial(fit_images, size=size, pad_limit=pad_limit)
+            x = x.map(fit, (x.shape[1], size, size)) if isinstance(x, LazyImages) else fit(x)
             if self.task == "segmentation":
                 y = fit_images(y, size, pad_limit=pad_limit, nearest=True)
-        if channels is not None:
-            x = convert_channels(x, channels)
+        if channels is not None and x.shape[1] != channels:
+            check_channel_conversion(int(x.shape[1]), channels)  # before anything decodes
+            to = partial(convert_channels, channels=channels)
+            x = x.map(to, (channels, *x.shape[2:])) if isinstance(x, LazyImages) else to(x)
         if x is self.x and y is self.y:
             return self
         return replace(self, x=x, y=y)
 
+    def materialized(self) -> ArrayDataset:
+        """The same data set with every image decoded into one numpy array (fast to index
+        again and again, at the memory cost of the whole set)."""
+        if isinstance(self.x, LazyImages):
+            return replace(self, x=np.asarray(self.x))
+        if isinstance(self.x, np.memmap):
+            return replace(self, x=np.array(self.x, dtype=np.float32))
+        return self
+
     def _take(self, idx: np.ndarray, suffix: str = "") -> ArrayDataset:
         name = f"{self.name}[{suffix}]" if suffix else self.name
-        return replace(self, x=self.x[idx], y=self.y[idx], name=name)
+        x = self.x
+        if isinstance(x, np.memmap):  # indexing would copy the rows into memory now
+            x = LazyImages.from_array(x, source=self.name)
+        x = x.take(idx) if isinstance(x, LazyImages) else x[idx]
+        return replace(self, x=x, y=self.y[idx], name=name)
 
 
 def _describe(a: object) -> str:
-    if isinstance(a, np.ndarray):
+    if isinstance(a, (np.ndarray, LazyImages)):
         return f"{a.dtype} array of shape {a.shape}"
     return type(a).__name__
 
@@ -156,30 +180,44 @@ def fit_images(a: np.ndarray, size: int, *, pad_limit: int = 0, nearest: bool = 
         before = (size - h) // 2
         pad = [(0, 0)] * (a.ndim - 2) + [(before, size - h - before)] * 2
         return np.pad(a, pad)
-    image = pil_image()
-    method = image.Resampling.NEAREST if nearest else image.Resampling.BILINEAR
     flat = a.reshape(-1, h, w)
     out = np.empty((len(flat), size, size), dtype=a.dtype)
-    mode_dtype = np.int32 if nearest else np.float32  # Pillow's "I" and "F" modes
     for i, plane in enumerate(flat):
-        img = image.fromarray(np.ascontiguousarray(plane, dtype=mode_dtype))
-        out[i] = np.asarray(img.resize((size, size), method))
-    if not nearest:
-        np.clip(out, 0.0, 1.0, out=out)
+        out[i] = resize_plane(plane, (size, size), nearest=nearest)
     return out.reshape(*a.shape[:-2], size, size)
+
+
+def resize_plane(plane: np.ndarray, size: tuple[int, int], *, nearest: bool = False
+                 ) -> np.ndarray:
+    """One (H, W) plane resized to ``size`` = (width, height): bilinear in float32, or
+    nearest for integer labels. A plane in [0, 1] stays in [0, 1] (rounding can step out);
+    a normalized one is not clipped."""
+    image = pil_image()
+    method = image.Resampling.NEAREST if nearest else image.Resampling.BILINEAR
+    mode_dtype = np.int32 if nearest else np.float32  # Pillow's "I" and "F" modes
+    img = image.fromarray(np.ascontiguousarray(plane, dtype=mode_dtype))
+    out = np.asarray(img.resize(size, method))
+    if not nearest and plane.size and plane.min() >= 0.0 and plane.max() <= 1.0:
+        out = np.clip(out, 0.0, 1.0)
+    return out
 
 
 def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
     """Repeat a grey channel to 3, or turn RGB into grey (ITU-R 601 luma)."""
     have = x.shape[1]
+    check_channel_conversion(have, channels)
     if have == channels:
         return x
     if have == 1:
         return np.repeat(x, channels, axis=1)
-    if have == 3 and channels == 1:
-        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(1, 3, 1, 1)
-        return (x * luma).sum(axis=1, keepdims=True, dtype=np.float32)
-    raise InvalidInputError(f"cannot convert {have}-channel images to {channels} channels")
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(1, 3, 1, 1)
+    return (x * luma).sum(axis=1, keepdims=True, dtype=np.float32)
+
+
+def check_channel_conversion(have: int, channels: int) -> None:
+    """Grey repeats to any count, RGB becomes grey; nothing else converts."""
+    if have != channels and have != 1 and not (have == 3 and channels == 1):
+        raise InvalidInputError(f"cannot convert {have}-channel images to {channels} channels")
 
 
 def pil_image():

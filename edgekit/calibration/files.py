@@ -1,7 +1,10 @@
-"""User data: an image folder (``root/<class>/<image>``) or numpy arrays (.npy pair / .npz).
+"""User data as numpy arrays (.npy pair / .npz), read lazily.
 
-Every problem is a DataError naming the offending path. Numpy files are read with
-``allow_pickle=False``: an object array is refused, never unpickled.
+An ``.npy`` file is memory-mapped (``mmap_mode="r"``): each batch reads and converts its
+own rows, so memory follows the batch size. An ``.npz`` (a zip) cannot be mapped; its
+stored array is held as saved (uint8 stays uint8) and converted per batch. Every problem
+is a DataError naming the offending path. Files are read with ``allow_pickle=False``: an
+object array is refused, never unpickled. Image folders are in ``folders.py``.
 """
 
 from __future__ import annotations
@@ -11,87 +14,29 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.calibration.dataset import ArrayDataset, pil_image
+from edgekit.calibration.dataset import ArrayDataset
+from edgekit.calibration.folders import image_folder
+from edgekit.calibration.lazy import LazyImages
+from edgekit.calibration.preprocess import Preprocess, preprocess_dataset
 from edgekit.core.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+__all__ = ["image_folder", "numpy_arrays"]
 
-
-def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
-                 channels: int | None = None, name: str | None = None) -> ArrayDataset:
-    """Read ``root/<class>/<image>`` (PNG/JPEG); class indices follow sorted folder names.
-
-    Without ``channels``, the set is grey (1 channel) when every image is grey, else RGB.
-    Without ``input_size`` every image must have the same size; with it, each image's
-    centre square is resized to ``input_size``².
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: image folder not found (expected root/<class>/<image>)")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"{root}: no class folders (expected root/<class>/<image>)")
-    files: list[tuple[Path, int]] = []
-    for label, class_dir in enumerate(class_dirs):
-        members = sorted(p for p in class_dir.iterdir()
-                         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-        if not members:
-            raise DataError(f"{class_dir}: class folder has no PNG/JPEG images")
-        files.extend((p, label) for p in members)
-
-    image = pil_image()
-    if channels is None:  # headers only: decoding everything twice would cost memory
-        modes = [_read_image(image, path, header_only=True).mode for path, _ in files]
-        channels = 1 if all(m in GREY_MODES for m in modes) else 3
-    if channels not in (1, 3):
-        raise DataError(f"{root}: channels must be 1 or 3, got {channels}")
-    mode = "L" if channels == 1 else "RGB"
-
-    arrays = []
-    for path, _ in files:
-        img = _read_image(image, path).convert(mode)
-        if input_size is not None:
-            img = _centre_square(img).resize((input_size, input_size), image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
-        arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
-        if arrays and arr.shape != arrays[0].shape:
-            raise DataError(f"{path}: image is {arr.shape[2]}x{arr.shape[1]} but "
-                            f"{files[0][0].name} is {arrays[0].shape[2]}x{arrays[0].shape[1]}; "
-                            "pass input_size to resize them all")
-        arrays.append(arr)
-    return ArrayDataset(x=np.stack(arrays), y=np.array([lbl for _, lbl in files], dtype=np.int64),
-                        task="classification", num_classes=len(class_dirs),
-                        name=name or str(root), class_names=tuple(p.name for p in class_dirs))
-
-
-def _read_image(image, path: Path, *, header_only: bool = False):
-    try:
-        with image.open(path) as img:
-            if header_only:
-                return img
-            img.load()
-            return img.copy()
-    except (OSError, ValueError, image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot decode image ({exc})") from None
-
-
-def _centre_square(img):
-    w, h = img.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    return img.crop((left, top, left + side, top + side))
-
+RANGE_CHECK_BYTES = 1 << 26  # float files are range-checked 64 MiB at a time
 
 def numpy_arrays(path: str | os.PathLike[str], *, num_classes: int | None = None,
-                 input_size: int | None = None, name: str | None = None) -> ArrayDataset:
+                 input_size: int | None = None, channels: int | None = None,
+                 name: str | None = None, preprocess: Preprocess | None = None
+                 ) -> ArrayDataset:
     """Load ``x`` and ``y`` from an ``.npz`` (arrays "x", "y") or an ``.npy`` with labels beside.
 
     For ``DIR/x.npy`` (or ``DIR/NAME_x.npy``) the labels are ``DIR/y.npy`` (``DIR/NAME_y.npy``);
     a directory holding ``x.npy`` and ``y.npy`` works too. ``x`` is uint8 (0–255) or float
     in [0, 1], shaped (N, H, W), (N, C, H, W) or (N, H, W, C) with C in 1/3/4; ``y`` is
-    integer, (N,) for classification or (N, H, W) for segmentation.
+    integer, (N,) for classification or (N, H, W) for segmentation. ``x`` is read lazily;
+    ``y`` is loaded whole.
     """
+    pre = (preprocess or Preprocess()).resolved(input_size, channels)
     path = Path(path)
     if path.is_dir():
         path = path / "x.npy"
@@ -100,13 +45,13 @@ def numpy_arrays(path: str | os.PathLike[str], *, num_classes: int | None = None
         missing = {"x", "y"} - set(arrays.files)
         if missing:
             raise DataError(f"{path}: .npz lacks array(s) {sorted(missing)} (needs 'x' and 'y')")
-        x, y = _read(path, arrays, "x"), _read(path, arrays, "y")
+        raw, y = _read(path, arrays, "x"), _read(path, arrays, "y")
     elif path.suffix == ".npy":
         y_path = _labels_beside(path)
-        x, y = _load(path), _load(y_path)
+        raw, y = _load(path, mmap=True), _load(y_path)
     else:
         raise DataError(f"{path}: expected a .npz file, an .npy file or a folder with x.npy")
-    x = _images_nchw(path, x)
+    x = _lazy_images(path, raw)
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: labels must be integers, got {y.dtype}")
     if len(x) != len(y):
@@ -122,7 +67,7 @@ def numpy_arrays(path: str | os.PathLike[str], *, num_classes: int | None = None
         raise DataError(f"{path}: label {found - 1} >= num_classes {num_classes}")
     ds = ArrayDataset(x=x, y=y, task=task, num_classes=num_classes or found,
                       name=name or str(path))
-    return ds.resized(input_size) if input_size is not None else ds
+    return preprocess_dataset(ds, pre)
 
 
 def _labels_beside(x_path: Path) -> Path:
@@ -138,9 +83,9 @@ def _labels_beside(x_path: Path) -> Path:
                     f"{', '.join(c.name for c in candidates)})")
 
 
-def _load(path: Path):
+def _load(path: Path, *, mmap: bool = False):
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (OSError, ValueError, EOFError) as exc:
@@ -154,26 +99,53 @@ def _read(path: Path, arrays, key: str) -> np.ndarray:
         raise DataError(f"{path}: cannot read array {key!r} ({exc})") from None
 
 
-def _images_nchw(path: Path, x: np.ndarray) -> np.ndarray:
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / np.float32(255.0)
-    elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-        if x.size and not np.isfinite(x).all():
-            raise DataError(f"{path}: images contain NaN or infinite values")
-        if x.size and (x.min() < 0.0 or x.max() > 1.0):
-            raise DataError(f"{path}: float images must lie in [0, 1], found "
-                            f"{float(x.min()):.3g}..{float(x.max()):.3g} (or save uint8 0-255)")
-    else:
-        raise DataError(f"{path}: images must be uint8 or float, got {x.dtype}")
-    if x.ndim == 3:
-        return np.ascontiguousarray(x[:, None])
-    if x.ndim != 4:
+def _lazy_images(path: Path, raw: np.ndarray) -> LazyImages:
+    """Check the stored images (dtype, range, layout) and read them as float32 N×C×H×W."""
+    if raw.dtype != np.uint8 and not np.issubdtype(raw.dtype, np.floating):
+        raise DataError(f"{path}: images must be uint8 or float, got {raw.dtype}")
+    if raw.ndim not in (3, 4):
         raise DataError(f"{path}: images must be (N, H, W), (N, C, H, W) or (N, H, W, C), "
-                        f"got shape {x.shape}")
-    if x.shape[1] not in (1, 3, 4) and x.shape[3] in (1, 3, 4):
-        x = x.transpose(0, 3, 1, 2)  # channels last
-    if x.shape[1] == 4:
-        x = x[:, :3]  # drop alpha
-    return np.ascontiguousarray(x)
+                        f"got shape {raw.shape}")
+    if raw.dtype != np.uint8:
+        _check_float_range(path, raw)
+    rows = _StoredRows(raw)
+    sample = rows(np.zeros(0, dtype=np.int64)).shape[1:]
+    return LazyImages(rows, len(raw), sample, source=str(path))
 
+
+def _check_float_range(path: Path, raw: np.ndarray) -> None:
+    """Float images must be finite and in [0, 1]: checked a chunk at a time, so a
+    memory-mapped file is never read into memory whole."""
+    step = max(1, RANGE_CHECK_BYTES // max(1, raw[:1].nbytes))
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(raw), step):
+        part = np.asarray(raw[start:start + step], dtype=np.float32)
+        if part.size and not np.isfinite(part).all():
+            raise DataError(f"{path}: images contain NaN or infinite values")
+        if part.size:
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    if lo < 0.0 or hi > 1.0:
+        raise DataError(f"{path}: float images must lie in [0, 1], found "
+                        f"{lo:.3g}..{hi:.3g} (or save uint8 0-255)")
+
+
+class _StoredRows:
+    """Loader: rows of the stored array (maybe memory-mapped) as float32 (k, C, H, W) in
+    [0, 1], converted exactly as a whole-array read would be."""
+
+    def __init__(self, raw: np.ndarray) -> None:
+        self.raw = raw
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        x = np.asarray(self.raw[np.asarray(positions)])
+        if x.dtype == np.uint8:
+            x = x.astype(np.float32) / np.float32(255.0)
+        else:
+            x = x.astype(np.float32)
+        if x.ndim == 3:
+            return np.ascontiguousarray(x[:, None])
+        if x.shape[1] not in (1, 3, 4) and x.shape[3] in (1, 3, 4):
+            x = x.transpose(0, 3, 1, 2)  # channels last
+        if x.shape[1] == 4:
+            x = x[:, :3]  # drop alpha
+        return np.ascontiguousarray(x)

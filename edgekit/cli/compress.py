@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,11 +20,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--target", default="jetson",
                    help="device profile or alias (see `edgekit devices`; default: jetson)")
-    p.add_argument("--model", help="zoo model name (see `edgekit models`; default mobilenet_v2)")
-    p.add_argument("--data", help="mnist5k (default), mnist5k_seg, an image folder or x.npy")
-    p.add_argument("--weights", help="start from this checkpoint instead of training")
+    p.add_argument("--model", help="a zoo name (see `edgekit models`; default mobilenet_v2), or "
+                   "your own model as path/to/file.py:factory or package.module:factory, a "
+                   "callable returning a torch.nn.Module. NOTE: this imports and runs that "
+                   "code, as python would")
+    p.add_argument("--model-args", type=_json_object, metavar="JSON",
+                   help='keyword arguments for the model or factory, e.g. \'{"num_classes": 7}\'')
+    p.add_argument("--data", help="mnist5k (default), mnist5k_seg, an image folder "
+                   "(root/<class>/<image>, or root/train + root/test), x.npy (+ y.npy) or .npz; "
+                   "read lazily, batch by batch")
+    p.add_argument("--weights", help="start from these weights instead of training: an edgekit "
+                   "checkpoint, a .safetensors file or a PyTorch state dict (.pt/.pth, loaded "
+                   "with torch.load(weights_only=True), never unpickled otherwise)")
+    pre = p.add_argument_group("preprocessing (applied alike in training, calibration, QAT and "
+                               "verification; recorded in the manifest and the deployed files)")
+    pre.add_argument("--input-size", type=int, help="square input side in pixels (needed when "
+                     "the images differ in size)")
+    pre.add_argument("--resize", choices=["centre-crop", "letterbox"],
+                     help="how an image becomes square: centre crop (default) or letterbox")
+    pre.add_argument("--mean", type=_floats, help="per-channel mean subtracted after scaling "
+                     "to [0, 1], e.g. 0.485,0.456,0.406")
+    pre.add_argument("--std", type=_floats, help="per-channel std divided by, e.g. "
+                     "0.229,0.224,0.225")
+    pre.add_argument("--channel-order", choices=["RGB", "BGR"], help="RGB (default) or BGR")
     p.add_argument("--recipe", help="TOML file with CompressRecipe keys (flags override it)")
-    p.add_argument("--epochs", type=int, help="fp32 training epochs (default 5)")
+    p.add_argument("--epochs", type=int, help="fp32 training epochs (default 5; 0 when "
+                   "--weights is given: QAT still fine-tunes on --data)")
     p.add_argument("--train-limit", type=int, help="train on the first N samples only")
     p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs; 0 = PTQ (default 2)")
     p.add_argument("--precision", choices=["int8", "fp32"], help="deployed precision (int8)")
@@ -38,12 +60,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"num_classes\": 7}'")
+    return value
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
+            from None
+
+
 def run(args: argparse.Namespace) -> int:
     from edgekit.pipeline.run import compress
 
     result = compress(
         args.model, args.target, recipe=args.recipe, out=args.out, overwrite=args.overwrite,
-        data=args.data, weights=args.weights, epochs=args.epochs, train_limit=args.train_limit,
+        data=args.data, weights=args.weights, model_args=args.model_args,
+        input_size=args.input_size, resize=args.resize, mean=args.mean, std=args.std,
+        channel_order=args.channel_order, epochs=args.epochs, train_limit=args.train_limit,
         qat_epochs=args.qat_epochs, precision=args.precision, bench_runs=args.bench_runs,
         bench_threads=args.bench_threads, bench_power=args.bench_power, seed=args.seed,
     )

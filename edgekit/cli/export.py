@@ -21,7 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgekit check --target tensorrt mobilenet_v3_small --input-size 224"
         "\n  edgekit check --target tflite model.onnx")
-    c.add_argument("model", help="registered model name (e.g. mobilenet_v2) or an .onnx file")
+    c.add_argument("model", help="registered model name (e.g. mobilenet_v2), an .onnx file, "
+                   "or your factory as path/to/file.py:factory (this imports and runs it)")
+    c.add_argument("--model-args", type=json.loads, default={}, metavar="JSON",
+                   help="keyword arguments for the factory")
     c.add_argument("--target", required=True, choices=("tensorrt", "onnxruntime", "tflite"))
     c.add_argument("--input-size", type=int, help="square input side (default: the model's)")
     c.add_argument("--in-channels", type=int, help="default: the model's")
@@ -88,6 +91,13 @@ def run_check(args: argparse.Namespace) -> int:
 
     if args.model.endswith(".onnx"):
         model, shape = args.model, None
+    elif ":" in args.model:  # the user's factory, as `edgekit compress --model` takes it
+        from edgekit.models.user import build_user_model
+
+        if not args.input_size:
+            raise InvalidInputError("--input-size is needed for a model outside the zoo")
+        model = build_user_model(args.model, args.model_args).eval()
+        shape = (args.in_channels or 3, args.input_size, args.input_size)
     else:
         from edgekit.models import create_model, get_model_spec
 

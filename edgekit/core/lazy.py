@@ -47,20 +47,24 @@ def require(module: str, *, purpose: str = "") -> ModuleType:
         raise MissingBackendError(f"{module} is not installed{why}: {how} ({exc})") from None
 
 
-def lazy_exports(package: str, table: dict[str, str], *, eager: tuple[str, ...] = ()
+def lazy_exports(package: str, table: dict[str, str], *, eager: tuple[str, ...] = (),
+                 submodules: tuple[str, ...] = ()
                  ) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """``__all__``, ``__getattr__`` and ``__dir__`` (PEP 562) for ``package``.
 
     ``table`` maps each public name to the module that defines it; the module is imported on
     first access and the value cached in the package, so importing the package stays light.
-    ``eager`` names are defined in the package itself (e.g. ``__version__``).
+    ``eager`` names are defined in the package itself (e.g. ``__version__``); ``submodules``
+    are sub-packages reachable as attributes (``edgekit.export``), imported on first access.
     """
     clash = sorted(n for n in table if f"{package}.{n}" in table.values())
     if clash:  # importing that submodule would overwrite the lazily exported name with it
         raise ValueError(f"{package}: exported names equal to submodule names: {clash}")
-    public = [*eager, *sorted(table)]
+    public = [*eager, *sorted([*table, *submodules])]
 
     def __getattr__(name: str) -> Any:
+        if name in submodules:  # the import binds it in the package too
+            return importlib.import_module(f"{package}.{name}")
         source = table.get(name)
         if source is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")

@@ -11,9 +11,12 @@ import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from edgekit.calibration import Preprocess
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,18 +24,22 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 PRECISIONS = ("int8", "fp32")
+DEFAULT_EPOCHS = 5  # fp32 training epochs when no weights are given
 
 
 @dataclass
 class CompressRecipe:
     """What `edgekit compress` does; the defaults are the embedded demo (mnist5k)."""
 
+    # a zoo name, or the user's factory: path/to/file.py:factory or package.module:factory
     model: str = "mobilenet_v2"
     model_args: dict[str, Any] = field(default_factory=dict)
     data: str = "mnist5k"
-    weights: str | None = None  # a checkpoint dir or .safetensors; None trains from scratch
+    # an edgekit checkpoint, a .safetensors file or a state-dict .pt/.pth; None: train
+    weights: str | None = None
     train_limit: int | None = None  # use only the first N training samples (quick trials)
-    epochs: int = 5  # fp32 training epochs when no weights are given
+    # fp32 training epochs; None: 0 with weights (nothing is retrained), else DEFAULT_EPOCHS
+    epochs: int | None = None
     lr: float = 3e-3  # Adam, cosine schedule (edgekit.training defaults)
     batch_size: int = 64
     precision: str = "int8"
@@ -43,8 +50,17 @@ class CompressRecipe:
     calibration_size: int = 300
     bench_runs: int = 200
     bench_threads: int = 1
-    bench_power: str = "auto"  # power sampler for the host benchmark: a name, "auto" or "none"
+    bench_power: str = "auto"
+    # also export and benchmark the fp32 model, for the size and speed comparison
+    fp32_baseline: bool = True  # power sampler for the host benchmark: a name, "auto" or "none"
     seed: int = 0
+    # preprocessing, applied alike in training, calibration, QAT and verification, and
+    # recorded in the manifest and the deployed files (edgekit.calibration.Preprocess)
+    input_size: int | None = None
+    resize: str = "centre-crop"
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    channel_order: str = "RGB"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -52,7 +68,7 @@ class CompressRecipe:
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
             )
         for name in ("epochs", "qat_epochs"):
-            if getattr(self, name) < 0:
+            if (getattr(self, name) or 0) < 0:
                 raise InvalidInputError(f"{name} must be >= 0")
         if self.train_limit is not None and self.train_limit < 1:
             raise InvalidInputError("train_limit must be >= 1")
@@ -61,13 +77,35 @@ class CompressRecipe:
                 raise InvalidInputError(f"{name} must be >= 1")
         if self.epochs == 0 and self.weights is None:
             raise InvalidInputError("epochs=0 needs weights= (nothing to start from)")
+        self.preprocess()  # a bad mean/std/resize fails here, before any work
         if self.bench_power not in ("auto", "none"):
             from edgekit.devices.power import SAMPLERS
 
             SAMPLERS.get(self.bench_power)  # an unknown name fails now, not after training
 
+    @property
+    def train_epochs(self) -> int:
+        """The fp32 epochs this recipe trains: ``epochs``, or its default."""
+        if self.epochs is not None:
+            return self.epochs
+        return 0 if self.weights else DEFAULT_EPOCHS
+
+    def preprocess(self) -> Preprocess | None:
+        """The recipe's preprocessing, or None when it asks for none (the data as stored)."""
+        from edgekit.calibration import Preprocess
+
+        pre = Preprocess(input_size=self.input_size, resize=self.resize,
+                         mean=tuple(self.mean) if self.mean is not None else None,
+                         std=tuple(self.std) if self.std is not None else None,
+                         channel_order=self.channel_order)
+        return None if pre == Preprocess() else pre
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, ``epochs`` as it takes effect (what the manifest records)."""
+        return {**self._fields(), "epochs": self.train_epochs}
+
+    def _fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> CompressRecipe:
@@ -93,4 +131,4 @@ class CompressRecipe:
     def replace(self, **overrides: Any) -> CompressRecipe:
         """A copy with the given fields changed; ``None`` values leave a field as it is."""
         changes = {k: v for k, v in overrides.items() if v is not None}
-        return self.from_mapping({**self.to_dict(), **changes})
+        return self.from_mapping({**self._fields(), **changes})

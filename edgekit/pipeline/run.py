@@ -7,37 +7,56 @@ a failed run leaves nothing half-written.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgekit.core.errors import InvalidInputError, VerificationError
 from edgekit.core.io import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from edgekit.devices.roofline import Estimate
+from edgekit.export.verify import VerifyReport
 from edgekit.pipeline.recipe import CompressRecipe
 
+if TYPE_CHECKING:
+    import torch
+
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass
 class CompressResult:
-    """What a compress run produced: where, and the figures it measured."""
+    """What a compress run produced: where, the verified file, and what was measured.
+
+    ``deployed`` is the file the target runs (int8 unless the recipe asked for fp32),
+    ``verification`` its parity with the trained model in its runtime on this host,
+    ``benchmarks`` the host measurements per precision (``edgekit bench`` records),
+    ``estimates`` the roofline figures on the target's profile. Paths are in ``out_dir``.
+    """
 
     out_dir: Path
     target: str
     runtime: str
     artifacts: dict[str, Path]
+    deployed: Path
+    verification: VerifyReport
+    benchmarks: dict[str, dict[str, Any]]
+    estimates: list[Estimate]
     metrics: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False)
 
 
 def compress(
-    model: str | None = None,
+    model: str | torch.nn.Module | None = None,
     target: str = "jetson",
     *,
+    data: Any = None,
     recipe: CompressRecipe | str | Path | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
@@ -46,16 +65,26 @@ def compress(
 ) -> CompressResult:
     """Compress ``model`` for ``target`` and write deployable files plus a report to ``out``.
 
+    ``model``: a zoo name, the user's factory (``"path/to/file.py:factory"`` or
+    ``"package.module:factory"``, called with ``model_args=``; this imports and runs that
+    code), or a ``torch.nn.Module`` (copied, never re-created by name; trained when
+    ``epochs > 0``). ``data``: an embedded set's name, an image folder, ``.npy``/``.npz``,
+    an ``ArrayDataset``, a torch ``Dataset`` of ``(x, y)`` or a ``DataLoader``.
     ``recipe`` is a :class:`CompressRecipe`, a TOML path, or None for the defaults;
-    keyword ``overrides`` (``data=``, ``weights=``, ``epochs=``, ``qat_epochs=`` ...) change
-    single recipe fields. Raises an :class:`~edgekit.core.errors.EdgekitError` on bad input.
+    keyword ``overrides`` (``weights=``, ``epochs=``, ``qat_epochs=``, ``input_size=``,
+    ``mean=``, ``std=`` ...) change single recipe fields. Raises an
+    :class:`~edgekit.core.errors.EdgekitError` on bad input, before anything is written.
     """
     from edgekit.devices import get_profile
 
     log = log or _stderr
     if isinstance(recipe, (str, Path)):
         recipe = CompressRecipe.from_toml(recipe)
-    recipe = (recipe or CompressRecipe()).replace(model=model, **overrides)
+    module, model_name = _model_argument(model)
+    data_name = data if isinstance(data, (str, os.PathLike)) or data is None \
+        else f"<{type(data).__name__}>"
+    recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name and
+                                                  os.fspath(data_name), **overrides)
     profile = get_profile(target)
     out_dir = Path(out) if out is not None else _free_dir(Path("runs") / f"compress-{profile.name}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -66,16 +95,20 @@ def compress(
     started = time.time()
     with atomic_path(out_dir) as staging:
         staging.mkdir()
-        from edgekit.pipeline import stages
+        from edgekit.pipeline import measure, stages
 
-        ctx = stages.prepare(recipe, profile, staging, log)
-        fp32 = stages.train_or_load(ctx)
+        ctx = stages.prepare(recipe, profile, staging, log,
+                             data=None if isinstance(data, (str, os.PathLike)) else data,
+                             module=module)
+        fp32 = stages.build_model(ctx, module)
+        stages.preflight(ctx, fp32)
+        fp32 = stages.train_or_load(ctx, fp32)
         quantized = stages.quantize(ctx, fp32)
         artifacts = stages.export(ctx, fp32, quantized)
-        verification = stages.verify(ctx, quantized, fp32, artifacts)
-        bench = stages.bench(ctx, artifacts)
-        estimates = stages.target_estimates(ctx, fp32)
-        metrics = stages.collect_metrics(ctx, verification, bench, artifacts, estimates)
+        verification = measure.verify(ctx, quantized, fp32, artifacts)
+        bench = measure.bench(ctx, artifacts)
+        estimates = measure.target_estimates(ctx, fp32)
+        metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates)
         manifest = _manifest(recipe, profile, ctx, artifacts, metrics, started, staging)
         atomic_write_json(staging / "manifest.json", manifest)
         from edgekit.pipeline.report import render_report
@@ -87,7 +120,31 @@ def compress(
                                 f"(agreement {verification['agreement']:.4f}); files and "
                                 f"report kept in {out_dir}")
     log(f"done in {time.time() - started:.0f} s: {out_dir / 'report.md'}")
-    return CompressResult(out_dir, profile.name, profile.runtime, final, metrics, manifest)
+    return CompressResult(
+        out_dir, profile.name, profile.runtime, final,
+        deployed=final["int8" if "int8" in final else "fp32"],
+        verification=_typed(VerifyReport, verification),
+        benchmarks=bench, estimates=[_typed(Estimate, e) for e in estimates],
+        metrics=metrics, manifest=manifest)
+
+
+def _typed(cls: type[T], record: dict[str, Any]) -> T:
+    """The dataclass ``cls`` from a record holding its fields (and maybe more)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def _model_argument(model: Any) -> tuple[Any, str | None]:
+    """(the user's module or None, the recipe's model name) for ``compress(model)``."""
+    if model is None or isinstance(model, str):
+        return None, model
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidInputError(f"model must be a zoo name, 'file.py:factory' or a "
+                                f"torch.nn.Module, not a {type(model).__name__}")
+    cls = type(model)
+    return model, f"{cls.__module__}.{cls.__qualname__}"
 
 
 def _free_dir(base: Path) -> Path:

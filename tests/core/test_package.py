@@ -94,3 +94,12 @@ def test_cli_without_command_prints_help():
     out = subprocess.run([sys.executable, "-m", "edgekit"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "usage: edgekit" in out.stdout
+
+
+def test_export_verify_and_bench_are_reachable_after_import_edgekit_alone():
+    code = ("import sys, json, edgekit;"
+            "r = [callable(edgekit.export.export), callable(edgekit.verify),"
+            " callable(edgekit.bench.benchmark), callable(edgekit.Preprocess)];"
+            f"print(json.dumps([r, [m for m in {HEAVY!r} if m in sys.modules]]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [[True, True, True, True], []]

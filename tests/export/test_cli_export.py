@@ -19,6 +19,13 @@ def test_check_zoo_model_lists_float_ops(capsys):
     assert "HardSwish" in out and "none unsupported" in out
 
 
+def test_check_a_factory_outside_the_zoo(capsys):
+    assert main(["check", "--target", "tflite", "tests.helpers:SmallNet", "--model-args",
+                 '{"channels": 3}', "--input-size", "16", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "HardSwish" in out and "tests.helpers:SmallNet: 0 op(s) run in float" in out
+
+
 def test_check_unsupported_op_is_one_line_exit_2(tmp_path, capsys):
     from onnx import TensorProto, helper, save
 

@@ -1,0 +1,136 @@
+"""The measuring stages of `edgekit compress`: verify the deployed file in its runtime,
+benchmark it on this host, estimate it on the target, and gather the report's figures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from edgekit.core.io import atomic_write_json
+from edgekit.devices import estimate_latency
+from edgekit.pipeline.stages import HOST_RUNTIME, Context
+
+
+def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> dict[str, Any]:
+    """Run the deployed file in its real runtime and compare it with the trained model.
+
+    A mismatch does not stop the run: the report and files are still written (nothing is
+    lost) and the pipeline raises VerificationError once they are in place.
+    """
+    from edgekit.core.errors import VerificationError
+    from edgekit.export.verify import load_report
+    from edgekit.export.verify import verify as verify_file
+
+    name = "int8" if qm is not None else "fp32"
+    reference = qm if qm is not None else fp32
+    report_path = ctx.out / "verify.json"
+    ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
+    try:
+        report = verify_file(files[name], reference, ctx.test, report_path=report_path).to_dict()
+    except VerificationError as exc:
+        ctx.notes.append(f"VERIFICATION FAILED: {exc}")
+        report = load_report(report_path)
+    report["artifact"] = files[name].name  # not the staging path the run was written under
+    if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels make of it
+        fused = verify_file(files[name], reference, ctx.test, onnx_kernels="optimized",
+                            threshold=0.0)
+        report["onnxruntime_fused_kernels_agreement"] = fused.agreement
+        ctx.notes.append(f"onnxruntime's fused x86 int8 kernels on the same file: "
+                         f"{fused.agreement * 100:.2f}% top-1 agreement (not TensorRT's "
+                         f"arithmetic; shown for comparison only).")
+    atomic_write_json(report_path, report)
+    return report
+
+
+def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
+    """Measure each deployed precision on this host; estimate it on the target's profile."""
+    from edgekit.bench.api import BenchConfig, benchmark
+    from edgekit.bench.timing import TimingConfig
+
+    ctx.log(f"[6/6] benchmark on this host ({ctx.recipe.bench_runs} timed runs per file)")
+    if ctx.profile.runtime == "tensorrt":
+        ctx.notes.append("Host latencies time onnxruntime's CPU kernels on the ONNX that TensorRT "
+                         "will compile, not TensorRT: its signed-int8 activations take "
+                         "onnxruntime's slow s8s8 path on x86 CPUs without VNNI. Measure the "
+                         "engine on the device with `edgekit bench model_int8.engine`.")
+    results = {}
+    for precision in ("fp32", "int8"):
+        if precision not in files:
+            continue
+        config = BenchConfig(threads=ctx.recipe.bench_threads, label=precision,
+                             precision=precision, timing=TimingConfig(runs=ctx.recipe.bench_runs),
+                             power=ctx.recipe.bench_power)
+        result = benchmark(files[precision], config)
+        atomic_write_json(ctx.out / f"bench_{precision}.json", result)
+        results[precision] = result
+    return results
+
+
+def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
+    """Roofline lower bounds on the target: weights read once, plus the input."""
+    from edgekit.models import count_macs, count_params
+
+    macs = count_macs(model, input_size=ctx.input_shape[-1], in_channels=ctx.input_shape[0])
+    params, inputs = count_params(model), math.prod(ctx.input_shape)
+    rows = []
+    for precision, width in (("fp32", 4), ("int8", 1)):
+        if precision in ctx.profile.peak_ops_s:
+            est = estimate_latency(ctx.profile, macs, params * width + inputs * 4, precision)
+            rows.append(est.to_dict())
+    return rows
+
+
+def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str, Any],
+                    files: dict[str, Path], estimates: list[dict[str, Any]]) -> dict[str, Any]:
+    metric = "accuracy" if ctx.task == "classification" else "miou"
+    rows = [{"model": "fp32 (trained)", "runtime": "torch", "metric": metric,
+             "value": ctx.metrics["fp32"][metric]}]
+    if "int8_trained" in ctx.metrics:
+        rows.append({"model": "int8 fake-quant (trained)", "runtime": "torch", "metric": metric,
+                     "value": ctx.metrics["int8_trained"][metric]})
+    if verification.get("deployed_accuracy") is not None:
+        rows.append({"model": f"deployed {Path(verification['artifact']).name}",
+                     "runtime": verification["runtime"], "metric": "accuracy",
+                     "value": verification["deployed_accuracy"]})
+    latency = []
+    for precision, result in bench.items():
+        lat = result["latency_ms"]
+        latency.append({"precision": precision, "p50_ms": lat["p50"], "p90_ms": lat["p90"],
+                        "where": f"this host, {result['runtime'].get('name', '')} "
+                                 f"{result['runtime'].get('version', '')}".strip(),
+                        "kind": "measured"})
+    for est in estimates:
+        latency.append({"precision": est["precision"], "p50_ms": est["latency_ms"], "p90_ms": None,
+                        "where": f"{est['device']} ({est['bound']}-bound roofline)",
+                        "kind": "estimated"})
+    power = next(iter(bench.values()), {}).get("power", {})
+    metrics: dict[str, Any] = {
+        "accuracy_rows": rows,
+        "parity": {"passed": verification["passed"], "threshold": verification["threshold"],
+                   "runtime": verification["runtime"], "agreement": verification["agreement"],
+                   "kind": "top-1" if verification["task"] == "classification" else "pixel",
+                   "max_err_steps": verification["max_error_steps"],
+                   "mean_err_steps": verification["mean_error_steps"]},
+        "latency_rows": latency,
+        "power": _power_text(power),
+        "notes": ctx.notes,
+    }
+    if "int8_minus_fp32" in ctx.metrics:
+        metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
+                                      "samples": len(ctx.test)}
+    if "qat_validation" in ctx.metrics:
+        metrics["qat_validation"] = ctx.metrics["qat_validation"]
+    if "int8" in files and "fp32" in files:
+        metrics["size_ratio"] = files["fp32"].stat().st_size / files["int8"].stat().st_size
+    if "int8" in bench and "fp32" in bench:
+        metrics["host_int8_speedup"] = (bench["fp32"]["latency_ms"]["p50"]
+                                        / bench["int8"]["latency_ms"]["p50"])
+    return metrics
+
+
+def _power_text(power: dict[str, Any]) -> str:
+    if not power.get("available"):
+        return f"unavailable ({power.get('reason', 'not measured')})"
+    return (f"measured: {power['energy_per_inference_mj']:.3f} ± "
+            f"{power['energy_per_inference_mj_uncertainty']:.3f} mJ per inference")
