@@ -81,10 +81,10 @@ def compress(
     if isinstance(recipe, (str, Path)):
         recipe = CompressRecipe.from_toml(recipe)
     module, model_name = _model_argument(model)
-    data_name = data if isinstance(data, (str, os.PathLike)) or data is None \
-        else f"<{type(data).__name__}>"
-    recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name and
-                                                  os.fspath(data_name), **overrides)
+    data_given = data is not None and not isinstance(data, (str, os.PathLike))
+    data_name = f"<{type(data).__name__}>" if data_given else data and os.fspath(data)
+    recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name,
+                                                  **overrides)
     profile = get_profile(target)
     out_dir = Path(out) if out is not None else _free_dir(Path("runs") / f"compress-{profile.name}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -98,8 +98,7 @@ def compress(
         from edgekit.pipeline import measure, stages
 
         ctx = stages.prepare(recipe, profile, staging, log,
-                             data=None if isinstance(data, (str, os.PathLike)) else data,
-                             module=module)
+                             data=data if data_given else None, module=module)
         fp32 = stages.build_model(ctx, module)
         stages.preflight(ctx, fp32)
         fp32 = stages.train_or_load(ctx, fp32)

@@ -116,55 +116,45 @@ def build_model(ctx: Context, module: Any = None) -> Any:
 
     from edgekit.models import create_model
     from edgekit.models.user import build_user_model, describe_module
-    from edgekit.training.checkpoint import load_checkpoint, load_weights
+    from edgekit.training.checkpoint import is_zoo_checkpoint, load_checkpoint, load_weights
 
     r = ctx.recipe
     c, h = ctx.input_shape[0], ctx.input_shape[-1]
     # initial weights: torch seeds its generator differently in every process, so
     # without this the same command trains a different model each time
     torch.manual_seed(r.seed)
-    if module is not None or _zoo_spec(r.model) is None:
-        if module is not None:
-            model, source = copy.deepcopy(module), "python object"
-        else:
-            model, source = build_user_model(r.model, r.model_args), r.model
-        check_forward(ctx, model)  # also gives lazy modules (nn.LazyLinear) their shapes
-        ctx.model_config = describe_module(model, source=source, model_args=r.model_args)
-    elif r.weights and _is_edgekit_checkpoint(r.weights):
+    user_model = module is not None or _zoo_spec(r.model) is None
+    from_checkpoint = not user_model and r.weights and is_zoo_checkpoint(r.weights)
+    if module is not None:
+        model = copy.deepcopy(module)
+    elif user_model:
+        model = build_user_model(r.model, r.model_args)
+    elif from_checkpoint:
         model, _ = load_checkpoint(r.weights)
         if model.edgekit_config.get("name") != r.model:
             raise InvalidInputError(f"weights {r.weights} hold a "
                                     f"{model.edgekit_config.get('name')}, not a {r.model}")
-        ctx.model_config = dict(model.edgekit_config)
-        return model
     else:
         model = create_model(r.model, num_classes=ctx.train.num_classes, in_channels=c,
                              input_size=h, **r.model_args)
+    check_forward(ctx, model)  # before weights: it also gives nn.Lazy* modules their shapes
+    if user_model:
+        source = "python object" if module is not None else r.model
+        ctx.model_config = describe_module(model, source=source,
+                                           model_args=None if module is not None
+                                           else r.model_args)
+    else:
         ctx.model_config = dict(model.edgekit_config)
-    if r.weights:
+    if r.weights and not from_checkpoint:
         load_weights(model, r.weights)
     return model
 
 
-def _is_edgekit_checkpoint(weights: str) -> bool:
-    """A checkpoint folder, or a .safetensors whose header says which zoo model it is."""
-    path = Path(weights)
-    if path.is_dir():
-        return True
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return "edgekit_model" in (f.metadata() or {})
-
-
 def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
-    """``edgekit check`` before any training: an op the target cannot run, or a forward
-    that fails on the input size, stops the run here; float-only ops are reported."""
+    """``edgekit check`` before any training (``build_model`` already ran one forward): an
+    op the target cannot run stops the run here; float-only ops are reported."""
     from edgekit.export.check import check_model
 
-    check_forward(ctx, model)
     findings = [f.to_dict() for f in check_model(model, ctx.quant_target, ctx.input_shape)]
     if findings:
         ops = sorted({f["op"] for f in findings})

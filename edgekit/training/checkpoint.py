@@ -134,6 +134,23 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
     return out
 
 
+def is_zoo_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` says which zoo model it holds: a checkpoint folder, or a
+    ``.safetensors`` file whose header carries the model config (``save_checkpoint``'s)."""
+    path = Path(path)
+    if path.is_dir():
+        return True
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    from safetensors import SafetensorError, safe_open
+
+    try:  # the header only: the tensors are read once, by the loader
+        with safe_open(str(path), framework="pt") as f:
+            return _META_KEY in (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
+
+
 def _resolve_weights(path: Path) -> tuple[Path, dict | None]:
     """The weights file of ``path`` and its checked config.json, when one describes it."""
     if not path.exists():

@@ -133,3 +133,14 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"w": Evil()}))
     with pytest.raises(CheckpointError, match="unknown weights format"):
         load_weights(_net(), tmp_path / "evil.pkl")
+
+
+def test_a_corrupt_safetensors_file_is_named_not_a_traceback(tmp_path):
+    from edgekit.training.checkpoint import is_zoo_checkpoint
+
+    (tmp_path / "w.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="corrupt or truncated safetensors"):
+        is_zoo_checkpoint(tmp_path / "w.safetensors")
+    save_weights(_net(), tmp_path / "plain.safetensors")  # no model config in its header
+    assert not is_zoo_checkpoint(tmp_path / "plain.safetensors")
+    assert is_zoo_checkpoint(tmp_path) and not is_zoo_checkpoint(tmp_path / "w.pt")
