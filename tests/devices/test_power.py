@@ -106,16 +106,9 @@ def test_auto_finds_the_board_sensor_under_the_sysfs_root(tmp_path, build, drive
 def test_tegrastats_is_found_in_tool_dirs_and_streams_its_lines(tmp_path):
     fake_tools.tegrastats(tmp_path / "bin", XAVIER_NX_LINE)
     sampler = open_sampler("tegrastats", tool_dirs=[tmp_path / "bin"], interval_ms=5)
-    try:
-        assert sampler.describe()["command"] == [str(tmp_path / "bin" / "tegrastats"),
-                                                 "--interval", "5"]
-        with PowerMonitor(sampler) as monitor:
-            start = time.perf_counter_ns()
-            time.sleep(0.3)
-            end = time.perf_counter_ns()
-        window = monitor.window(start, end)
-    finally:
-        sampler.close()
+    window = _sample_then_close(sampler, 0.3)
+    assert sampler.describe()["command"] == [str(tmp_path / "bin" / "tegrastats"),
+                                             "--interval", "5"]
     assert len(window) >= 10 and np.allclose(window, 4.5)
     with pytest.raises(PowerUnavailable, match="'tegrastats' not found in"):
         open_sampler("tegrastats", tool_dirs=[tmp_path / "empty"])
@@ -126,16 +119,21 @@ def test_tegrastats_sampler_streams_timestamped_lines_from_a_child_process():
     code = (f"import time\nwhile True:\n    print({ORIN_NANO_LINE!r}, flush=True)\n"
             "    time.sleep(0.005)")
     sampler = open_sampler("tegrastats", command=[sys.executable, "-c", code])
+    window = _sample_then_close(sampler, 0.3)
+    assert len(window) >= 10
+    assert np.allclose(window, 5.263)
+
+
+def _sample_then_close(sampler, seconds: float) -> np.ndarray:
+    """The watts ``sampler`` streamed during ``seconds`` of a PowerMonitor window."""
     try:
         with PowerMonitor(sampler) as monitor:
             start = time.perf_counter_ns()
-            time.sleep(0.3)
+            time.sleep(seconds)
             end = time.perf_counter_ns()
-        window = monitor.window(start, end)
+        return monitor.window(start, end)
     finally:
         sampler.close()
-    assert len(window) >= 10
-    assert np.allclose(window, 5.263)
 
 
 def _rapl_tree(root, energy_uj, max_uj):
