@@ -1,7 +1,8 @@
-"""Shared test set-up: one intra-op thread per pytest-xdist worker (2 workers, 2 cores)."""
+"""Shared test set-up: one core and one intra-op thread per pytest-xdist worker."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,12 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread_per_worker():
+    # Each xdist worker gets a core of its own (affinity, which compress reads to size its
+    # training threads), so two workers never run four threads on two cores.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
     if "torch" in sys.modules or _importable("torch"):
         import torch
 
@@ -166,3 +173,43 @@ def small_model_fixture():
     from tests.helpers import small_model
 
     return small_model
+
+
+@pytest.fixture(scope="session")
+def board_python(tmp_path_factory):
+    """The python of a board-like venv: numpy + onnxruntime + LiteRT, no torch/onnx/edgekit."""
+    from tests.board_env import make_board_env
+
+    return make_board_env(tmp_path_factory.mktemp("board") / "venv")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (tests/sshd.py); skips where OpenSSH is missing."""
+    from tests.sshd import running_sshd
+
+    with running_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+# One quick compress run per target (lenet300_100), shared by the bundle, verify --expected
+# and deploy tests, which all carry xdist_group("bundle") so one worker makes the runs.
+QUICK_COMPRESS = {"epochs": 1, "qat_epochs": 1, "train_limit": 400, "bench_runs": 10,
+                  "bench_power": "none"}
+
+
+@pytest.fixture(scope="session")
+def quick_compress(tmp_path_factory):
+    """``quick_compress(target)``: the CompressResult of that run, made on first use."""
+    import edgekit
+
+    runs = {}
+
+    def run(target: str):
+        if target not in runs:
+            out = tmp_path_factory.mktemp("quick-compress") / target
+            runs[target] = edgekit.compress("lenet300_100", target, out=out,
+                                            log=lambda _: None, **QUICK_COMPRESS)
+        return runs[target]
+
+    return run

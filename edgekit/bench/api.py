@@ -48,6 +48,7 @@ class BenchConfig:
     profile: str | None = None
     precision: str | None = None  # fp32/fp16/int8; detected where the runtime can tell
     label: str | None = None
+    progress: bool = True  # warm-up and timing progress with an ETA, on a terminal only
     # Where the machine is looked at: state probes and power samplers read sysfs under
     # sys_root and run nvpmodel/tegrastats/vcgencmd from tool_dirs (None: PATH; (): nowhere).
     sys_root: str = "/sys"
@@ -104,8 +105,8 @@ def benchmark_runner(
         except PowerUnavailable as exc:
             power = power_unavailable(str(exc))
     if sampler is None:
-        warm = warm_up(runner.run, config.timing)
-        samples = time_runs(runner.run, config.timing.runs)
+        warm = warm_up(runner.run, config.timing, progress=config.progress)
+        samples = time_runs(runner.run, config.timing.runs, progress=config.progress)
     else:
         try:
             with PowerMonitor(sampler) as monitor:
@@ -156,8 +157,8 @@ def _measure_with_power(
     idle_start, idle_energy0 = clock(), sampler.read_energy_j()
     time.sleep(config.idle_seconds)
     idle_end, idle_energy1 = clock(), sampler.read_energy_j()
-    warm = warm_up(runner.run, config.timing)
-    samples = time_runs(runner.run, config.timing.runs)
+    warm = warm_up(runner.run, config.timing, progress=config.progress)
+    samples = time_runs(runner.run, config.timing.runs, progress=config.progress)
     # Energy needs a window long enough for the sensor rate, independent of --runs.
     load_energy0, load_start = sampler.read_energy_j(), clock()
     deadline, count = load_start + int(config.energy_seconds * 1e9), 0

@@ -84,8 +84,10 @@ def quote_command(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def _ssh(target: SSHTarget, opts: SSHOptions, argv: list[str], *, timeout: float,
-         stdin: Any = None, ok_codes: tuple[int, ...] = (0,)) -> str:
+def run_ssh(target: SSHTarget, opts: SSHOptions, argv: list[str], *, timeout: float,
+            stdin: Any = None, ok_codes: tuple[int, ...] = (0,)) -> str:
+    """Run ``argv`` (every argument a literal) on ``target``; its stdout. RemoteError when
+    ssh fails, the command times out or exits with a code not in ``ok_codes``."""
     command = [*opts.ssh_args(target), quote_command(argv)]
     try:
         out = subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout,
@@ -124,24 +126,24 @@ def run_remote(
     if not model_path.is_file():
         raise InvalidInputError(f"model file {model_path} does not exist")
     timeout = opts.connect_timeout_s + 30
-    workdir = _ssh(target, opts, ["mktemp", "-d", "/tmp/edgekit-bench.XXXXXXXX"],
+    workdir = run_ssh(target, opts, ["mktemp", "-d", "/tmp/edgekit-bench.XXXXXXXX"],
                    timeout=timeout).strip()
     if not workdir.startswith("/tmp/edgekit-bench."):
         raise RemoteError(f"{target.destination}: unexpected mktemp output {workdir!r}")
     try:
-        remote_model = _copy(target, opts, model_path, f"{workdir}/{model_path.name}")
+        remote_model = copy_file(target, opts, model_path, f"{workdir}/{model_path.name}")
         file_args: list[str] = []
         for i, (flag, local) in enumerate((extra_files or {}).items()):
-            remote = _copy(target, opts, Path(local), f"{workdir}/extra{i}-{Path(local).name}")
+            remote = copy_file(target, opts, Path(local), f"{workdir}/extra{i}-{Path(local).name}")
             file_args += [flag, remote]
         argv = [*shlex.split(opts.remote_python), "-m", "edgekit", "bench", remote_model,
                 *agent_args, *file_args, "--json", "-"]
         # Exit 1 is the agent's "measured, but the reference check failed": keep the result.
-        stdout = _ssh(target, opts, argv, timeout=opts.run_timeout_s, ok_codes=(0, 1))
+        stdout = run_ssh(target, opts, argv, timeout=opts.run_timeout_s, ok_codes=(0, 1))
     finally:
         # The result matters more than the clean-up; /tmp is cleared on reboot anyway.
         with contextlib.suppress(RemoteError):
-            _ssh(target, opts, ["rm", "-rf", "--", workdir], timeout=timeout)
+            run_ssh(target, opts, ["rm", "-rf", "--", workdir], timeout=timeout)
     try:
         result = validate_result(json.loads(stdout))
     except json.JSONDecodeError:
@@ -154,9 +156,10 @@ def run_remote(
     return result
 
 
-def _copy(target: SSHTarget, opts: SSHOptions, local: Path, remote: str) -> str:
+def copy_file(target: SSHTarget, opts: SSHOptions, local: Path, remote: str) -> str:
+    """Stream ``local`` to the path ``remote`` on ``target``; returns ``remote``."""
     with open(local, "rb") as f:
-        _ssh(target, opts, ["sh", "-c", 'cat > "$1"', "sh", remote], stdin=f,
+        run_ssh(target, opts, ["sh", "-c", 'cat > "$1"', "sh", remote], stdin=f,
              timeout=opts.connect_timeout_s + opts.run_timeout_s)
     return remote
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from edgekit.core.errors import EdgekitError
+from edgekit.core.threads import quiet_openmp_env
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES: list[str] = [
@@ -22,6 +25,8 @@ COMMAND_MODULES: list[str] = [
     "edgekit.cli.bench",
     "edgekit.cli.deepcomp",
     "edgekit.cli.export",
+    "edgekit.cli.verify",
+    "edgekit.cli.deploy",
 ]
 
 
@@ -45,11 +50,17 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_openmp_env()  # before any command module or torch loads OpenMP, which reads it once
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for --nproc's relaunch
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # SIGTERM (a pre-empted node, `kill`) ends the command as Ctrl-C does: clean-up runs and
+    # an unfinished compress run is kept for --resume
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's exit
@@ -64,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         # Python's own recipe: point stdout at devnull so the flush at exit cannot fail again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # what a shell reports for SIGPIPE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgekit.cli.ssh import add_ssh_arguments, ssh_options
 from edgekit.core.errors import InvalidInputError
+from edgekit.core.io import check_writable
 
 # (flag, attribute) pairs forwarded to the remote agent; file-valued flags are copied over.
 _FORWARDED = [("--runtime", "runtime"), ("--device", "device"), ("--threads", "threads"),
@@ -53,16 +55,7 @@ def register(sub: Any) -> None:
     bench.add_argument("--precision", help="fp32/fp16/int8 label when not detectable")
     bench.add_argument("--label", help="free-form label for reports")
     bench.add_argument("--json", metavar="PATH", help="write the result JSON ('-' = stdout)")
-    remote = bench.add_argument_group("remote (SSH)")
-    remote.add_argument("--remote", metavar="USER@HOST[:PORT]", help="run on this host")
-    remote.add_argument("--inventory", metavar="HOSTS.toml", help="run on every [[host]]")
-    remote.add_argument("--known-hosts", help="known_hosts file to check host keys against")
-    remote.add_argument("--identity", help="SSH private key")
-    remote.add_argument("--remote-python", default="python3",
-                        help="python command on the remote side (default python3)")
-    remote.add_argument("--connect-timeout", type=float, default=10.0)
-    remote.add_argument("--run-timeout", type=float, default=900.0)
-    remote.add_argument("--ssh-config", help="ssh -F file (e.g. /dev/null)")
+    add_ssh_arguments(bench)
     bench.set_defaults(func=run_bench)
 
     report = sub.add_parser("report", help="Markdown + HTML report from result files")
@@ -115,16 +108,14 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    check_writable(None if args.json == "-" else args.json)  # "-" is stdout
     if args.remote and args.inventory:
         raise InvalidInputError("give --remote or --inventory, not both")
     files = {flag: getattr(args, attr) for flag, attr in _FILE_FLAGS if getattr(args, attr)}
     if args.remote or args.inventory:
         from edgekit.bench import remote
 
-        opts = remote.SSHOptions(known_hosts=args.known_hosts, identity=args.identity,
-                          remote_python=args.remote_python,
-                          connect_timeout_s=args.connect_timeout,
-                          run_timeout_s=args.run_timeout, ssh_config=args.ssh_config)
+        opts = ssh_options(args)
         if args.remote:
             target = remote.SSHTarget.parse(args.remote)
             result: Any = remote.run_remote(target, args.model, _agent_args(args), opts,
@@ -183,6 +174,7 @@ def _summary_line(name: str, r: dict[str, Any]) -> str:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    check_writable(args.out, kind="dir")
     from edgekit.bench.report import write_report
 
     paths = write_report([Path(p) for p in args.results], Path(args.out))
@@ -192,6 +184,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_devices(args: argparse.Namespace) -> int:
+    check_writable(args.result)
     from edgekit.devices import estimate_latency, get_profile, list_profiles
 
     if args.name is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgekit.cli.launch import add_nproc_argument, launch, wants_launch
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -50,13 +52,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs; 0 = PTQ (default 2)")
     p.add_argument("--precision", choices=["int8", "fp32"], help="deployed precision (int8)")
     p.add_argument("--bench-runs", type=int, help="timed runs per file (default 200)")
-    p.add_argument("--threads", dest="bench_threads", type=int, help="runtime threads (1)")
+    p.add_argument("--threads", type=int, help="threads for training, QAT and the benchmark's "
+                   "runtime (default: training uses the CPUs this process may use, the "
+                   "benchmark 1)")
     p.add_argument("--power", dest="bench_power", help="power sampler for the benchmark: "
                    "auto (default), none, or a name as in `edgekit bench --power`")
     p.add_argument("--seed", type=int, help="seed for data order, init and inputs (0)")
     p.add_argument("--out", help="output directory (default: the first free "
                    "runs/compress-<profile>[-N], so no earlier run is replaced)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out (or "
+                   "start an unfinished run again)")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run of "
+                   "--out (default: the first unfinished runs/compress-<profile>[-N]): "
+                   "finished fp32 training and QAT epochs whose inputs did not change are "
+                   "reused, the rest runs again")
+    add_nproc_argument(p)
+    p.add_argument("--verbose", action="store_true", help="also show what other libraries "
+                   "print (torch, nncf, torchao and converter warnings and logs); by default "
+                   "it goes to third_party.log in the run folder")
     p.set_defaults(func=run)
 
 
@@ -79,6 +92,8 @@ def _floats(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if wants_launch(args):
+        return launch(args)
     from edgekit.pipeline.run import compress
 
     result = compress(
@@ -87,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
         input_size=args.input_size, resize=args.resize, mean=args.mean, std=args.std,
         channel_order=args.channel_order, epochs=args.epochs, train_limit=args.train_limit,
         qat_epochs=args.qat_epochs, precision=args.precision, bench_runs=args.bench_runs,
-        bench_threads=args.bench_threads, bench_power=args.bench_power, seed=args.seed,
+        threads=args.threads, bench_threads=args.threads, bench_power=args.bench_power,
+        seed=args.seed,
+        third_party_log=not args.verbose, resume=args.resume,
+        sync_batchnorm=args.sync_batchnorm,
     )
-    print((result.out_dir / "report.md").read_text())
+    if result is not None:  # None: a torchrun rank other than 0
+        print((result.out_dir / "report.md").read_text())
     return 0

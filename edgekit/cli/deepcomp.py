@@ -6,6 +6,7 @@ import argparse
 import json
 
 from edgekit.core.errors import InvalidInputError
+from edgekit.core.io import check_writable
 
 _RAW = argparse.RawDescriptionHelpFormatter
 
@@ -91,6 +92,8 @@ def _write_json(path: str | None, obj: object) -> None:
 
 
 def run_prune(args: argparse.Namespace) -> int:
+    check_writable(args.out, kind="dir")  # outputs first: pruning retrains for minutes
+    check_writable(args.json)
     from edgekit.calibration import load_dataset
     from edgekit.deep_compression.prune import PruneConfig, prune, sensitivity_scan
     from edgekit.training import TrainConfig, evaluate
@@ -130,6 +133,7 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    check_writable(args.out)
     from edgekit.deep_compression.ekz import load_ekz
     from edgekit.deep_compression.ekz.pack import pack_model
     from edgekit.deep_compression.ekz.report import format_table
@@ -155,6 +159,7 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_unpack(args: argparse.Namespace) -> int:
+    check_writable(args.out, kind="dir" if args.to == "checkpoint" else "file")
     from edgekit.deep_compression.ekz import load_ekz
     from edgekit.export.ekz import ekz_model, ekz_to_onnx, ekz_to_safetensors
 
@@ -176,6 +181,7 @@ def run_unpack(args: argparse.Namespace) -> int:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    check_writable(args.json)
     from edgekit.deep_compression.ekz import load_ekz
     from edgekit.deep_compression.ekz.report import (
         file_summary,

@@ -1,4 +1,4 @@
-"""`edgekit check | quantize | export | verify`: pre-flight, int8 QAT, export and parity proof."""
+"""`edgekit check | quantize | export`: pre-flight, int8 QAT and export (verified on the way)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.core.errors import InvalidInputError
+from edgekit.core.io import check_writable
 
 TARGET_FORMAT = {"tensorrt": "engine", "onnxruntime": "onnx", "tflite": "tflite"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from edgekit.export.verify import PARITY_THRESHOLD  # torch-free modules
     from edgekit.quantization.types import DEFAULT_DISTILL
+    from edgekit.runtime.parity import PARITY_THRESHOLD
 
     c = subparsers.add_parser(
         "check", help="list the ops a target runs in float or cannot run (before training)",
@@ -68,16 +69,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _data_args(e)
     e.set_defaults(func=run_export)
 
-    v = subparsers.add_parser(
-        "verify", help="run an exported file in its runtime and compare with a checkpoint",
-        description="Compare a deployed file with the float checkpoint it came from. Quantized "
-        "files are verified against their fake-quant model at the end of `edgekit quantize`.")
-    v.add_argument("artifact", help=".onnx / .tflite / .engine file")
-    v.add_argument("--reference", required=True, help="checkpoint the file was exported from")
-    v.add_argument("--threshold", type=float, default=PARITY_THRESHOLD, help="default: %(default)s")
-    _data_args(v)
-    v.set_defaults(func=run_verify)
-
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set (default: the one the checkpoint was trained on)")
@@ -87,6 +78,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    check_writable(args.json)
     from edgekit.export.check import check_model
 
     if args.model.endswith(".onnx"):
@@ -118,7 +110,9 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(checkpoint: str, data: str | None, limit: int | None) -> tuple[Any, Any, Any]:
+def load_checkpoint_splits(checkpoint: str, data: str | None, limit: int | None
+                           ) -> tuple[Any, Any, Any]:
+    """(model, train split, test split) of a checkpoint and the data it was trained on."""
     from edgekit.calibration import load_splits
     from edgekit.training.checkpoint import load_checkpoint
 
@@ -139,10 +133,12 @@ def run_quantize(args: argparse.Namespace) -> int:
     from edgekit.quantization import QuantConfig, quantize
 
     _check_suffix(args.out, TARGET_FORMAT[args.target])
+    check_writable(args.out)  # before QAT, not after
+    check_writable(args.json)
     cfg = QuantConfig(target=args.target, mode=args.mode, epochs=args.epochs, lr=args.lr,
                       calibration_size=args.calibration_size, batch_size=args.batch_size,
                       seed=args.seed, distill=args.distill)
-    model, train_ds, test_ds = _load(args.checkpoint, args.data, args.limit)
+    model, train_ds, test_ds = load_checkpoint_splits(args.checkpoint, args.data, args.limit)
     qm = quantize(model, cfg, train_data=train_ds, val_data=None)
     fmt = TARGET_FORMAT[args.target]
     options: dict[str, Any] = {"metadata": {"checkpoint": str(args.checkpoint)}}
@@ -163,7 +159,9 @@ def run_export(args: argparse.Namespace) -> int:
     from edgekit.export import export
 
     _check_suffix(args.out, args.format)
-    model, train_ds, test_ds = _load(args.checkpoint, args.data, args.limit)
+    check_writable(args.out)
+    check_writable(args.json)
+    model, train_ds, test_ds = load_checkpoint_splits(args.checkpoint, args.data, args.limit)
     shape = tuple(test_ds.input_shape)
     options: dict[str, Any] = {"input_shape": shape}
     if args.format == "onnx" and args.opset:
@@ -175,16 +173,6 @@ def run_export(args: argparse.Namespace) -> int:
           f"{artifact.verify_report.summary()}")
     if args.json:
         _write_json(args.json, artifact.to_dict())
-    return 0
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    from edgekit.export.verify import verify
-
-    model, _, test_ds = _load(args.reference, args.data, args.limit)
-    report = verify(args.artifact, model, test_ds, threshold=args.threshold,
-                    report_path=args.json)
-    print(report.summary())
     return 0
 
 

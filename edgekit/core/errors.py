@@ -23,6 +23,10 @@ class InvalidInputError(EdgekitError, ValueError):
     """An argument, shape or option is not acceptable."""
 
 
+class OutputError(EdgekitError):
+    """An output path cannot be written: no writable directory, or a file where a folder is."""
+
+
 class DataError(EdgekitError):
     """A data set (image folder, numpy file, embedded set) is missing or unreadable."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -10,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from edgekit.core.errors import InvalidInputError, UnknownNameError
+from edgekit.core.registry import close_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,14 +113,15 @@ def list_profiles() -> list[str]:
 
 def get_profile(name: str) -> DeviceProfile:
     """The profile called ``name`` or one of its aliases (``jetson``, ``rpi``, ``desktop-gpu``)."""
-    profiles = _load_all()
+    profiles, aliases = _load_all(), _aliases()
     key = name.strip().lower()
-    key = _aliases().get(key, key)
+    key = aliases.get(key, key)
     if key in profiles:
         return profiles[key]
-    choices = [*profiles, *_aliases()]
-    close = difflib.get_close_matches(key, choices, n=5, cutoff=0.5)
-    hint = f"; did you mean: {', '.join(close)}?" if close else ""
+    close: dict[str, str] = {}  # profile -> its closest spelling; an alias names its profile
+    for c in close_names(key, [*profiles, *aliases]):
+        close.setdefault(aliases.get(c, c), c if c in profiles else f"{c} ({aliases[c]})")
+    hint = f"; did you mean: {', '.join(close.values())}?" if close else ""
     raise UnknownNameError(
         f"unknown device profile {name!r}{hint} (list them with `edgekit devices`)"
     )

@@ -7,7 +7,6 @@ the function that does the work by module path, so reading the table imports not
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
@@ -16,7 +15,7 @@ from typing import Any
 
 from edgekit.core.errors import InvalidInputError
 from edgekit.core.lazy import require
-from edgekit.core.registry import Registry
+from edgekit.core.registry import Registry, close_names
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class ExportFormat:
         for key, value in options.items():
             spec = self.options.get(key)
             if spec is None:
-                close = difflib.get_close_matches(key, list(self.options), n=3)
+                close = close_names(key, self.options, n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise InvalidInputError(f"{self.name} export has no option {key!r}{hint} "
                                         f"(options: {', '.join(sorted(self.options))})")

@@ -43,6 +43,20 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     return report
 
 
+def check_bundle(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
+    """The board's own check, run here first: the deployed file against reference.npz, as
+    `edgekit verify --expected` will run it on the device (numpy + the runtime only)."""
+    from edgekit.bench.expected import verify_expected
+
+    deployed = files["int8" if "int8" in files else "fp32"]
+    report = verify_expected(deployed, files["reference"])
+    if not report.passed:
+        ctx.notes.append(f"BUNDLE CHECK FAILED: {report.summary()}")
+    out = report.to_dict()
+    out["artifact"] = f"bundle/{deployed.name}"
+    return out
+
+
 def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     """Measure each deployed precision on this host; estimate it on the target's profile."""
     from edgekit.bench.api import BenchConfig, benchmark
@@ -52,8 +66,8 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     if ctx.profile.runtime == "tensorrt":
         ctx.notes.append("Host latencies time onnxruntime's CPU kernels on the ONNX that TensorRT "
                          "will compile, not TensorRT: its signed-int8 activations take "
-                         "onnxruntime's slow s8s8 path on x86 CPUs without VNNI. Measure the "
-                         "engine on the device with `edgekit bench model_int8.engine`.")
+                         "onnxruntime's slow s8s8 path on x86 CPUs without VNNI. `edgekit deploy` "
+                         "builds and measures the engine on the Jetson.")
     results = {}
     for precision in ("fp32", "int8"):
         if precision not in files:
@@ -82,7 +96,11 @@ def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
 
 
 def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str, Any],
-                    files: dict[str, Path], estimates: list[dict[str, Any]]) -> dict[str, Any]:
+                    files: dict[str, Path], estimates: list[dict[str, Any]],
+                    bundle_check: dict[str, Any]) -> dict[str, Any]:
+    from edgekit.pipeline.report import power_text
+    from edgekit.runtime.parity import this_host
+
     metric = "accuracy" if ctx.task == "classification" else "miou"
     rows = [{"model": "fp32 (trained)", "runtime": "torch", "metric": metric,
              "value": ctx.metrics["fp32"][metric]}]
@@ -93,34 +111,34 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         rows.append({"model": f"deployed {Path(verification['artifact']).name}",
                      "runtime": verification["runtime"], "metric": "accuracy",
                      "value": verification["deployed_accuracy"]})
+    host = this_host()
     latency = []
     for precision, result in bench.items():
         lat = result["latency_ms"]
         latency.append({"precision": precision, "p50_ms": lat["p50"], "p90_ms": lat["p90"],
-                        "where": f"this host, {result['runtime'].get('name', '')} "
+                        "where": f"this workstation, {host}: {result['runtime'].get('name', '')} "
                                  f"{result['runtime'].get('version', '')}".strip(),
                         "kind": "measured"})
     for est in estimates:
         latency.append({"precision": est["precision"], "p50_ms": est["latency_ms"], "p90_ms": None,
-                        "where": f"{est['device']} ({est['bound']}-bound roofline)",
+                        "where": f"{est['device']} ({est['bound']}-bound roofline: a lower "
+                                 "bound, not a prediction)",
                         "kind": "estimated"})
     power = next(iter(bench.values()), {}).get("power", {})
     metrics: dict[str, Any] = {
         "accuracy_rows": rows,
-        "parity": {"passed": verification["passed"], "threshold": verification["threshold"],
-                   "runtime": verification["runtime"], "agreement": verification["agreement"],
-                   "kind": "top-1" if verification["task"] == "classification" else "pixel",
-                   "max_err_steps": verification["max_error_steps"],
-                   "mean_err_steps": verification["mean_error_steps"]},
+        "parity": _parity(verification),
+        "bundle_check": _parity(bundle_check),
         "latency_rows": latency,
-        "power": _power_text(power),
+        "power": f"on this workstation, {host}: {power_text(power)}",
         "notes": ctx.notes,
     }
     if "int8_minus_fp32" in ctx.metrics:
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
-    if "qat_validation" in ctx.metrics:
-        metrics["qat_validation"] = ctx.metrics["qat_validation"]
+    for key in ("qat_validation", "distributed"):
+        if key in ctx.metrics:
+            metrics[key] = ctx.metrics[key]
     if "int8" in files and "fp32" in files:
         metrics["size_ratio"] = files["fp32"].stat().st_size / files["int8"].stat().st_size
     if "int8" in bench and "fp32" in bench:
@@ -129,8 +147,13 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     return metrics
 
 
-def _power_text(power: dict[str, Any]) -> str:
-    if not power.get("available"):
-        return f"unavailable ({power.get('reason', 'not measured')})"
-    return (f"measured: {power['energy_per_inference_mj']:.3f} ± "
-            f"{power['energy_per_inference_mj_uncertainty']:.3f} mJ per inference")
+def _parity(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's parity line: the figures, and where and in what the file ran."""
+    return {"passed": report["passed"], "threshold": report["threshold"],
+            "runtime": report["runtime"], "runtime_version": report.get("runtime_version", ""),
+            "kernels": report.get("kernels", ""), "host": report.get("host", ""),
+            "samples": report["samples"], "agreement": report["agreement"],
+            "kind": "top-1" if report["task"] == "classification" else "pixel",
+            "max_err_steps": report["max_error_steps"],
+            "mean_err_steps": report["mean_error_steps"],
+            "reference": report.get("reference", "")}

@@ -7,13 +7,13 @@ of every output records exactly what was done, and a run can be repeated from it
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.core.errors import InvalidInputError
+from edgekit.core.registry import close_names
 
 if TYPE_CHECKING:
     from edgekit.calibration import Preprocess
@@ -52,8 +52,12 @@ class CompressRecipe:
     bench_threads: int = 1
     bench_power: str = "auto"
     # also export and benchmark the fp32 model, for the size and speed comparison
-    fp32_baseline: bool = True  # power sampler for the host benchmark: a name, "auto" or "none"
+    fp32_baseline: bool = True
     seed: int = 0
+    # torch threads for training and QAT; None: the CPUs this process may use (affinity,
+    # cgroup quota), shared out among the processes of a torchrun launch
+    threads: int | None = None
+    sync_batchnorm: bool = False  # under torchrun: fp32 BatchNorm statistics over all ranks
     # preprocessing, applied alike in training, calibration, QAT and verification, and
     # recorded in the manifest and the deployed files (edgekit.calibration.Preprocess)
     input_size: int | None = None
@@ -75,6 +79,8 @@ class CompressRecipe:
         for name in ("batch_size", "calibration_size", "bench_runs", "bench_threads"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise InvalidInputError("threads must be >= 1")
         if self.epochs == 0 and self.weights is None:
             raise InvalidInputError("epochs=0 needs weights= (nothing to start from)")
         self.preprocess()  # a bad mean/std/resize fails here, before any work
@@ -112,7 +118,7 @@ class CompressRecipe:
         known = {f.name for f in dataclasses.fields(cls)}
         for key in values:
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=3)
+                close = close_names(key, sorted(known), n=3)
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
                 raise InvalidInputError(f"unknown recipe key {key!r}{hint}")
         return cls(**values)

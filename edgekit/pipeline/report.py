@@ -9,6 +9,92 @@ from __future__ import annotations
 from typing import Any
 
 
+def _verification(metrics: dict[str, Any]) -> list[str]:
+    parity, check = metrics.get("parity"), metrics.get("bundle_check")
+    if not parity:
+        return []
+    lines = ["", f"Verification {_verdict(parity)} on this workstation, {parity['host']}: "
+             f"{_ran_in(parity)}, against {parity['reference'] or 'the trained model'}: "
+             f"{_figures(parity)} (measured)."]
+    if check:
+        lines += ["", f"Bundle check {_verdict(check)} (the board's own command, `edgekit "
+                  "verify FILE --expected reference.npz`, run here first): "
+                  f"{_figures(check)}."]
+    return lines
+
+
+def _verdict(parity: dict[str, Any]) -> str:
+    return ("PASSED" if parity["passed"] else "**FAILED**") + \
+        f" (threshold {parity['threshold'] * 100:.1f}%)"
+
+
+def _ran_in(parity: dict[str, Any]) -> str:
+    text = f"{parity['runtime']} {parity.get('runtime_version', '')}".strip()
+    kernels = parity.get("kernels", "")
+    if kernels.startswith("reference"):
+        return f"{text}'s reference kernels (unfused Q/DQ: TensorRT's int8 arithmetic, not " \
+               "TensorRT itself)"
+    return f"{text} ({kernels or 'default'} kernels)"
+
+
+def _figures(parity: dict[str, Any]) -> str:
+    return (f"{parity['agreement'] * 100:.2f}% {parity['kind']} agreement on "
+            f"{parity['samples']:,} samples; output error max {parity['max_err_steps']:.2f} / "
+            f"mean {parity['mean_err_steps']:.3f} quantization steps")
+
+
+def _deploying(manifest: dict[str, Any]) -> list[str]:
+    if "bundle_manifest" not in manifest["artifacts"]:
+        return []
+    return ["## On the device", "",
+            "Copy `bundle/` to the board and follow `bundle/DEVICE.md`, or from here: "
+            "`edgekit deploy RUN_DIR --remote user@board` (copies, "
+            + ("builds the engine, " if manifest["target"]["runtime"] == "tensorrt" else "")
+            + "verifies, benchmarks and adds the board's figures below).", ""]
+
+
+def device_section(record: dict[str, Any]) -> list[str]:
+    """The figures measured on one board by `edgekit deploy`, labelled with where."""
+    name = record.get("hostname") or record["host"]
+    lines = [f"## Measured on {name}", "",
+             f"`edgekit deploy` to {record['host']} on {record['when']} (edgekit "
+             f"{record.get('edgekit_version', '?')} on the board, profile {record['profile']}).",
+             ""]
+    engine = record.get("engine_build")
+    if engine is not None:
+        lines += [("TensorRT engine built on the board with trtexec."
+                   if engine["built"] else f"TensorRT engine NOT built: {engine['error']}"), ""]
+    verify = record.get("verify", {})
+    if "error" in verify:
+        lines += [f"Verification could not run: {verify['error']}", ""]
+    elif verify:
+        parity = {**verify, "kind": "top-1" if verify["task"] == "classification" else "pixel",
+                  "max_err_steps": verify["max_error_steps"],
+                  "mean_err_steps": verify["mean_error_steps"]}
+        lines += [f"Verification {_verdict(parity)} on {verify['host']}: "
+                  f"`{verify['artifact']}` in {_ran_in(parity)}: {_figures(parity)} "
+                  "(measured).", ""]
+    lines += ["| file | p50 ms | p90 ms | inf/s | runtime | power |",
+              "| --- | ---: | ---: | ---: | --- | --- |"]
+    for label, result in record.get("bench", {}).items():
+        if "error" in result:
+            lines.append(f"| {label} | – | – | – | failed: {result['error']} | |")
+            continue
+        lat, rt = result["latency_ms"], result["runtime"]
+        lines.append(f"| `{result['model']['name']}` | {lat['p50']:.3f} | {lat['p90']:.3f} "
+                     f"| {result['throughput_ips']:.1f} | {rt.get('name', '')} "
+                     f"{rt.get('version', '')} | {power_text(result['power'])} |")
+    return [*lines, ""]
+
+
+def power_text(power: dict[str, Any]) -> str:
+    if not power.get("available"):
+        return f"unavailable ({power.get('reason', 'not measured')})"
+    return (f"{power['energy_per_inference_mj']:.3f} ± "
+            f"{power['energy_per_inference_mj_uncertainty']:.3f} mJ/inference "
+            f"({power.get('sampler', '')})")
+
+
 def render_report(manifest: dict[str, Any]) -> str:
     recipe, target, metrics = manifest["recipe"], manifest["target"], manifest["metrics"]
     lines = [
@@ -34,6 +120,12 @@ def render_report(manifest: dict[str, Any]) -> str:
         lines += ["", f"int8 (trained) minus fp32: {pp['difference']:+.2f} pp {change['metric']}, "
                   f"{change['level'] * 100:.0f}% interval {pp['low']:+.2f} … {pp['high']:+.2f} pp "
                   f"(paired bootstrap over the {change['samples']:,} test samples): {verdict}."]
+    ddp = metrics.get("distributed")
+    if ddp:
+        state = ("identical on every process" if ddp["int8_state_identical"]
+                 else "**different** between processes")
+        lines += ["", f"Trained on {ddp['processes']} processes (torchrun, "
+                  f"DistributedDataParallel); weights and quantizer scales after QAT: {state}."]
     qat = metrics.get("qat_validation")
     if qat:
         epochs = ", ".join(f"epoch {i} {v:.4f}" for i, v in enumerate(qat["epochs"], 1))
@@ -41,18 +133,10 @@ def render_report(manifest: dict[str, Any]) -> str:
                 if qat["kept_epoch"] == 0 else f"epoch {qat['kept_epoch']}")
         lines += ["", f"QAT on the validation set ({qat['metric']}): calibrated start "
                   f"{qat['start']:.4f}, {epochs}; kept {kept}."]
-    parity = metrics.get("parity")
-    if parity:
-        verdict = "PASSED" if parity["passed"] else "**FAILED**"
-        lines += [
-            "",
-            f"Verification {verdict} (threshold {parity['threshold'] * 100:.1f}%, deployed file "
-            f"run in {parity['runtime']}): "
-            f"{parity['agreement'] * 100:.2f}% {parity['kind']} agreement; "
-            f"logit error max {parity['max_err_steps']:.2f} / mean {parity['mean_err_steps']:.3f} "
-            "output quantization steps (measured).",
-        ]
-    lines += ["", "## Files", "", "| file | bytes | sha256 |", "| --- | ---: | --- |"]
+    lines += _verification(metrics)
+    lines += ["", "## Files", "", "SHA-256 shortened to 16 hex digits here; in full in "
+              "manifest.json and bundle/bundle.json.", "",
+              "| file | bytes | sha256 |", "| --- | ---: | --- |"]
     for name, art in manifest["artifacts"].items():
         lines.append(f"| `{art['path']}` ({name}) | {art['bytes']:,} | `{art['sha256'][:16]}` |")
     if "size_ratio" in metrics:
@@ -63,7 +147,10 @@ def render_report(manifest: dict[str, Any]) -> str:
         p90 = f"{row['p90_ms']:.3f}" if row.get("p90_ms") is not None else "–"
         lines.append(f"| {row['precision']} | {row['p50_ms']:.3f} | {p90} | {row['where']} "
                      f"| {row['kind']} |")
-    lines += ["", f"Power: {metrics.get('power', 'unavailable (not measured)')}", ""]
+    lines += ["", f"Power {metrics.get('power', 'unavailable (not measured)')}", ""]
+    lines += _deploying(manifest)
+    for record in manifest.get("device_runs", {}).values():
+        lines += device_section(record)
     notes = metrics.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]

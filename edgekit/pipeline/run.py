@@ -7,9 +7,12 @@ a failed run leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -17,17 +20,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from edgekit.core.console import console, third_party_to
 from edgekit.core.errors import InvalidInputError, VerificationError
-from edgekit.core.io import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from edgekit.core.io import (
+    atomic_write_json,
+    atomic_write_text,
+    check_writable,
+    sha256_file,
+)
 from edgekit.devices.roofline import Estimate
 from edgekit.export.verify import VerifyReport
 from edgekit.pipeline.recipe import CompressRecipe
+from edgekit.pipeline.resume import (
+    finish,
+    mark_stage,
+    open_partial,
+    unfinished_default,
+    worth_keeping,
+)
+from edgekit.training import distributed
 
 if TYPE_CHECKING:
     import torch
 
 Log = Callable[[str], None]
 T = TypeVar("T")
+THIRD_PARTY_LOG = "third_party.log"
 
 
 @dataclass
@@ -35,6 +53,7 @@ class CompressResult:
     """What a compress run produced: where, the verified file, and what was measured.
 
     ``deployed`` is the file the target runs (int8 unless the recipe asked for fp32),
+    ``bundle`` the folder the board needs (``edgekit deploy`` copies it),
     ``verification`` its parity with the trained model in its runtime on this host,
     ``benchmarks`` the host measurements per precision (``edgekit bench`` records),
     ``estimates`` the roofline figures on the target's profile. Paths are in ``out_dir``.
@@ -45,6 +64,7 @@ class CompressResult:
     runtime: str
     artifacts: dict[str, Path]
     deployed: Path
+    bundle: Path  # the folder to copy to the board (DEVICE.md inside says what to run)
     verification: VerifyReport
     benchmarks: dict[str, dict[str, Any]]
     estimates: list[Estimate]
@@ -61,8 +81,10 @@ def compress(
     out: str | Path | None = None,
     overwrite: bool = False,
     log: Log | None = None,
+    third_party_log: bool = False,
+    resume: bool = False,
     **overrides: Any,
-) -> CompressResult:
+) -> CompressResult | None:
     """Compress ``model`` for ``target`` and write deployable files plus a report to ``out``.
 
     ``model``: a zoo name, the user's factory (``"path/to/file.py:factory"`` or
@@ -74,6 +96,14 @@ def compress(
     keyword ``overrides`` (``weights=``, ``epochs=``, ``qat_epochs=``, ``input_size=``,
     ``mean=``, ``std=`` ...) change single recipe fields. Raises an
     :class:`~edgekit.core.errors.EdgekitError` on bad input, before anything is written.
+    ``third_party_log``: what other libraries print (warnings, C++ logs, converter chatter)
+    goes to ``third_party.log`` in the run folder instead of the terminal (the CLI's
+    default; ``--verbose`` turns it off). ``resume``: continue the unfinished run of ``out``
+    (by default the first unfinished ``runs/compress-<profile>[-N]``), reusing its fp32
+    training and QAT epochs where their records still match (``edgekit.pipeline.resume``).
+    Started by torchrun (``torchrun --nproc_per_node N -m edgekit compress ...``), every
+    process trains (fp32, QAT) under DistributedDataParallel and rank 0 alone writes,
+    exports, verifies and benchmarks; the other ranks return None.
     """
     from edgekit.devices import get_profile
 
@@ -86,45 +116,95 @@ def compress(
     recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name,
                                                   **overrides)
     profile = get_profile(target)
-    out_dir = Path(out) if out is not None else _free_dir(Path("runs") / f"compress-{profile.name}")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise InvalidInputError(
-            f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)"
-        )
-
+    distributed.init_from_env()  # under torchrun: one process per rank, rank 0 writes
+    distributed.check_same(json.dumps([recipe.to_dict(), profile.name], sort_keys=True,
+                                      default=str), "recipe")
+    main = distributed.is_main()
+    if not main:
+        log = _silent
+    out_dir, staging, resuming = distributed.from_main(
+        lambda: _open_output(out, profile.name, recipe, resume=resume, overwrite=overwrite))
+    if resuming:
+        log(f"resuming the unfinished run in {staging}")
     started = time.time()
-    with atomic_path(out_dir) as staging:
-        staging.mkdir()
-        from edgekit.pipeline import measure, stages
-
-        ctx = stages.prepare(recipe, profile, staging, log,
-                             data=data if data_given else None, module=module)
-        fp32 = stages.build_model(ctx, module)
-        stages.preflight(ctx, fp32)
-        fp32 = stages.train_or_load(ctx, fp32)
-        quantized = stages.quantize(ctx, fp32)
-        artifacts = stages.export(ctx, fp32, quantized)
-        verification = measure.verify(ctx, quantized, fp32, artifacts)
-        bench = measure.bench(ctx, artifacts)
-        estimates = measure.target_estimates(ctx, fp32)
-        metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates)
-        manifest = _manifest(recipe, profile, ctx, artifacts, metrics, started, staging)
-        atomic_write_json(staging / "manifest.json", manifest)
-        from edgekit.pipeline.report import render_report
-
-        atomic_write_text(staging / "report.md", render_report(manifest))
-    final = {name: out_dir / path.relative_to(staging) for name, path in artifacts.items()}
-    if not verification.get("passed", True):
+    _, previous_threads = _training_threads(recipe.threads)
+    try:
+        quiet = third_party_to(staging / THIRD_PARTY_LOG) if third_party_log \
+            else contextlib.nullcontext()
+        with quiet:
+            done = _run_stages(recipe, profile, staging, log, started,
+                               data=data if data_given else None, module=module)
+    except BaseException:
+        if main and worth_keeping(staging):  # work a resume can reuse: keep it, say where
+            log(f"unfinished run kept in {staging}; the same command with --resume "
+                "(resume=True) continues it")
+        elif main:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        _set_torch_threads(previous_threads)
+    if done is None:  # a rank other than 0: its part (training, QAT) is done
+        return None
+    finish(staging, out_dir)
+    final = {name: out_dir / path.relative_to(staging) for name, path in done.artifacts.items()}
+    failed = next((r for r in (done.verification, done.bundle_check) if not r["passed"]), None)
+    if failed is not None:
         raise VerificationError(f"the deployed file does not match the trained model "
-                                f"(agreement {verification['agreement']:.4f}); files and "
+                                f"(agreement {failed['agreement']:.4f}); files and "
                                 f"report kept in {out_dir}")
-    log(f"done in {time.time() - started:.0f} s: {out_dir / 'report.md'}")
+    reused = f" (reused: {', '.join(done.reused)})" if done.reused else ""
+    log(f"done in {time.time() - started:.0f} s{reused}: {out_dir / 'report.md'}")
     return CompressResult(
         out_dir, profile.name, profile.runtime, final,
-        deployed=final["int8" if "int8" in final else "fp32"],
-        verification=_typed(VerifyReport, verification),
-        benchmarks=bench, estimates=[_typed(Estimate, e) for e in estimates],
-        metrics=metrics, manifest=manifest)
+        deployed=final["int8" if "int8" in final else "fp32"], bundle=out_dir / "bundle",
+        verification=_typed(VerifyReport, done.verification), benchmarks=done.bench,
+        estimates=[_typed(Estimate, e) for e in done.estimates],
+        metrics=done.manifest["metrics"], manifest=done.manifest)
+
+
+@dataclass
+class _StageOutputs:
+    manifest: dict[str, Any]
+    artifacts: dict[str, Path]  # paths under the staging folder
+    verification: dict[str, Any]  # against the torch model, on this host
+    bundle_check: dict[str, Any]  # the board's check (reference.npz), on this host
+    bench: dict[str, Any]
+    estimates: list[dict[str, Any]]
+    reused: list[str]  # what came from an unfinished run
+
+
+def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, started: float,
+                *, data: Any, module: Any) -> _StageOutputs | None:
+    """Every stage, in order, writing into ``staging``; None on ranks other than 0."""
+    from edgekit.pipeline import measure, stages
+    from edgekit.pipeline.bundle import write_bundle
+    from edgekit.pipeline.report import render_report
+
+    ctx = stages.prepare(recipe, profile, staging, log, data=data, module=module)
+    fp32 = stages.build_model(ctx, module)
+    stages.preflight(ctx, fp32)
+    if distributed.is_main():
+        mark_stage(staging, "fp32 training")
+    fp32 = stages.train_or_load(ctx, fp32)
+    if distributed.is_main():
+        mark_stage(staging, "int8 quantization")
+    quantized = stages.quantize(ctx, fp32)
+    if not distributed.is_main():
+        return None  # export, verification, benchmark and report are rank 0's
+    mark_stage(staging, "export, verify and benchmark")
+    artifacts = stages.export(ctx, fp32, quantized)
+    artifacts.update(write_bundle(ctx, quantized, fp32, artifacts))
+    verification = measure.verify(ctx, quantized, fp32, artifacts)
+    bundle_check = measure.check_bundle(ctx, artifacts)
+    bench = measure.bench(ctx, artifacts)
+    estimates = measure.target_estimates(ctx, fp32)
+    metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates,
+                                      bundle_check)
+    manifest = _manifest(recipe, profile, ctx, artifacts, metrics, started, staging)
+    atomic_write_json(staging / "manifest.json", manifest)
+    atomic_write_text(staging / "report.md", render_report(manifest))
+    return _StageOutputs(manifest, artifacts, verification, bundle_check, bench, estimates,
+                         ctx.reused)
 
 
 def _typed(cls: type[T], record: dict[str, Any]) -> T:
@@ -144,6 +224,58 @@ def _model_argument(model: Any) -> tuple[Any, str | None]:
                                 f"torch.nn.Module, not a {type(model).__name__}")
     cls = type(model)
     return model, f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _open_output(out: str | Path | None, profile: str, recipe: CompressRecipe, *,
+                 resume: bool, overwrite: bool) -> tuple[Path, Path, bool]:
+    """(output folder, the unfinished-run folder to write into, whether it is resumed)."""
+    out_dir = _out_dir(out, profile, resume=resume)
+    if not resume and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise InvalidInputError(
+            f"{out_dir} exists and is not empty (pass overwrite=True / --overwrite)"
+        )
+    check_writable(out_dir, kind="dir")
+    identity = {"model": recipe.model, "target": profile}
+    staging, resuming = open_partial(out_dir, identity, resume=resume, overwrite=overwrite)
+    return out_dir, staging, resuming
+
+
+def _training_threads(requested: int | None) -> tuple[int, int]:
+    """Set torch's threads for training and QAT: ``requested``, or the CPUs this process
+    may use shared among the processes torchrun started on this machine; (the number set,
+    the number before, to put back)."""
+    import torch
+
+    from edgekit.core.threads import available_cpus, training_threads
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    count = training_threads(requested) if requested else max(1, available_cpus() // local)
+    previous = torch.get_num_threads()
+    _set_torch_threads(count)
+    return count, previous
+
+
+def _set_torch_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def _out_dir(out: str | Path | None, profile: str, *, resume: bool) -> Path:
+    if out is not None:
+        return Path(out)
+    base = Path("runs") / f"compress-{profile}"
+    if resume:
+        found = unfinished_default(base)
+        if found is None:
+            raise InvalidInputError(f"no unfinished run for {profile} under runs/ to resume; "
+                                    "pass --out DIR")
+        return found
+    return _free_dir(base)
 
 
 def _free_dir(base: Path) -> Path:
@@ -193,4 +325,4 @@ def _toolchain_versions() -> dict[str, str]:
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(message, file=console(), flush=True)

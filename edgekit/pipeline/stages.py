@@ -15,8 +15,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.core.errors import InvalidInputError
+from edgekit.core.io import atomic_write_text, sha256_file
 from edgekit.devices import DeviceProfile
 from edgekit.pipeline.recipe import CompressRecipe
+from edgekit.pipeline.resume import (
+    checkpoint_path,
+    data_fingerprint,
+    model_hash,
+    read_stage,
+    stage_key,
+    toolchain,
+    write_stage,
+)
+from edgekit.training import distributed
 
 if TYPE_CHECKING:
     from edgekit.calibration import Preprocess
@@ -43,9 +54,12 @@ class Context:
     val: Any  # held out of train: picks the best epoch, so test stays unseen until the end
     test: Any
     preprocess: Preprocess | None = None
+    data_key: str = ""  # data_fingerprint of the splits: the root of the stage keys
+    stage_keys: dict[str, str] = field(default_factory=dict)
     model_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # what an unfinished run gave this one
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -94,7 +108,8 @@ def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
     train, val = train.split(VAL_FRACTION, seed=recipe.seed)
     log(f"[1/6] data {recipe.data}: {len(train)} train / {len(val)} validation / "
         f"{len(test)} test, input {train.x.shape[1:]}")
-    return Context(recipe, profile, out, log, train.task, train, val, test, preprocess=pre)
+    return Context(recipe, profile, out, log, train.task, train, val, test, preprocess=pre,
+                   data_key=data_fingerprint(train, val, test))
 
 
 def _zoo_spec(name: str) -> Any:
@@ -189,27 +204,76 @@ def check_forward(ctx: Context, model: Any) -> None:
 
 
 def train_or_load(ctx: Context, model: Any) -> Any:
-    """Train ``model`` in fp32 when the recipe asks for epochs; score it on the test split
-    and keep its weights in the run folder."""
+    """Train ``model`` in fp32 when the recipe asks for epochs (reusing an unfinished run's
+    training when its record matches); score it on the test split and keep its weights."""
     from edgekit.training import TrainConfig, evaluate, train
-    from edgekit.training.checkpoint import save_checkpoint, save_weights
 
     r = ctx.recipe
+    key = ctx.stage_keys["train"] = stage_key(
+        "train", ctx.data_key, model_hash(model), toolchain(), r.train_epochs, r.lr,
+        r.batch_size, r.seed, r.sync_batchnorm, distributed.world()[1])
+    done = distributed.from_main(lambda: _claim_stage(ctx.out, "train", key))
+    if done is not None and done.get("weights") and _reload(model, ctx.out / done["weights"],
+                                                             done["sha256"]):
+        ctx.log(f"[2/6] fp32 {r.model}: reused from the unfinished run (stage record matches)")
+        ctx.metrics["fp32"] = done["metrics"]
+        ctx.reused.append("fp32 training")
+        return model.eval()
     if r.train_epochs > 0:
-        ctx.log(f"[2/6] training fp32 {r.model} for {r.train_epochs} epoch(s)")
+        import torch
+
+        ctx.log(f"[2/6] training fp32 {r.model} for {r.train_epochs} epoch(s), "
+                f"{torch.get_num_threads()} thread(s){_ranks_text()}")
         train(model, ctx.train, TrainConfig(epochs=r.train_epochs, lr=r.lr,
-                                            batch_size=r.batch_size, seed=r.seed),
-              val_data=ctx.val)
+                                            batch_size=r.batch_size, seed=r.seed,
+                                            sync_batchnorm=r.sync_batchnorm),
+              val_data=ctx.val, checkpoint=checkpoint_path(ctx.out, "train"))
     else:
         ctx.log(f"[2/6] loaded {r.model} from {r.weights} (no fp32 training)")
     model.eval()
     fp32 = evaluate(model, ctx.test)
     ctx.metrics["fp32"] = fp32
-    if "name" in getattr(model, "edgekit_config", {}):
-        save_checkpoint(model, ctx.out / "fp32", metrics=fp32)
-    else:  # not in the zoo: a checkpoint could not rebuild it by name; the weights alone
-        save_weights(model, ctx.out / "fp32.safetensors")
+    if distributed.is_main():  # one writer; the other ranks go on with the same weights
+        weights = _save_fp32(ctx, model, fp32)
+        write_stage(ctx.out, "train", {"key": key, "done": True,
+                                       "weights": str(weights.relative_to(ctx.out)),
+                                       "sha256": sha256_file(weights), "metrics": fp32})
     return model
+
+
+def _claim_stage(partial: Path, stage: str, key: str) -> dict[str, Any] | None:
+    """The stage's finished record when it matches ``key``; otherwise a fresh "started"
+    record replaces it (a stale one goes with its checkpoint). Rank 0 only."""
+    record = read_stage(partial, stage, key)
+    if record is not None and record.get("done"):
+        return record
+    write_stage(partial, stage, {"key": key, "done": False})
+    return record
+
+
+def _ranks_text() -> str:
+    ranks = distributed.world()[1]
+    return f" in each of {ranks} processes (DDP)" if ranks > 1 else ""
+
+
+def _save_fp32(ctx: Context, model: Any, metrics: dict[str, float]) -> Path:
+    from edgekit.training.checkpoint import save_checkpoint, save_weights
+
+    if "name" in getattr(model, "edgekit_config", {}):
+        save_checkpoint(model, ctx.out / "fp32", metrics=metrics)
+        return ctx.out / "fp32" / "model.safetensors"
+    # not in the zoo: a checkpoint could not rebuild it by name; the weights alone
+    return save_weights(model, ctx.out / "fp32.safetensors")
+
+
+def _reload(model: Any, path: Path, sha256: str) -> bool:
+    """Load the saved fp32 weights when the file is intact."""
+    from edgekit.training.checkpoint import load_weights
+
+    if not path.is_file() or sha256_file(path) != sha256:
+        return False
+    load_weights(model, path)
+    return True
 
 
 def quantize(ctx: Context, model: Any) -> Any | None:
@@ -223,11 +287,25 @@ def quantize(ctx: Context, model: Any) -> Any | None:
         ctx.log("[3/6] precision fp32: no quantization")
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
+    key = ctx.stage_keys["quantize"] = stage_key(
+        "quantize", ctx.stage_keys["train"], ctx.quant_target, mode, r.qat_epochs, r.qat_lr,
+        r.calibration_size, r.batch_size, r.seed)
+    previous = distributed.from_main(lambda: _claim_stage(ctx.out, "quantize", key))
+    checkpoint = checkpoint_path(ctx.out, "quantize")
+    if previous is not None and checkpoint.is_file():
+        ctx.reused.append("QAT epochs")
     config = QuantConfig(target=ctx.quant_target, mode=mode, epochs=r.qat_epochs,
                          lr=r.qat_lr, calibration_size=r.calibration_size,
-                         batch_size=r.batch_size, seed=r.seed)
+                         batch_size=r.batch_size, seed=r.seed, checkpoint=str(checkpoint))
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val)
+    ranks = distributed.world()[1]
+    if ranks > 1:  # DDP keeps them equal; a check that can fail says so on every run
+        same = distributed.same_on_every_rank(distributed.state_digest(qm.model))
+        ctx.metrics["distributed"] = {"processes": ranks, "int8_state_identical": same}
+        if not same:
+            ctx.notes.append(f"the {ranks} processes ended QAT with different weights or "
+                             "quantizer scales; rank 0's were exported")
     ctx.metrics["int8_trained"] = evaluate(qm.model, ctx.test)
     # is the int8 model's loss (or gain) more than test-set noise?
     ctx.metrics["int8_minus_fp32"] = paired_difference(
@@ -239,14 +317,19 @@ def quantize(ctx: Context, model: Any) -> Any | None:
         ctx.metrics["qat_validation"] = {
             "metric": fit.metric, "start": fit.start_metric, "kept_epoch": fit.best_epoch,
             "epochs": [h[f"val_{fit.metric}"] for h in fit.history]}
+    if distributed.is_main():
+        write_stage(ctx.out, "quantize", {"key": key, "done": True})
     return qm
 
 
 def export(ctx: Context, fp32: Any, qm: Any | None) -> dict[str, Path]:
-    """Write the deployable files; both precisions, so size and speed can be compared."""
+    """Write the deployable files into the bundle folder; both precisions, so size and
+    speed can be compared (on the board too)."""
     runtime = ctx.profile.runtime
     shape = ctx.input_shape
     ctx.log(f"[4/6] export for {runtime}")
+    folder = ctx.out / "bundle"
+    folder.mkdir(exist_ok=True)
     files: dict[str, Path] = {}
     # "device", not "target": the exporters record the quantization target under that key
     meta = {"device": ctx.profile.name, "recipe": ctx.recipe.to_dict()}
@@ -258,28 +341,49 @@ def export(ctx: Context, fp32: Any, qm: Any | None) -> dict[str, Path]:
 
         calib = np.asarray(ctx.train.x[: min(64, len(ctx.train))])
         if baseline:
-            files["fp32"] = export_tflite(fp32, ctx.out / "model_fp32.tflite",
+            files["fp32"] = export_tflite(fp32, folder / "model_fp32.tflite",
                                           calibration=calib, metadata=meta).path
         if qm is not None:
-            files["int8"] = export_tflite(qm, ctx.out / "model_int8.tflite", calibration=calib,
+            files["int8"] = export_tflite(qm, folder / "model_int8.tflite", calibration=calib,
                                           metadata=meta).path
         return files
     from edgekit.export.onnx import export_onnx
 
     if baseline:
-        files["fp32"] = export_onnx(fp32, ctx.out / "model_fp32.onnx", input_shape=shape,
+        files["fp32"] = export_onnx(fp32, folder / "model_fp32.onnx", input_shape=shape,
                                     metadata=meta).path
     if qm is not None:
-        files["int8"] = export_onnx(qm, ctx.out / "model_int8.onnx", input_shape=shape,
+        files["int8"] = export_onnx(qm, folder / "model_int8.onnx", input_shape=shape,
                                     metadata=meta).path
     if runtime == "tensorrt":
         files.update(_tensorrt_plan(ctx, files["int8"] if qm is not None else files["fp32"]))
     return files
 
 
+# Finds trtexec where JetPack puts it (not on PATH by default); $TRTEXEC overrides.
+_BUILD_SCRIPT = r"""#!/bin/sh
+# Build the TensorRT engine on the target from the ONNX beside this script.
+# Works from any directory and after the folder is copied; TRTEXEC=/path/to/trtexec overrides.
+set -e
+cd "$(dirname "$0")"
+if [ -z "$TRTEXEC" ]; then
+  TRTEXEC=$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)
+fi
+if [ ! -x "$TRTEXEC" ]; then
+  echo "build_engine.sh: trtexec not found; JetPack installs it in" \
+       "/usr/src/tensorrt/bin (or set TRTEXEC=/path/to/trtexec)" >&2
+  exit 127
+fi
+"$TRTEXEC" {args}
+"""
+
+
 def _tensorrt_plan(ctx: Context, onnx_path: Path) -> dict[str, Path]:
-    """The build config and trtexec line; the engine itself where TensorRT is installed."""
+    """build_engine.sh and the build config, paths relative to the bundle; the engine itself
+    where TensorRT is installed on this host."""
+    import dataclasses
     import importlib.util
+    import shlex
 
     from edgekit.export.tensorrt import (
         build_engine,
@@ -288,17 +392,22 @@ def _tensorrt_plan(ctx: Context, onnx_path: Path) -> dict[str, Path]:
         write_build_config,
     )
 
-    engine = ctx.out / (onnx_path.stem + ".engine")
-    cfg = engine_config(onnx_path, engine)
-    files = {"tensorrt_build_config": write_build_config(cfg, ctx.out / "tensorrt_build.json")}
-    script = ctx.out / "build_engine.sh"
-    script.write_text("#!/bin/sh\n# Build the TensorRT engine on the target (JetPack's trtexec)."
-                      f"\nset -e\ncd \"$(dirname \"$0\")\"\n{trtexec_command(cfg)}\n")
+    folder = onnx_path.parent
+    engine = folder / (onnx_path.stem + ".engine")
+    # relative names: the bundle is built and verified on another machine, in another folder
+    cfg = dataclasses.replace(engine_config(onnx_path, engine), onnx=onnx_path.name,
+                              engine=engine.name)
+    files = {"tensorrt_build_config": write_build_config(cfg, folder / "tensorrt_build.json")}
+    args = shlex.split(trtexec_command(cfg))[1:]
+    script = folder / "build_engine.sh"
+    atomic_write_text(script, _BUILD_SCRIPT.replace("{args}", shlex.join(args)))
     script.chmod(0o755)
     files["tensorrt_build_script"] = script
     if importlib.util.find_spec("tensorrt") is not None:
-        files["engine"] = build_engine(cfg)
+        files["engine"] = build_engine(dataclasses.replace(cfg, onnx=str(onnx_path),
+                                                           engine=str(engine)))
     else:
-        ctx.notes.append("TensorRT is not installed on this host: the engine was not built; "
-                         "run build_engine.sh on the Jetson (uses trtexec from JetPack).")
+        ctx.notes.append("TensorRT is not installed on this workstation: the engine was not "
+                         "built here; `edgekit deploy` (or bundle/build_engine.sh on the "
+                         "Jetson) builds it with JetPack's trtexec.")
     return files

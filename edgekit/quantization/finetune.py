@@ -19,7 +19,7 @@ def fine_tune(qmodel: Any, train_data: Any, val_data: Any, config: QuantConfig, 
 
     train_config = TrainConfig(
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size, seed=config.seed,
-        progress=False, keep_start=True, distill=config.distill,
+        progress=config.progress, keep_start=True, distill=config.distill,
     )
     return train(qmodel, train_data, train_config, val_data=val_data,
-                 teacher=teacher if config.distill > 0 else None)
+                 teacher=teacher if config.distill > 0 else None, checkpoint=config.checkpoint)

@@ -107,6 +107,9 @@ class QuantConfig:
     (``TrainConfig.distill``, temperature 2); 0 (the default) trains on the labels alone.
     ``bias_correction``: nncf's fast bias correction at calibration (TensorRT and
     onnxruntime targets; ``nncf_advanced_parameters`` says why it is off by default).
+    ``checkpoint``: a file the QAT epochs are saved to after each epoch; a run stopped
+    mid-QAT and started again with the same file continues after its last epoch
+    (``edgekit.training.train(checkpoint=...)``).
     """
 
     target: str = "tensorrt"
@@ -118,6 +121,8 @@ class QuantConfig:
     seed: int = 0
     distill: float = DEFAULT_DISTILL
     bias_correction: bool = False
+    checkpoint: str | None = None
+    progress: bool = True  # a line per QAT epoch (on a terminal, a bar with ETA)
 
     def __post_init__(self) -> None:
         scheme_for(self.target)  # raises on an unknown target

@@ -78,6 +78,10 @@ class Runner:
         """(scale, zero_point) of the first output when the file stores it as integers."""
         return None
 
+    def metadata(self) -> dict[str, str]:
+        """The file's own key/value metadata where the runtime exposes it (after load)."""
+        return {}
+
     def max_batch(self) -> int | None:
         """The largest batch a dynamic batch dimension accepts (None: unbounded)."""
         return None

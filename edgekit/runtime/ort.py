@@ -80,6 +80,9 @@ class OrtRunner(Runner):
     def outputs(self) -> list[np.ndarray]:
         return list(self._out)
 
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
     def info(self) -> dict[str, Any]:
         return {**super().info(), "version": self._version,
                 "providers": self.session.get_providers(), "graph_optimization": self._level}

@@ -32,6 +32,9 @@ class TrainConfig:
     the task loss plus ``distill`` times ``temperature**2`` times the KL divergence from the
     teacher's softened outputs (Hinton et al. 2015; per pixel for segmentation).
     ``QuantConfig.distill`` uses it with the fp32 model as the teacher of its int8 copy.
+    Under torchrun (``edgekit.training.distributed``) ``batch_size`` is the global batch,
+    split over the processes; ``sync_batchnorm`` computes BatchNorm statistics over all of
+    them (SyncBatchNorm) instead of each process's share.
     ``class_weights`` weighs the built-in cross-entropy per class: "enet" uses ENet's
     ``w_c = 1 / ln(1.02 + p_c)`` with ``p_c`` the share of class ``c`` among the training
     labels (pixels, for segmentation; see ``enet_class_weights``), the scheme ESPNet trains
@@ -55,6 +58,7 @@ class TrainConfig:
     class_weights: str | None = "auto"
     distill: float = 0.0
     temperature: float = 2.0
+    sync_batchnorm: bool = False  # under torchrun: BatchNorm statistics over all processes
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:

@@ -10,14 +10,17 @@ which is simpler and faster for small in-memory sets on a CPU.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+import edgekit.training.distributed as distributed
+import edgekit.training.epoch_state as epoch_state
+from edgekit.core.console import console
 from edgekit.core.errors import InvalidInputError
 from edgekit.training.config import Hook, TrainConfig, TrainResult
 from edgekit.training.evaluate import device_of, evaluate, forward
@@ -40,8 +43,10 @@ class _Run:
     """What every optimisation step of one ``train`` call uses."""
 
     model: torch.nn.Module
+    net: torch.nn.Module  # what the batches go through: the model, or its DDP wrapper
     data: ArrayDataset
     cfg: TrainConfig
+    batch: int  # this process's samples per step (the global batch on one process)
     device: torch.device
     loss_fn: LossFn
     teacher: torch.nn.Module | None
@@ -56,11 +61,14 @@ class _Run:
 def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig | None = None,
           *, val_data: ArrayDataset | None = None, before_step: Hook | None = None,
           after_step: Hook | None = None, loss_fn: LossFn | None = None,
-          teacher: torch.nn.Module | None = None) -> TrainResult:
+          teacher: torch.nn.Module | None = None,
+          checkpoint: str | Path | None = None) -> TrainResult:
     """Train ``model`` in place; with ``val_data`` the best epoch's weights are restored.
 
     ``teacher`` (with ``config.distill`` > 0) is run in eval mode on every batch and never
-    trained."""
+    trained. ``checkpoint``: a file written after every epoch; when it already holds this
+    run's state (same config, data size and parameters), training continues after its last
+    epoch and ends as the uninterrupted run would have (``edgekit.training.epoch_state``)."""
     import torch
 
     cfg = config or TrainConfig()
@@ -78,29 +86,45 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     n = len(train_data)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    if n % cfg.batch_size == 1 and n > 1:
+    mine, batch = distributed.shard(np.arange(n), cfg.batch_size)  # this process's share
+    local_n = len(mine)
+    steps_per_epoch = math.ceil(local_n / batch)
+    if local_n % batch == 1 and local_n > 1:
         steps_per_epoch -= 1  # a lone last sample would break BatchNorm in train mode
     optimizer, scheduler = _optimizer_and_schedule(model, cfg, steps_per_epoch)
     result = TrainResult(metric=metric,
                          class_weights=None if weights is None else weights.tolist())
     best_state: dict[str, Any] | None = None
-    stale = 0
-    if val_data is not None and cfg.keep_start:
+    stale, first_epoch = 0, 1
+    show = cfg.progress and distributed.is_main()  # under torchrun, rank 0 speaks
+    key = epoch_state.fingerprint(cfg, model, n) if checkpoint is not None else ""
+    saved = epoch_state.load(checkpoint, key) if checkpoint is not None else None
+    if saved is not None:
+        best_state, stale = epoch_state.restore(saved, model=model, optimizer=optimizer,
+                                                scheduler=scheduler, rng=rng, result=result)
+        first_epoch = saved["epoch"] + 1
+        if show:
+            print(f"resuming after epoch {saved['epoch']}/{cfg.epochs} from {checkpoint}",
+                  file=console(), flush=True)
+    elif val_data is not None and cfg.keep_start:
         result.best_metric = evaluate(model, val_data, batch_size=max(cfg.batch_size, 256))[metric]
         result.start_metric, result.best_epoch = result.best_metric, 0
         best_state = _snapshot(model)
-    run = _Run(model, train_data, cfg, device, loss_fn, teacher, before_step, after_step,
-               optimizer, scheduler, steps_per_epoch, _progress_bar(cfg, steps_per_epoch))
+    net = distributed.wrap(model, sync_batchnorm=cfg.sync_batchnorm)
+    run = _Run(model, net, train_data, cfg, batch, device, loss_fn, teacher, before_step,
+               after_step, optimizer, scheduler, steps_per_epoch,
+               _progress_bar(cfg, steps_per_epoch) if show else None)
     start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        order = rng.permutation(n)
+        order, _ = distributed.shard(rng.permutation(n), cfg.batch_size)
         lr_now = optimizer.param_groups[0]["lr"]
         total_loss, seen = _train_epoch(run, epoch, order)
-        record: dict[str, float] = {"epoch": epoch, "loss": total_loss / max(seen, 1),
-                                    "lr": lr_now}
+        distributed.sync_buffers(model)  # BatchNorm statistics: rank 0's on every rank
+        record: dict[str, float] = {
+            "epoch": epoch, "loss": distributed.mean_over_ranks(total_loss / max(seen, 1)),
+            "lr": lr_now}
         state = None if val_data is None else _validate(model, val_data, cfg, result, epoch,
                                                         record)
         if state is not None:
@@ -108,14 +132,20 @@ def train(model: torch.nn.Module, train_data: ArrayDataset, config: TrainConfig 
         record["seconds"] = time.perf_counter() - epoch_start
         result.history.append(record)
         result.epochs_run = epoch
-        if cfg.progress:
+        if show:
             _report_epoch(record, cfg.epochs, run.bar)
         stale = 0 if state is not None else stale + 1
+        if checkpoint is not None and distributed.is_main():
+            epoch_state.save(checkpoint, key=key, epoch=epoch, model=model, optimizer=optimizer,
+                             scheduler=scheduler, rng=rng, best_state=best_state, result=result,
+                             stale=stale)
         if cfg.patience is not None and stale >= cfg.patience:
             result.stopped_early = epoch < cfg.epochs
             break
     if run.bar is not None:
         run.bar.close()
+    if cfg.sync_batchnorm:
+        distributed.plain_batchnorm(model)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -146,10 +176,10 @@ def _train_epoch(run: _Run, epoch: int, order: np.ndarray) -> tuple[float, int]:
         bar.reset()
         bar.set_description(f"epoch {epoch}/{cfg.epochs}")
     for step in range(run.steps_per_epoch):
-        idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        idx = order[step * run.batch:(step + 1) * run.batch]
         xb = torch.from_numpy(data.x[idx]).to(run.device)
         yb = torch.from_numpy(data.y[idx]).to(run.device)
-        logits = forward(model, xb, data, checked=epoch > 1 or step > 0)
+        logits = forward(run.net, xb, data, checked=epoch > 1 or step > 0)
         loss = run.loss_fn(logits, yb)
         if run.teacher is not None:
             loss = (1 - cfg.distill) * loss + cfg.distill * distillation_loss(
@@ -227,11 +257,11 @@ def _snapshot(model: torch.nn.Module) -> dict[str, Any]:
 
 
 def _progress_bar(cfg: TrainConfig, total: int) -> Any:
-    if not (cfg.progress and sys.stderr.isatty()):
+    if not (cfg.progress and console().isatty()):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, leave=False, unit="batch", file=sys.stderr)
+    return tqdm(total=total, leave=False, unit="batch", file=console())
 
 
 def _report_epoch(record: dict[str, float], epochs: int, bar: Any) -> None:
@@ -240,6 +270,6 @@ def _report_epoch(record: dict[str, float], epochs: int, bar: Any) -> None:
     parts.append(f"{record['seconds']:.1f}s")
     line = "  ".join(parts)
     if bar is not None:
-        bar.write(line, file=sys.stderr)
+        bar.write(line, file=console())
     else:
-        print(line, file=sys.stderr, flush=True)
+        print(line, file=console(), flush=True)

@@ -73,3 +73,23 @@ def test_devices_lists_profiles_and_estimates():
     assert data["estimate"]["kind"] == "estimated" and data["estimate"]["bound"] == "compute"
     run = edgekit("devices", "jetson-nan")
     assert run.returncode == 2 and "did you mean" in run.stderr
+
+
+def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):
+    from edgekit.cli import main
+
+    (tmp_path / "file").write_text("x")
+    missing = str(tmp_path / "missing.onnx")  # a bench would fail on it, but not first
+    for argv, message in [
+        (["bench", missing, "--json", "/proc/r.json"], "cannot create files in /proc"),
+        (["report", missing, "--out", str(tmp_path / "file" / "rep")], "is a file, not a"),
+        (["report", missing, "--out", str(tmp_path / "file")], "exists and is not a directory"),
+        (["devices", "rpi", "--macs", "1e6", "--bytes", "1e6", "--result", "/proc/e.json"],
+         "cannot create files in /proc"),
+    ]:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    assert main(["bench", missing, "--json", "-"]) == 2  # stdout is fine; the model is not
+    assert "does not exist" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

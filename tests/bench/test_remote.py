@@ -8,9 +8,7 @@ side is this machine, so the agent runs with this interpreter (``--remote-python
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,62 +24,10 @@ from edgekit.bench.remote import (
     run_remote,
 )
 from edgekit.core.errors import InvalidInputError, RemoteError
+from tests.sshd import free_port, keygen
 
-SSHD = "/usr/sbin/sshd"
 # Spaces, both quote kinds, a command substitution and a glob: all must arrive literally.
 NASTY_NAME = "my model 'v1' \"fp32\" $(touch PWNED) *.onnx"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    if not (os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen")):
-        pytest.skip("OpenSSH server/client not installed (run scripts/setup-system.sh)")
-    folder = tmp_path_factory.mktemp("sshd")
-    _keygen(folder / "host_key")
-    _keygen(folder / "user_key")
-    shutil.copy(folder / "user_key.pub", folder / "authorized_keys")
-    port = _free_port()
-    config = folder / "sshd_config"
-    config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {folder / 'host_key'}\n"
-        f"PidFile {folder / 'sshd.pid'}\nAuthorizedKeysFile {folder / 'authorized_keys'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation directory
-    log = open(folder / "sshd.log", "w")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-p", str(port), "-f", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"sshd exited: {(folder / 'sshd.log').read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    host_pub = (folder / "host_key.pub").read_text().split()
-    known = folder / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True,
-                                                    text=True).stdout.strip()
-    yield {"port": port, "known_hosts": known, "identity": folder / "user_key",
-           "user": user, "folder": folder}
-    proc.terminate()
-    proc.wait(timeout=10)
-    log.close()
 
 
 def _opts(sshd, **over) -> SSHOptions:
@@ -130,7 +76,7 @@ def test_remote_bench_with_a_hostile_file_name(sshd, onnx_model, tmp_path, monke
 
 @pytest.mark.ssh
 def test_wrong_host_key_is_refused(sshd, onnx_model, tmp_path):
-    _keygen(tmp_path / "other")
+    keygen(tmp_path / "other")
     other = (tmp_path / "other.pub").read_text().split()
     wrong = tmp_path / "known_hosts"
     wrong.write_text(f"[127.0.0.1]:{sshd['port']} {other[0]} {other[1]}\n")
@@ -145,7 +91,7 @@ def test_wrong_host_key_is_refused(sshd, onnx_model, tmp_path):
 
 @pytest.mark.ssh
 def test_connect_timeout_on_a_dead_port(sshd, onnx_model):
-    target = SSHTarget("127.0.0.1", sshd["user"], _free_port())
+    target = SSHTarget("127.0.0.1", sshd["user"], free_port())
     started = time.monotonic()
     with pytest.raises(RemoteError):
         run_remote(target, onnx_model, [], _opts(sshd, connect_timeout_s=2))
@@ -160,7 +106,7 @@ def test_inventory_runs_hosts_in_parallel_and_cli_writes_json(sshd, onnx_model, 
     inventory.write_text(
         f'[[host]]\nname = "loop-a"\ntarget = "{good}"\nprofile = "x86-cpu"\n'
         f'[[host]]\nname = "loop-b"\ntarget = "{good}"\nargs = ["--threads", "1"]\n'
-        f'[[host]]\nname = "dead"\ntarget = "{sshd["user"]}@127.0.0.1:{_free_port()}"\n'
+        f'[[host]]\nname = "dead"\ntarget = "{sshd["user"]}@127.0.0.1:{free_port()}"\n'
     )
     hosts = load_inventory(inventory, _opts(sshd))
     assert [h.name for h in hosts] == ["loop-a", "loop-b", "dead"]

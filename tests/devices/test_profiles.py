@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edgekit.core.errors import InvalidInputError, UnknownNameError
@@ -33,6 +35,23 @@ def test_aliases_resolve_to_the_profile_and_its_runtime(alias, name, runtime):
 def test_unknown_profile_suggests_close_names():
     with pytest.raises(UnknownNameError, match="did you mean: jetson-nano"):
         get_profile("jetson-nanoo")
+
+
+@pytest.mark.parametrize(("typo", "hint"), [
+    ("jetsn", "jetson (jetson-orin-nano)"), ("orin-nan", "orin-nano (jetson-orin-nano)"),
+    ("raspbery-pi-5", "raspberry-pi-5"), ("Jetson_Xavier_NX2", "jetson-xavier-nx"),
+    ("rtx4909", "rtx4090 (desktop-rtx)"),
+])
+def test_typos_suggest_the_profile_an_alias_stands_for(typo, hint):
+    with pytest.raises(UnknownNameError, match=rf"did you mean: {re.escape(hint)}"):
+        get_profile(typo)
+
+
+@pytest.mark.parametrize("name", ["marsrover", "gpu", "coral", "snapdragon"])
+def test_unrelated_names_get_no_suggestion(name):
+    with pytest.raises(UnknownNameError) as info:
+        get_profile(name)
+    assert "did you mean" not in str(info.value)
 
 
 def test_roofline_estimate_is_labelled_and_picks_the_binding_limit():

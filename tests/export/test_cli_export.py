@@ -77,3 +77,16 @@ def test_quantize_rejects_wrong_suffix(lenet_checkpoint, tmp_path, capsys):
     assert main(["quantize", str(lenet_checkpoint), "--target", "onnxruntime",
                  "--out", str(tmp_path / "x.tflite")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_fail_before_loading_the_checkpoint(tmp_path, capsys):
+    missing = str(tmp_path / "missing")
+    for argv in (["export", missing, "--format", "onnx", "--out", "/proc/m.onnx"],
+                 ["quantize", missing, "--target", "tflite", "--out", "/proc/m.tflite"],
+                 ["export", missing, "--format", "onnx", "--out", str(tmp_path / "m.onnx"),
+                  "--json", "/proc/r.json"],
+                 ["check", "--target", "tflite", "lenet5", "--json", "/proc/r.json"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot create files in /proc" in err, (argv, err)
+    assert list(tmp_path.iterdir()) == []

@@ -109,6 +109,16 @@ def test_cli_inspect_unpack_and_bad_files(packed, tmp_path, capsys):
     assert not out_path.exists()
 
 
+def test_cli_refuses_unwritable_outputs_before_reading_inputs(tmp_path, capsys):
+    missing = str(tmp_path / "missing")  # reading it would fail too, but later
+    for argv in (["prune", missing, "--out", "/proc/p"], ["pack", missing, "--out", "/proc/m.ekz"],
+                 ["unpack", missing, "--to", "checkpoint", "--out", "/proc/c"],
+                 ["inspect", missing, "--json", "/proc/i.json"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot create files in /proc" in err, (argv, err)
+
+
 @pytest.mark.slow
 def test_cli_prune_then_pack(tmp_path, capsys):
     from edgekit.training.checkpoint import save_checkpoint

@@ -67,7 +67,9 @@ def test_every_family_compresses_to_a_verified_file_for_every_target(
     result = edgekit.compress(family, target, weights=str(fp32_checkpoints(family)), out=out,
                               log=lambda _: None, **QUICK)
     assert result.runtime == TARGETS[target]
-    assert result.deployed.is_file() and result.deployed.parent == out
+    assert result.deployed.is_file() and result.deployed.parent == out / "bundle"
+    # the board's own check (reference.npz, torch-free) passes for every family and target
+    assert result.metrics["bundle_check"]["passed"]
     assert result.deployed.suffix == (".tflite" if target == "raspberry-pi-5" else ".onnx")
     assert result.verification.passed and result.verification.agreement >= 0.995
     assert result.verification.samples >= 200  # the whole test split

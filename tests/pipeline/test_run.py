@@ -24,9 +24,13 @@ def test_compress_for_jetson_writes_verified_smaller_int8_onnx(tmp_path):
 
     assert result.runtime == "tensorrt" and result.out_dir == out
     names = sorted(p.name for p in out.iterdir())
-    for expected in ("build_engine.sh", "manifest.json", "model_fp32.onnx", "model_int8.onnx",
-                     "report.md", "tensorrt_build.json", "verify.json", "bench_int8.json"):
+    for expected in ("manifest.json", "report.md", "verify.json", "bench_int8.json", "bundle"):
         assert expected in names
+    bundle = sorted(p.name for p in (out / "bundle").iterdir())
+    for expected in ("build_engine.sh", "model_fp32.onnx", "model_int8.onnx", "reference.npz",
+                     "tensorrt_build.json", "bundle.json", "DEVICE.md"):
+        assert expected in bundle
+    assert result.bundle == out / "bundle" and result.deployed.parent == result.bundle
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["model"] == "lenet300_100"
     assert manifest["target"] == {"profile": "jetson-orin-nano", "runtime": "tensorrt"}
@@ -37,8 +41,9 @@ def test_compress_for_jetson_writes_verified_smaller_int8_onnx(tmp_path):
     assert verify["kernels"].startswith("reference") and verify["artifact"] == "model_int8.onnx"
     # weights stored as int8: the deployed file is much smaller than fp32
     assert result.metrics["size_ratio"] > 3.0
-    assert "trtexec" in (out / "build_engine.sh").read_text()
-    assert result.metrics["power"] == "unavailable (disabled (--power none))"
+    assert "trtexec" in (out / "bundle" / "build_engine.sh").read_text()
+    assert result.metrics["power"].endswith("unavailable (disabled (--power none))")
+    assert result.metrics["bundle_check"]["passed"]
     assert manifest["recipe"]["bench_power"] == "none"
     assert json.loads((out / "bench_int8.json").read_text())["config"]["power"] == "none"
     report = (out / "report.md").read_text()
@@ -80,7 +85,8 @@ def test_compress_for_arm_writes_verified_int8_tflite(tmp_path):
     assert result.runtime == "tflite"
     verify = json.loads((out / "verify.json").read_text())
     assert verify["runtime"] == "litert" and verify["agreement"] >= 0.995
-    assert (out / "model_int8.tflite").stat().st_size < (out / "model_fp32.tflite").stat().st_size
+    int8, fp32 = (out / "bundle" / f"model_{p}.tflite" for p in ("int8", "fp32"))
+    assert int8.stat().st_size < fp32.stat().st_size
 
 
 def test_bad_target_fails_before_any_output(tmp_path):

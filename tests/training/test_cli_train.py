@@ -87,6 +87,22 @@ def test_bad_model_name_exits_2_with_one_line_and_no_output(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_unwritable_out_fails_in_one_line_before_training(tmp_path, capsys):
+    assert main(["train", "--model", "lenet5", "--data", "mnist5k", "--epochs", "1",
+                 "--out", "/proc/nope"]) == 2
+    captured = capsys.readouterr()
+    # no "training lenet5 on ..." log and no epoch progress: it failed before loading data
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("edgekit: error: /proc/nope: cannot create files in /proc")
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--model", "lenet5", "--out", str(tmp_path / "run"), "--json",
+                 str(tmp_path / "file" / "m.json")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing"), "--json", "/proc/e.json"]) == 2
+    assert "cannot create files in /proc" in capsys.readouterr().err  # before the checkpoint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_bad_data_and_checkpoint_paths_exit_2(tmp_path, capsys):
     assert main(["train", "--model", "lenet5", "--data", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "o")]) == 2
