@@ -155,16 +155,10 @@ def data_fingerprint(*splits: Any) -> str:
 
 
 def model_hash(model: Any) -> str:
-    """The model's structure and starting weights, as one hash."""
-    import torch
+    """The model's class and its starting weights and buffers, as one hash."""
+    from edgekit.training.distributed import state_digest
 
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    for name, tensor in model.state_dict().items():
-        if isinstance(tensor, torch.Tensor):
-            digest.update(name.encode())
-            raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # any dtype
-            digest.update(raw.numpy().tobytes())
-    return digest.hexdigest()
+    return stage_key(type(model).__qualname__, state_digest(model))
 
 
 def toolchain() -> list[str]:

@@ -127,7 +127,7 @@ def compress(
     if resuming:
         log(f"resuming the unfinished run in {staging}")
     started = time.time()
-    _, previous_threads = _training_threads(recipe.threads)
+    previous_threads = _training_threads(recipe.threads)
     try:
         quiet = third_party_to(staging / THIRD_PARTY_LOG) if third_party_log \
             else contextlib.nullcontext()
@@ -240,10 +240,10 @@ def _open_output(out: str | Path | None, profile: str, recipe: CompressRecipe, *
     return out_dir, staging, resuming
 
 
-def _training_threads(requested: int | None) -> tuple[int, int]:
+def _training_threads(requested: int | None) -> int:
     """Set torch's threads for training and QAT: ``requested``, or the CPUs this process
-    may use shared among the processes torchrun started on this machine; (the number set,
-    the number before, to put back)."""
+    may use shared among the processes torchrun started on this machine; the number
+    before, to put back."""
     import torch
 
     from edgekit.core.threads import available_cpus, training_threads
@@ -252,7 +252,7 @@ def _training_threads(requested: int | None) -> tuple[int, int]:
     count = training_threads(requested) if requested else max(1, available_cpus() // local)
     previous = torch.get_num_threads()
     _set_torch_threads(count)
-    return count, previous
+    return previous
 
 
 def _set_torch_threads(count: int) -> None:
