@@ -35,17 +35,63 @@ def tfl_out(tflite: Any, path: Path, x: np.ndarray) -> np.ndarray:
                            for i in range(0, len(x), 128)])
 
 
+class _Reader:
+    """Feeds the calibration array to onnxruntime's calibrator one sample at a time."""
+
+    def __init__(self, calib: np.ndarray) -> None:
+        self.batches = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
+
+    def get_next(self) -> dict | None:
+        return next(self.batches, None)
+
+
 def ort_quantize_static(fp32: Path, out: Path, calib: np.ndarray) -> Path:
-    """onnxruntime's own static PTQ as shipped (QDQ, u8 activations, s8 per-channel weights)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    """onnxruntime's static PTQ with its defaults (QDQ, S8S8: int8 activations and weights),
+    per-channel weights."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self) -> dict | None:
-            return next(self.batches, None)
-
-    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(str(fp32), str(out), _Reader(calib), quant_format=QuantFormat.QDQ,
                     per_channel=True)
     return out
+
+
+def ort_quantize_recommended(fp32: Path, out: Path, calib: np.ndarray, *, vnni: bool) -> Path:
+    """onnxruntime's PTQ with the settings its documentation advises for an x86 CPU: U8S8
+    (uint8 activations, int8 per-channel weights) after ``quant_pre_process``, with
+    ``reduce_range`` (7-bit weights) where the CPU has no VNNI.
+
+    onnxruntime 1.32, ``quantize_static`` docstring, "Choosing parameters for CPU inference":
+    x86/x64 without VNNI -> QUInt8 activations, QInt8 weights, ``reduce_range=True`` ("to reduce
+    the risk of integer saturation on CPUs that typically lack the VNNI dot-product
+    instruction"); with VNNI -> the same types, ``reduce_range=False``; ARM -> QInt8 for both
+    (the default S8S8). Pre-processing (symbolic shape inference + graph optimization) is
+    advised before QDQ quantization in
+    https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html
+    """
+    import tempfile
+
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32), str(pre))
+        quantize_static(str(pre), str(out), _Reader(calib), quant_format=QuantFormat.QDQ,
+                        per_channel=True, reduce_range=not vnni,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def cpu_flags() -> list[str]:
+    """The ISA flags that decide int8 speed on x86 (recorded beside every speed figure)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags")).split(":")[1].split()
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni",
+                                             "avx512_bf16", "amx_int8"))
+
+
+def has_vnni(flags: list[str]) -> bool:
+    return "avx512_vnni" in flags or "avx_vnni" in flags

@@ -9,8 +9,12 @@ train fp32 briefly, then
   * edgekit QAT for onnxruntime's CPU provider (uint8 activations, 7-bit weights) -> run
     with the fused x86 kernels it is made for (``qat_ort``),
   * edgekit QAT for TFLite (part B's ``quantize_for_tflite`` + ``export_tflite``) -> LiteRT,
-  * vendor PTQ baselines on the same fp32 model: onnxruntime ``quantize_static`` (QDQ) and
-    litert-torch's PT2E PTQ (``vendor_ptq_tflite``).
+  * vendor PTQ baselines on the same fp32 model: onnxruntime ``quantize_static`` (QDQ) in
+    both of its documented CPU settings -- the default S8S8 (``ort_ptq``) and U8S8 after
+    ``quant_pre_process``, with ``reduce_range`` where the CPU has no VNNI (``ort_ptq_u8s8``,
+    the setting its documentation advises for x86) -- and litert-torch's PT2E PTQ
+    (``vendor_ptq_tflite``: per-channel symmetric int8, its recommended quantizer config,
+    calibrated on 256 training samples).
 Accuracy (mIoU for segmentation) of each deployed file on the test subset, and parity of
 each edgekit file with its trained fake-quant torch model (``edgekit.export.verify``).
 Each QAT file is compared with fp32 and with each vendor PTQ file by a paired bootstrap over
@@ -20,7 +24,10 @@ differences whose 95% interval lies entirely below 0, i.e. more than test-set no
 Part 2, speed in one run: MobileNetV2-224 and ShuffleNetV2-224 (3x224x224, 10 classes,
 untrained weights, int8 by PTQ calibration on scikit-learn photo crops — latency does not
 depend on the weights), batch 1, median latency at 1 and 2 threads in onnxruntime and
-LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ file. Each file is timed as
+LiteRT: edgekit int8 vs fp32 and vs the vendor PTQ files (``ort_int8_vs_vendor``: the default
+S8S8 file; ``ort_int8_vs_vendor_best``: the faster of the two vendor settings, model by model
+and thread count by thread count). The CPU's ISA flags are recorded (``cpu_flags``): int8
+speed on x86 depends on VNNI. Each file is timed as
 ``edgekit bench`` times it, in a process of its own (seeded random input bound once,
 warm-up until steady, ``--speed-runs`` timed calls).
 
@@ -52,7 +59,15 @@ from typing import Any
 import numpy as np
 
 # sibling modules in benchmarks/, on sys.path when run as a script
-from _quantization_outputs import ort_out, ort_quantize_static, tfl_out, torch_out
+from _quantization_outputs import (
+    cpu_flags,
+    has_vnni,
+    ort_out,
+    ort_quantize_recommended,
+    ort_quantize_static,
+    tfl_out,
+    torch_out,
+)
 from _quantization_summary import metrics, paired, row_line
 
 from edgekit.quantization.types import DEFAULT_DISTILL  # torch-free module
@@ -161,7 +176,8 @@ def _start_result(args: argparse.Namespace, names: list[str], tflite_available: 
                                                    "lr", "qat_epochs", "seg_qat_epochs",
                                                    "qat_lr", "seg_qat_lr", "distill",
                                                    "speed_runs")},
-        "tflite_available": tflite_available, "families": [], "speed": {}}
+        "tflite_available": tflite_available, "families": [], "speed": {},
+        "cpu_flags": cpu_flags(), "vendor_settings": vendor_settings()}
     if args.update and args.json and Path(args.json).is_file():
         earlier = json.loads(Path(args.json).read_text())
         if earlier.get("budget") != result["budget"]:
@@ -169,6 +185,23 @@ def _start_result(args: argparse.Namespace, names: list[str], tflite_available: 
         result["speed"] = earlier.get("speed", {})
         result["families"] = [r for r in earlier.get("families", []) if r["model"] not in names]
     return result
+
+
+def vendor_settings() -> dict[str, Any]:
+    """What each onnxruntime vendor file is, on this CPU (ort_ptq / ort_vendor and
+    ort_ptq_u8s8 / ort_vendor_u8s8)."""
+    reduce = not has_vnni(cpu_flags())
+    return {"ort_ptq": "quantize_static QDQ, defaults (S8S8), per_channel=True",
+            "ort_ptq_u8s8": "quant_pre_process, then quantize_static QDQ, activation QUInt8, "
+                            f"weight QInt8, per_channel=True, reduce_range={reduce} "
+                            "(onnxruntime's advice for x86 "
+                            f"{'without' if reduce else 'with'} VNNI)",
+            # LiteRT's advice: per-channel int8 and a representative data set of "around
+            # ~100-500 samples" of the training or validation data (TFLite post-training
+            # quantization guide, tensorflow/lite/g3doc/performance/post_training_quantization.md)
+            "litert_ptq": "litert-torch PT2E, get_symmetric_quantization_config("
+                          "is_per_channel=True), 256 training samples (32 photo crops for "
+                          "the speed files)"}
 
 
 def _save(path: str | None, result: dict[str, Any]) -> None:
@@ -317,6 +350,12 @@ def _onnx_columns(fam: _Family, shape: tuple[int, ...]) -> None:
         fam.score("ort_ptq_reference", ort_out(ptq_onnx, x, reference=True))
     except Exception as exc:
         fam.row["ort_ptq_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:  # the setting onnxruntime's documentation advises for this CPU
+        u8s8 = ort_quantize_recommended(fp32_onnx, out / f"{name}.ort_ptq_u8s8.onnx", fam.calib,
+                                        vnni=has_vnni(cpu_flags()))
+        fam.score("ort_ptq_u8s8", ort_out(u8s8, x))
+    except Exception as exc:
+        fam.row["ort_ptq_u8s8_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _tflite_columns(fam: _Family, tflite: Any) -> None:
@@ -383,6 +422,8 @@ def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bo
         "ort_int8": lambda p: export_onnx(quantize(model, QuantConfig(
             target="onnxruntime", **ptq), calib_data=calib), p).path,
         "ort_vendor": lambda p: ort_quantize_static(out / f"{name}-224.fp32.onnx", p, calib),
+        "ort_vendor_u8s8": lambda p: ort_quantize_recommended(
+            out / f"{name}-224.fp32.onnx", p, calib, vnni=has_vnni(cpu_flags())),
     }
     if tflite is not None:
         makers.update({
@@ -393,6 +434,7 @@ def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bo
                                                                 calibration=calib).path,
         })
     suffix = {"ort_fp32": "fp32.onnx", "ort_int8": "int8.onnx", "ort_vendor": "ort_ptq.onnx",
+              "ort_vendor_u8s8": "ort_ptq_u8s8.onnx",
               "tflite_fp32": "fp32.tflite", "tflite_int8": "int8.tflite",
               "tflite_vendor": "litert_ptq.tflite"}
     files = {}

@@ -120,8 +120,9 @@ def _figures(results: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
 
 def render_markdown(results: list[dict[str, Any]], figure_files: list[tuple[str, str]]) -> str:
     lines = ["# edgekit benchmark report", "",
-             "Rows marked `measured` were timed on the named device; `estimated` rows come from a "
-             "device-profile roofline and are lower bounds.", "",
+             "Rows marked `measured` were timed on the named device; `estimated` rows come from "
+             "the per-layer model calibrated on published measurements (docs/estimates.md; their "
+             "interval and basis are in the Reproducibility list).", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |"
               for row in table_rows(results)]
@@ -150,7 +151,8 @@ def render_html(results: list[dict[str, Any]], figures: list[tuple[str, bytes]])
             "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
             "collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}</style></head>"
             "<body><h1>edgekit benchmark report</h1><p>Rows marked <b>measured</b> were timed on "
-            "the named device; <b>estimated</b> rows come from a roofline and are lower bounds."
+            "the named device; <b>estimated</b> rows come from the per-layer model calibrated on "
+            "published measurements (docs/estimates.md)."
             f"</p><table><tr>{head}</tr>{body}</table>{imgs}</body></html>\n")
 
 

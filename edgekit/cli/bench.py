@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekit.cli.ssh import add_ssh_arguments, ssh_options
 from edgekit.core.errors import InvalidInputError
-from edgekit.core.io import check_writable
+from edgekit.core.io import atomic_write_bytes, check_writable
 
 # (flag, attribute) pairs forwarded to the remote agent; file-valued flags are copied over.
 _FORWARDED = [("--runtime", "runtime"), ("--device", "device"), ("--threads", "threads"),
@@ -63,15 +63,27 @@ def register(sub: Any) -> None:
     report.add_argument("--out", required=True, help="output folder")
     report.set_defaults(func=run_report)
 
-    devices = sub.add_parser("devices", help="list device profiles or show one")
+    devices = sub.add_parser("devices", help="list device profiles, show one, or compare a "
+                             "model file across them")
     devices.add_argument("name", nargs="?", help="profile name or alias")
-    devices.add_argument("--macs", type=float, help="with --bytes: roofline estimate")
+    devices.add_argument("--compare", metavar="MODEL_FILE",
+                         help=".onnx/.tflite file: latency, throughput and energy on every "
+                         "profile, measured where --results has it, else estimated")
+    devices.add_argument("--results", metavar="DIR",
+                         help="with --compare: folder of `edgekit bench` result JSON to merge")
+    devices.add_argument("--plot", metavar="PNG",
+                         help="with --compare: also write the comparison as a bar chart "
+                         "(needs the `report` extra)")
+    devices.add_argument("--model", metavar="MODEL_FILE",
+                         help="with a profile name: its calibrated estimate for this file")
+    devices.add_argument("--macs", type=float,
+                         help="with --bytes: roofline lower bound (not a latency estimate)")
     devices.add_argument("--bytes", type=float, dest="bytes_moved")
-    devices.add_argument("--precision", default="fp32")
+    devices.add_argument("--precision", default="fp32", help="precision of --macs/--bytes")
     devices.add_argument("--json", action="store_true", help="print JSON")
     devices.add_argument("--result", metavar="PATH",
-                         help="with --macs/--bytes: write the estimate as a result record")
-    devices.add_argument("--model-name", default="model", help="model name for --result")
+                         help="with --model: write the estimate as a result record")
+    devices.add_argument("--model-name", help="model name for --result (default: file name)")
     devices.set_defaults(func=run_devices)
 
 
@@ -185,8 +197,15 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_devices(args: argparse.Namespace) -> int:
     check_writable(args.result)
-    from edgekit.devices import estimate_latency, get_profile, list_profiles
+    check_writable(args.plot)
+    from edgekit.devices import get_profile, list_profiles
 
+    if args.plot and not args.compare:
+        raise InvalidInputError("--plot draws the comparison: give --compare MODEL_FILE")
+    if args.compare:
+        return _compare(args)
+    if args.result and not args.model:
+        raise InvalidInputError("--result writes a calibrated estimate: give --model FILE")
     if args.name is None:
         profiles = [get_profile(n) for n in list_profiles()]
         if args.json:
@@ -200,23 +219,54 @@ def run_devices(args: argparse.Namespace) -> int:
     data: dict[str, Any] = {"profile": profile.to_dict()}
     if args.macs is not None or args.bytes_moved is not None:
         if args.macs is None or args.bytes_moved is None:
-            raise InvalidInputError("an estimate needs both --macs and --bytes")
-        data["estimate"] = estimate_latency(profile, args.macs, args.bytes_moved,
-                                            args.precision).to_dict()
+            raise InvalidInputError("a roofline bound needs both --macs and --bytes")
+        from edgekit.devices import estimate_latency
+
+        data["roofline_lower_bound"] = estimate_latency(profile, args.macs, args.bytes_moved,
+                                                        args.precision).to_dict()
+    if args.model:
+        from edgekit.bench.estimated import estimated_result
+
+        record = estimated_result(profile.name, args.model, model_name=args.model_name)
+        data["estimate"] = record["estimate"]
         if args.result:
-            from edgekit.bench.estimated import estimated_result
             from edgekit.core.io import atomic_write_json
 
-            atomic_write_json(args.result, estimated_result(
-                profile.name, args.macs, args.bytes_moved, args.precision,
-                model_name=args.model_name))
+            atomic_write_json(args.result, record)
     if args.json:
         print(json.dumps(data, indent=2))
+        return 0
+    for key, value in data["profile"].items():
+        print(f"{key:26} {value}")
+    if "roofline_lower_bound" in data:
+        e = data["roofline_lower_bound"]
+        print(f"roofline lower bound ({e['method']}): {e['latency_ms']:.4f} ms, "
+              f"{e['bound']}-bound; real kernels are slower: use --model FILE for an estimate")
+    if "estimate" in data:
+        print(f"{Path(args.model).name}: {data['estimate']['text']}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from edgekit.bench.compare import compare_devices, plot_png, table_lines
+
+    results = None
+    if args.results:
+        from edgekit.bench.results import load_results
+
+        folder = Path(args.results)
+        if not folder.is_dir():
+            raise InvalidInputError(f"--results {folder}: not a folder")
+        results = load_results(sorted(folder.glob("*.json")))
+    devices = [args.name] if args.name else None
+    rows = compare_devices(args.compare, devices=devices, results=results)
+    if args.plot:
+        atomic_write_bytes(args.plot, plot_png(rows, f"{Path(args.compare).name} on each "
+                                               "device profile"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
     else:
-        for key, value in data["profile"].items():
-            print(f"{key:26} {value}")
-        if "estimate" in data:
-            e = data["estimate"]
-            print(f"estimated latency ({e['method']}): {e['latency_ms']:.4f} ms, "
-                  f"{e['bound']}-bound")
+        print(f"{Path(args.compare).name}, batch 1 (interval: 10th-90th percentile of the "
+              "model's leave-one-out errors)")
+        print("\n".join(table_lines(rows)))
     return 0

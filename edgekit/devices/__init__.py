@@ -1,4 +1,5 @@
-"""Device profiles (spec-sheet figures), roofline estimates, power samplers, machine state."""
+"""Device profiles (spec-sheet figures), roofline bounds, power samplers, machine state; the
+calibrated per-layer estimates are in ``edgekit.devices.calibrated``."""
 
 from edgekit.devices.profiles import DeviceProfile, get_profile, list_profiles
 from edgekit.devices.roofline import Estimate, estimate_latency

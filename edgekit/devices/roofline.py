@@ -1,4 +1,5 @@
-"""Roofline latency estimate from a device profile: a labelled lower bound, never a measurement."""
+"""Roofline latency bound from a device profile: a labelled lower bound, never a measurement
+and not an estimate of what a user will see (``edgekit.devices.calibrated`` estimates)."""
 
 from __future__ import annotations
 

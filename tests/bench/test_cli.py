@@ -70,9 +70,63 @@ def test_devices_lists_profiles_and_estimates():
                   "--json")
     data = json.loads(run.stdout)
     assert data["profile"]["name"] == "raspberry-pi-5"
-    assert data["estimate"]["kind"] == "estimated" and data["estimate"]["bound"] == "compute"
+    # MACs and bytes alone give only the roofline: labelled a lower bound, not an estimate
+    assert data["roofline_lower_bound"]["bound"] == "compute" and "estimate" not in data
     run = edgekit("devices", "jetson-nan")
     assert run.returncode == 2 and "did you mean" in run.stderr
+    run = edgekit("devices", "rpi", "--macs", "1e6", "--bytes", "1e6", "--result", "e.json")
+    assert run.returncode == 2 and "give --model FILE" in run.stderr
+
+
+@pytest.mark.slow  # ~13 s: every device's calibration, the Pi 4's 76 leave-one-out refits
+@pytest.mark.parametrize("fixture", ["onnx_model", "tflite_model"])
+def test_devices_compare_estimates_every_profile_with_an_interval(fixture, request):
+    model = request.getfixturevalue(fixture)
+    rows = json.loads(edgekit("devices", "--compare", str(model), "--json").stdout)
+    assert {"jetson-orin-nano", "desktop-rtx", "raspberry-pi-4", "x86-cpu"} <= {
+        row["device"] for row in rows}
+    for row in rows:
+        low, high = row["interval_ms"]
+        assert row["kind"] == "estimated" and row["latency_ms"] > 0
+        assert low is None or low <= row["latency_ms"] <= high
+        assert row["energy_mj"] == pytest.approx(row["latency_ms"] * _watts(row["device"]))
+        assert row["basis"].startswith(f"estimated {row['latency_ms']:.3g} ms (")
+    basis = {row["device"]: row["basis"] for row in rows}
+    assert "from 76 published points" in basis["raspberry-pi-4"]  # its MLPerf points
+    assert "transferred from" in basis["jetson-orin-nano"]  # no points of its own
+
+
+def test_devices_compare_prints_a_table_and_plots_it(onnx_model, tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "devices.png"
+    run = edgekit("devices", "jetson", "--compare", str(onnx_model), "--plot", str(plot))
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ")][2:]
+    assert len(rows) == 1 and rows[0].startswith("| jetson-orin-nano | estimated |")
+    assert "transferred from" in rows[0]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run = edgekit("devices", "jetson", "--plot", str(plot))
+    assert run.returncode == 2 and "give --compare" in run.stderr
+
+
+def _watts(name):
+    from edgekit.devices import get_profile
+
+    profile = get_profile(name)
+    return max(profile.power_modes.values(), default=profile.tdp_w)
+
+
+@pytest.mark.slow  # ~13 s, as above
+def test_devices_compare_merges_a_measured_record(onnx_model, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    run = edgekit("bench", str(onnx_model), "--runs", "5", "--warmup", "1", "--power", "none",
+                  "--profile", "x86-cpu", "--json", str(results / "host.json"))
+    assert run.returncode == 0, run.stderr
+    data = json.loads(edgekit("devices", "--compare", str(onnx_model), "--results",
+                              str(results), "--json").stdout)
+    kinds = {row["device"]: row["kind"] for row in data}
+    assert kinds["x86-cpu"] == "measured" and kinds["jetson-orin-nano"] == "estimated"
 
 
 def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):

@@ -78,23 +78,26 @@ def test_report_labels_measured_and_estimated_and_embeds_plots(measured, tmp_pat
         "figure-1.png", "figure-2.png", "figure-3.png", "report.html", "report.md"]
 
 
-def test_estimated_record_from_the_cli_goes_into_the_report(measured, tmp_path):
+def test_estimated_record_from_the_cli_goes_into_the_report(measured, onnx_model, tmp_path):
     import subprocess
     import sys
 
     est = tmp_path / "est.json"
-    run = subprocess.run([sys.executable, "-m", "edgekit", "devices", "jetson-nano", "--macs",
-                          "300e6", "--bytes", "14e6", "--precision", "fp16", "--result", str(est),
-                          "--model-name", "mobilenet_v2"], capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-m", "edgekit", "devices", "jetson-nano", "--model",
+                          str(onnx_model), "--result", str(est), "--model-name", "mobilenet_v2"],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     record = validate_result(json.loads(est.read_text()))
     assert record["kind"] == "estimated" and record["power"]["available"] is False
-    assert record["latency_ms"]["p50"] == pytest.approx(2 * 300e6 / 472e9 * 1e3)
+    # the calibrated estimate, with its interval and basis, not the roofline bound
+    assert record["latency_ms"]["p50"] == pytest.approx(record["estimate"]["latency_ms"])
+    assert record["latency_ms"]["p50"] > 2 * 55328 / 236e9 * 1e3
+    assert "transferred from" in record["estimate"]["text"]
     measured_file = tmp_path / "m.json"
     measured_file.write_text(json.dumps(measured))
     md_path, _ = write_report([measured_file, est], tmp_path / "out")
     md = md_path.read_text()
-    assert "| estimated | mobilenet_v2 | tensorrt | fp16 | jetson-nano |" in md
+    assert "| estimated | mobilenet_v2 | tensorrt | fp32 | jetson-nano |" in md
     assert "| measured | tiny.onnx |" in md
 
 
