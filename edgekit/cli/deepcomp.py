@@ -1,11 +1,12 @@
-"""`edgekit prune`, `pack`, `unpack`, `inspect`: Deep Compression and the `.ekz` file."""
+"""`edgekit prune`, `pack`, `unpack`, `inspect`: Deep Compression and the `.ekz` file;
+`prune --structured channel:R` / `--sparsity 2:4` and `inspect FILE.onnx` (issue 24)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from edgekit.core.errors import InvalidInputError
+from edgekit.core.errors import EdgekitError, InvalidInputError
 from edgekit.core.io import check_writable
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -13,13 +14,20 @@ _RAW = argparse.RawDescriptionHelpFormatter
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "prune", help="magnitude-prune a checkpoint with retraining, or scan sensitivity",
+        "prune", help="prune a checkpoint (unstructured, channels or 2:4) with retraining",
         formatter_class=_RAW,
-        description="Iterative magnitude pruning (threshold = quality x std per layer, or a\n"
-        "global/local ratio via nncf.prune) with masks enforced while retraining.\n"
-        "--sensitivity prunes one layer at a time without retraining and prints accuracy.",
+        description="Unstructured (default): iterative magnitude pruning (threshold = quality x\n"
+        "std per layer, or a global/local ratio via nncf.prune) with masks enforced while\n"
+        "retraining; makes files smaller, not inference faster.\n"
+        "--structured channel:R removes whole channels until R of the MACs are left (a\n"
+        "thinner dense model: faster in every runtime), fine-tuned with distillation from\n"
+        "the dense model. --sparsity 2:4 masks Conv/Gemm weights in TensorRT's 2:4 pattern\n"
+        "(faster only in TensorRT on Ampere+/Orin GPUs). Both write DIR/pruned.safetensors\n"
+        "and DIR/pruning.json. --sensitivity prunes one layer at a time without retraining.",
         epilog="examples:\n  edgekit prune runs/lenet --quality 2.5 --out runs/lenet-pruned\n"
-        "  edgekit prune runs/lenet --sensitivity")
+        "  edgekit prune runs/lenet --sensitivity\n"
+        "  edgekit prune runs/mnv2 --structured channel:0.5 --out runs/mnv2-c50\n"
+        "  edgekit prune runs/mnv2-c50 --sparsity 2:4 --out runs/mnv2-c50-24")
     p.add_argument("checkpoint", help="checkpoint directory or .safetensors file")
     p.add_argument("--data", default="mnist5k", help="training/eval data (default: %(default)s)")
     p.add_argument("--mode", choices=("std", "global", "local"), default="std",
@@ -33,6 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     p.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
     p.add_argument("--sensitivity", action="store_true", help="only scan per-layer sensitivity")
+    p.add_argument("--structured", metavar="channel:R", help="channel pruning keeping R of the "
+                   "MACs (0 < R <= 1); --steps rounds of --epochs fine-tuning epochs")
+    p.add_argument("--sparsity", metavar="2:4", help="2:4 semi-structured sparsity for TensorRT "
+                   "(after --structured when both are given); --epochs fine-tuning epochs")
+    p.add_argument("--round-to", type=int, default=8, help="--structured: kept channel counts "
+                   "are multiples of this (default: %(default)s)")
+    p.add_argument("--importance", choices=("l2", "l1", "taylor", "bn_scale"), default="l2",
+                   help="--structured: channel ranking (default: %(default)s)")
+    p.add_argument("--scope", choices=("global", "local"), default="global",
+                   help="--structured: rank channels across layers or per layer "
+                   "(default: %(default)s)")
+    p.add_argument("--distill", type=float, default=0.5, help="--structured/--sparsity: "
+                   "share of the loss distilled from the dense model (default: %(default)s)")
     p.add_argument("--out", help="checkpoint directory to write (required unless --sensitivity)")
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     p.set_defaults(func=run_prune)
@@ -73,11 +94,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     u.add_argument("--out", required=True, help="output path")
     u.set_defaults(func=run_unpack)
 
-    i = subparsers.add_parser("inspect", help="print the per-layer table of an .ekz file",
-                              description="Per layer: weights kept, bits per weight before/after "
-                              "entropy coding, index bits, bytes, ratio (Deep Compression "
-                              "Tables 2-5); --streams adds entropy and zstd/xz comparisons.")
-    i.add_argument("file", help=".ekz file")
+    i = subparsers.add_parser("inspect", help="per-layer table of an .ekz file, or 2:4 "
+                              "conformance of an ONNX file",
+                              description="FILE.ekz: per layer weights kept, bits per weight "
+                              "before/after entropy coding, index bits, bytes, ratio (Deep "
+                              "Compression Tables 2-5); --streams adds entropy and zstd/xz "
+                              "comparisons. FILE.onnx: per Conv/Gemm/MatMul whether its weight "
+                              "(int8 initializers of QDQ files included) holds TensorRT's 2:4 "
+                              "pattern, and why not.")
+    i.add_argument("file", help=".ekz or .onnx file")
     i.add_argument("--streams", action="store_true", help="also compare coded streams with "
                    "their entropy, zstd -19 and xz -9")
     i.add_argument("--json", metavar="PATH", help="also write the table as JSON")
@@ -94,6 +119,8 @@ def _write_json(path: str | None, obj: object) -> None:
 def run_prune(args: argparse.Namespace) -> int:
     check_writable(args.out, kind="dir")  # outputs first: pruning retrains for minutes
     check_writable(args.json)
+    if args.structured or args.sparsity:
+        return _run_structured(args)
     from edgekit.calibration import load_dataset
     from edgekit.deep_compression.prune import PruneConfig, prune, sensitivity_scan
     from edgekit.training import TrainConfig, evaluate
@@ -130,6 +157,101 @@ def run_prune(args: argparse.Namespace) -> int:
     print(f"accuracy {metrics['accuracy']:.4f}; wrote {args.out}")
     _write_json(args.json, metrics)
     return 0
+
+
+PRUNED_FILE = "pruned.safetensors"
+
+
+def _run_structured(args: argparse.Namespace) -> int:
+    """--structured channel:R and/or --sparsity 2:4 on a zoo checkpoint or a pruned folder."""
+    from edgekit.pruning import ChannelPruneConfig, SparsityConfig
+
+    if args.sensitivity:
+        raise InvalidInputError("--sensitivity scans unstructured pruning; drop --structured/"
+                                "--sparsity")
+    if not args.out:
+        raise InvalidInputError("--out is required with --structured/--sparsity")
+    if args.epochs < 0 or args.steps < 1:
+        raise InvalidInputError("need --epochs >= 0 and --steps >= 1")
+    channel = ChannelPruneConfig.parse(
+        args.structured, round_to=args.round_to, importance=args.importance, scope=args.scope,
+        steps=args.steps, epochs_per_step=args.epochs, distill=args.distill) \
+        if args.structured else None
+    sparsity = SparsityConfig.parse(args.sparsity) if args.sparsity else None
+    import copy
+
+    from edgekit.calibration import load_dataset
+    from edgekit.pruning import prune_and_finetune, save_pruned, sparse_finetune
+    from edgekit.training import TrainConfig, evaluate
+
+    model = _load_prunable(args.checkpoint)
+    cfg = model.edgekit_config
+    kw = {"input_size": cfg.get("input_size"), "channels": cfg.get("in_channels")}
+    train_data = load_dataset(args.data, split="train", **kw)
+    test = load_dataset(args.data, split="test", **kw)
+    metric = "accuracy" if test.task == "classification" else "miou"
+    report: dict = {"dense": {metric: evaluate(model, test)[metric]}}
+    dense = copy.deepcopy(model).eval()
+    train_cfg = TrainConfig(epochs=max(1, args.epochs), lr=args.lr, progress=False)
+    if channel is not None:
+        result = prune_and_finetune(model, train_data, channel, train_config=train_cfg,
+                                    teacher=dense)
+        print(result.summary())
+        report["channel"] = result.to_dict()
+    if sparsity is not None:
+        sparse = sparse_finetune(model, train_data, sparsity, teacher=dense,
+                                 distill=args.distill, train_config=train_cfg) \
+            if args.epochs > 0 else _sparsify_only(model, sparsity)
+        print(f"2:4: {len(sparse.masks)} layers sparse, {len(sparse.dense)} dense; "
+              f"{sparse.sparse_mac_share:.1%} of Conv/Gemm MACs in 2:4 layers")
+        report["sparsity"] = sparse.to_dict()
+    report["pruned"] = {metric: evaluate(model, test)[metric]}
+    from edgekit.core.io import atomic_write_json
+
+    out = save_pruned(model, _out_dir(args.out) / PRUNED_FILE, metrics=report["pruned"])
+    atomic_write_json(out.parent / "pruning.json", report)
+    print(f"{metric} {report['dense'][metric]:.4f} dense -> {report['pruned'][metric]:.4f}; "
+          f"wrote {out}")
+    _write_json(args.json, report)
+    return 0
+
+
+def _sparsify_only(model, config):
+    from edgekit.pruning import sparsify_24
+
+    return sparsify_24(model, config)
+
+
+def _out_dir(path: str):
+    from pathlib import Path
+
+    out = Path(path)
+    if out.is_dir() and any(out.iterdir()) and not (out / "pruning.json").is_file():
+        raise InvalidInputError(f"{out}: directory is not empty and holds no pruned model; "
+                                "refusing to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _load_prunable(path: str):
+    """A zoo checkpoint, or a folder/file ``prune --structured`` wrote."""
+    from pathlib import Path
+
+    from edgekit.pruning import load_pruned
+    from edgekit.training.checkpoint import load_checkpoint
+
+    source = Path(path)
+    pruned = source / PRUNED_FILE if source.is_dir() else source
+    if pruned.is_file() and pruned.suffix == ".safetensors":
+        from edgekit.pruning import read_pruned_header
+
+        try:
+            read_pruned_header(pruned)
+        except EdgekitError:
+            pass
+        else:
+            return load_pruned(pruned)
+    return load_checkpoint(path)[0]
 
 
 def run_pack(args: argparse.Namespace) -> int:
@@ -182,6 +304,17 @@ def run_unpack(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     check_writable(args.json)
+    if str(args.file).lower().endswith(".onnx"):
+        from edgekit.pruning.check24 import check_24_onnx, format_conformance, pattern_ok
+
+        if args.streams:
+            raise InvalidInputError("--streams is for .ekz files")
+        rows = check_24_onnx(args.file)
+        print(f"{args.file}: 2:4 sparsity (TensorRT's pattern) per Conv/Gemm/MatMul")
+        print(format_conformance(rows))
+        _write_json(args.json, {"layers": [r.to_dict() for r in rows],
+                                "pattern_ok": pattern_ok(rows)})
+        return 0
     from edgekit.deep_compression.ekz import load_ekz
     from edgekit.deep_compression.ekz.report import (
         file_summary,

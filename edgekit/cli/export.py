@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "check", help="list the ops a target runs in float or cannot run (before training)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  edgekit check --target tensorrt mobilenet_v3_small --input-size 224"
-        "\n  edgekit check --target tflite model.onnx")
+        "\n  edgekit check --target tflite model.onnx"
+        "\n  edgekit check --target tensorrt model_int8.onnx   # also: 2:4 conformance per layer")
     c.add_argument("model", help="registered model name (e.g. mobilenet_v2), an .onnx file, "
                    "or your factory as path/to/file.py:factory (this imports and runs it)")
     c.add_argument("--model-args", type=json.loads, default={}, metavar="JSON",
@@ -104,9 +105,17 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{f.status:<11} {f.op:<20} {f.layer}  ({f.reason})")
     floats = sum(f.status == "float" for f in findings)
     print(f"{args.model}: {floats} op(s) run in float on {args.target}, none unsupported")
+    result = {"model": args.model, "target": args.target,
+              "findings": [f.to_dict() for f in findings]}
+    if shape is None and args.target == "tensorrt":  # a file: can its weights run 2:4 sparse?
+        from edgekit.pruning import check_24_onnx, format_conformance
+
+        rows = check_24_onnx(args.model)
+        print("\n2:4 sparsity (TensorRT's sparse tensor cores, Ampere+ and Orin):")
+        print(format_conformance(rows))
+        result["sparsity_24"] = [row.to_dict() for row in rows]
     if args.json:
-        _write_json(args.json, {"model": args.model, "target": args.target,
-                                "findings": [f.to_dict() for f in findings]})
+        _write_json(args.json, result)
     return 0
 
 

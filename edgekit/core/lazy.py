@@ -17,6 +17,7 @@ EXTRAS = {
     "onnx": "torch",
     "bitarray": "torch",
     "constriction": "torch",
+    "torch_pruning": "torch",
     "mlxtend": "torch",
     "sklearn": "torch",
     "onnxruntime": "ort",

@@ -60,7 +60,7 @@ def engine_config(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool 
                                 f"{min_batch}, {opt_batch}, {max_batch}")
     proto = onnx.load(str(onnx_path))
     graph = proto.graph
-    layers = sparse_2_4_layers(proto)
+    layers = sparse_2_4_layers(onnx_path)
     inp = graph.input[0]
     dims = inp.type.tensor_type.shape.dim
     shape = tuple(int(d.dim_value) for d in dims[1:])
@@ -76,46 +76,12 @@ def engine_config(onnx_path: str | Path, engine_path: str | Path, *, fp16: bool 
     )
 
 
-def sparse_2_4_layers(proto: Any) -> list[str]:
-    """Conv/Gemm layers whose weights are 2:4 sparse along the input channels.
+def sparse_2_4_layers(onnx_path: str | Path) -> list[str]:
+    """Conv/Gemm layers TensorRT can run 2:4 sparse whose weights hold the pattern (at most
+    2 non-zeros in every group of 4 input channels): ``edgekit.pruning.check_24_onnx``."""
+    from edgekit.pruning.check24 import check_24_onnx
 
-    TensorRT's sparse tactics need, for every output channel (and kernel position), at
-    most 2 non-zeros in each group of 4 consecutive input channels.
-    """
-    from onnx import numpy_helper
-
-    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    producers = {o: n for n in proto.graph.node for o in n.output}
-    sparse = []
-    for node in proto.graph.node:
-        if node.op_type not in ("Conv", "Gemm", "MatMul"):
-            continue
-        weight = _weight_array(node.input[1], inits, producers)
-        if weight is None or weight.ndim < 2:
-            continue
-        if node.op_type == "Gemm" and not _attr(node, "transB", 0):
-            weight = weight.T
-        w = np.moveaxis(weight, 1, -1)  # input channels last
-        cin = w.shape[-1]
-        if cin < 4 or cin % 4:
-            continue
-        groups = w.reshape(-1, 4)
-        if np.count_nonzero(groups, axis=1).max() <= 2:
-            sparse.append(node.name or node.output[0])
-    return sparse
-
-
-def _weight_array(name: str, inits: dict, producers: dict) -> np.ndarray | None:
-    while name not in inits:  # follow DequantizeLinear/QuantizeLinear back to the weight
-        node = producers.get(name)
-        if node is None or node.op_type not in ("DequantizeLinear", "QuantizeLinear", "Identity"):
-            return None
-        name = node.input[0]
-    return inits[name]
-
-
-def _attr(node: Any, name: str, default: int) -> int:
-    return next((a.i for a in node.attribute if a.name == name), default)
+    return [row.name for row in check_24_onnx(onnx_path) if row.eligible and row.conforms]
 
 
 def trtexec_command(cfg: EngineBuildConfig) -> str:

@@ -46,7 +46,8 @@ def test_engine_export_writes_onnx_plan_and_trtexec_line(quantized_net, tmp_path
 
 
 def _sparse_net():
-    net = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(),
+    # 16 in, 8 out: the smallest Conv TensorRT runs 2:4 sparse (C % 16, K % 8)
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 8, 3, padding=1), torch.nn.ReLU(),
                               torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 4))
     with torch.no_grad():
         conv = net[0].weight  # (out, in, kh, kw): keep 2 of every 4 input channels
@@ -56,8 +57,8 @@ def _sparse_net():
 
 
 def test_2_4_sparse_weights_enable_the_flag(tmp_path):
-    path = export_onnx(_sparse_net(), tmp_path / "s.onnx", input_shape=(8, 4, 4)).path
-    layers = sparse_2_4_layers(onnx.load(str(path)))
+    path = export_onnx(_sparse_net(), tmp_path / "s.onnx", input_shape=(16, 4, 4)).path
+    layers = sparse_2_4_layers(path)
     assert len(layers) == 1 and "Conv" in layers[0]  # the dense Linear is not listed
     cfg = engine_config(path, tmp_path / "s.engine", fp16=False, max_batch=4)
     assert cfg.sparse_weights and not cfg.int8
@@ -70,7 +71,7 @@ def test_2_4_sparse_weights_enable_the_flag(tmp_path):
 def test_fixed_batch_onnx_cannot_take_a_batch_profile(tmp_path):
     from edgekit.core.errors import InvalidInputError
 
-    path = export_onnx(_sparse_net(), tmp_path / "f.onnx", input_shape=(8, 4, 4),
+    path = export_onnx(_sparse_net(), tmp_path / "f.onnx", input_shape=(16, 4, 4),
                        dynamic_batch=False).path
     with pytest.raises(InvalidInputError, match="fixed batch"):
         engine_config(path, tmp_path / "f.engine", max_batch=8)

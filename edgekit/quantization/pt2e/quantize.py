@@ -43,6 +43,8 @@ from edgekit.quantization.types import (
 if TYPE_CHECKING:
     import torch
 
+    from edgekit.training.config import Hook
+
 # How the model QAT trains is laid out for the TFLite int8 kernels (plain data, printable).
 TFLITE_SCHEME = {
     "target": "tflite",
@@ -63,6 +65,7 @@ def quantize_for_tflite(
     train_data: Any = None,
     calib_data: Any = None,
     val_data: Any = None,
+    after_step: Hook | None = None,
 ) -> TFLiteQuantizedModel:
     """Quantize ``model`` for TFLite int8; QAT fine-tunes on ``train_data``.
 
@@ -94,7 +97,8 @@ def quantize_for_tflite(
     history = None
     if qat:
         insert_kernel_hardswish(prepared)  # after calibration: it needs the output scales
-        history = fine_tune(prepared, train_data, val_data, cfg, teacher=model)
+        history = fine_tune(prepared, train_data, val_data, cfg, teacher=model,
+                            after_step=after_step)
     freeze_ranges(prepared)
     stage = PT2E_PREPARED
     if not qat:

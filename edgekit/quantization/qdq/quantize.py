@@ -29,6 +29,8 @@ from edgekit.quantization.types import QdqQuantizedModel, QuantConfig, scheme_fo
 if TYPE_CHECKING:
     import torch
 
+    from edgekit.training.config import Hook
+
 QDQ_TARGETS = ("tensorrt", "onnxruntime")
 NNCF_EXTENSION_TIMEOUT_S = 600  # default NNCF_EXTENSION_LOAD_TIMEOUT (nncf's own: 60 s)
 
@@ -40,6 +42,7 @@ def quantize_qdq(
     train_data: Any = None,
     calib_data: Any = None,
     val_data: Any = None,
+    after_step: Hook | None = None,
 ) -> QdqQuantizedModel:
     """Quantize ``model`` for ``config.target``; QAT fine-tunes on ``train_data``.
 
@@ -88,7 +91,8 @@ def quantize_qdq(
     use_qdq_forward(qmodel)
     history = None
     if config.mode == "qat" and config.epochs > 0:
-        history = fine_tune(qmodel, train_data, val_data, config, teacher=model)
+        history = fine_tune(qmodel, train_data, val_data, config, teacher=model,
+                            after_step=after_step)
     qmodel.eval()
     quantized = QdqQuantizedModel(
         model=qmodel,

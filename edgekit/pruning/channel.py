@@ -1,0 +1,262 @@
+"""Channel pruning that physically thins the network, on torch-pruning's DepGraph.
+
+>>> result = prune_channels(model, ChannelPruneConfig(keep_macs=0.5))   # model thinned in place
+>>> result.summary()
+'MACs 6.02M -> 2.98M (49.5%, target 50%); ...'
+
+``tp.pruner.BasePruner`` removes whole coupled groups ranked by an importance criterion;
+it is stepped in small increments until the model's MACs reach the target, so the target
+is a share of MACs, not of channels. Kept channel counts of pruned layers are multiples of
+``round_to``. ``prune_and_finetune`` alternates pruning rounds with fine-tuning distilled
+from the dense model (``edgekit.training.train(..., teacher=dense)``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from edgekit.core.errors import InvalidInputError
+from edgekit.pruning.config import ChannelPruneConfig, ChannelPruneResult, PruningError
+from edgekit.pruning.graph import (
+    exclusions,
+    layer_macs,
+    layer_modules,
+    opaque_shuffles,
+    prunable_types,
+    torch_pruning,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgekit.training.config import Hook, TrainConfig
+
+# pruner increments per round: the MAC target is met to about 1/STEPS of the channels
+_INCREMENTS = 60
+
+
+def example_input(model: torch.nn.Module, given: torch.Tensor | None = None) -> torch.Tensor:
+    """``given``, or a 1 x C x S x S zero input from ``model.edgekit_config``."""
+    import torch
+
+    if given is not None:
+        return given
+    config = getattr(model, "edgekit_config", None)
+    if not config or "input_size" not in config:
+        raise InvalidInputError("pass example_input= for a model that is not from the zoo")
+    size, channels = int(config["input_size"]), int(config.get("in_channels", 3))
+    return torch.zeros(1, channels, size, size)
+
+
+def count(model: torch.nn.Module, example: torch.Tensor) -> tuple[int, int]:
+    """(MACs of the Conv/Linear layers, parameters) for one sample of ``example``."""
+    from edgekit.models.registry import count_params
+
+    return sum(layer_macs(model, example).values()), count_params(model)
+
+
+def check_supported(model: torch.nn.Module) -> None:
+    """Refuse the low-bit nets: their binarized/hashed weights are not channel tensors."""
+    config = getattr(model, "edgekit_config", None) or {}
+    name = config.get("name")
+    if name:
+        from edgekit.models import get_model_spec
+
+        if get_model_spec(name).family == "lowbit":
+            raise PruningError(f"{name}: channel pruning does not apply to binary/ternary/"
+                               "hashed nets (their weights are shared or binarized)")
+    for module in model.modules():
+        if type(module).__module__.startswith("edgekit.models.lowbit"):
+            raise PruningError(f"{type(module).__name__}: channel pruning does not apply to "
+                               "low-bit layers")
+
+
+def prune_channels(model: torch.nn.Module, config: ChannelPruneConfig | None = None, *,
+                   example_input: torch.Tensor | None = None,
+                   ignored_layers: Sequence[str] = (), calib_data: Any = None,
+                   keep_macs: float | None = None) -> ChannelPruneResult:
+    """Thin ``model`` in place to ``config.keep_macs`` of its MACs (one pruning round).
+
+    ``keep_macs`` overrides the config's target (``prune_and_finetune`` passes each round's
+    intermediate target). Layers that must stay whole are listed in ``result.excluded``.
+    A target the prunable layers cannot reach ends at the closest the pruner got
+    (``result.steps[-1]["reached"]`` is False).
+    """
+    config = config or ChannelPruneConfig()
+    example = _example(model, example_input)
+    check_supported(model)
+    target_share = config.keep_macs if keep_macs is None else keep_macs
+    macs0, params0 = count(model, example)
+    before = _widths(model)
+    with opaque_shuffles(model):
+        excluded = exclusions(model, example, ignored_layers)
+        macs = _prune_to(model, example, int(target_share * macs0), config,
+                         layer_modules(model, excluded), calib_data)
+    _check_forward(model, example)
+    after = _widths(model)
+    channels = {n: (before[n], after[n]) for n in after if n in before and after[n] != before[n]}
+    params = count(model, example)[1]
+    return ChannelPruneResult(
+        macs_before=macs0, macs_after=macs, params_before=params0, params_after=params,
+        keep_macs_target=target_share, channels=channels, excluded=excluded,
+        steps=[{"macs": macs, "params": params, "reached": macs <= target_share * macs0}],
+        config=config.to_dict())
+
+
+def prune_and_finetune(model: torch.nn.Module, train_data: Any,
+                       config: ChannelPruneConfig | None = None, *,
+                       train_config: TrainConfig | None = None, val_data: Any = None,
+                       teacher: torch.nn.Module | None = None,
+                       example_input: torch.Tensor | None = None,
+                       ignored_layers: Sequence[str] = (),
+                       after_step: Hook | None = None) -> ChannelPruneResult:
+    """``config.steps`` rounds of pruning (to evenly spaced MAC targets ending at
+    ``config.keep_macs``), each followed by ``config.epochs_per_step`` epochs of
+    ``edgekit.training.train`` distilled from ``teacher`` (default: a frozen copy of the
+    dense model) with weight ``config.distill``. ``model`` is thinned in place."""
+    from edgekit.training import TrainConfig, train
+
+    config = config or ChannelPruneConfig()
+    example = _example(model, example_input)
+    dense = teacher if teacher is not None else copy.deepcopy(model).eval()
+    base = train_config or TrainConfig(epochs=1, progress=False)
+    macs0, params0 = count(model, example)
+    before = _widths(model)
+    first: ChannelPruneResult | None = None
+    steps: list[dict[str, Any]] = []
+    for step in range(1, config.steps + 1):
+        share = 1 - (1 - config.keep_macs) * step / config.steps  # of the dense MACs
+        now = count(model, example)[0]
+        result = prune_channels(model, config, example_input=example,
+                                ignored_layers=ignored_layers, calib_data=train_data,
+                                keep_macs=min(1.0, share * macs0 / now))
+        first = first or result
+        record = {"step": step, "target": share, **result.steps[-1],
+                  "reached": result.macs_after <= share * macs0}
+        if config.epochs_per_step > 0:
+            fit = train(model, train_data,
+                        _with(base, epochs=config.epochs_per_step, distill=config.distill),
+                        val_data=val_data, after_step=after_step,
+                        teacher=dense if config.distill > 0 else None)
+            record["best_metric"] = fit.best_metric
+        steps.append(record)
+    assert first is not None  # config.steps >= 1
+    after = _widths(model)
+    return ChannelPruneResult(
+        macs_before=macs0, macs_after=steps[-1]["macs"], params_before=params0,
+        params_after=steps[-1]["params"], keep_macs_target=config.keep_macs,
+        channels={n: (before[n], after[n]) for n in after if after[n] != before.get(n)},
+        excluded=first.excluded, steps=steps, config=config.to_dict())
+
+
+def _with(config: TrainConfig, **changes: Any) -> TrainConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _example(model: torch.nn.Module, given: torch.Tensor | None) -> torch.Tensor:
+    first = next(model.parameters(), None)
+    x = example_input(model, given)
+    return x.to(first.device) if first is not None else x
+
+
+def _widths(model: torch.nn.Module) -> dict[str, int]:
+    """Output channels (features) of every Conv/Linear, by name."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, prunable_types()):
+            out[name] = int(m.out_features if hasattr(m, "out_features") else m.out_channels)
+    return out
+
+
+def _importance(name: str) -> Any:
+    tp = torch_pruning()
+    if name == "l2":
+        return tp.importance.GroupMagnitudeImportance(p=2)
+    if name == "l1":
+        return tp.importance.GroupMagnitudeImportance(p=1)
+    if name == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    return tp.importance.BNScaleImportance()
+
+
+def _prune_to(model: torch.nn.Module, example: torch.Tensor, target_macs: int,
+              config: ChannelPruneConfig, ignored: list[torch.nn.Module],
+              calib_data: Any) -> int:
+    """Step a BasePruner until the MACs are at most ``target_macs``; the MACs reached."""
+    macs = count(model, example)[0]
+    if macs <= target_macs:
+        return macs
+    was_training = model.training
+    model.eval()
+    pruner = _pruner_class()(
+        model, example, importance=_importance(config.importance),
+        global_pruning=config.scope == "global", pruning_ratio=config.max_layer_ratio,
+        max_pruning_ratio=config.max_layer_ratio, iterative_steps=_INCREMENTS,
+        ignored_layers=ignored, round_to=config.round_to if config.round_to > 1 else None)
+    for _ in range(_INCREMENTS):
+        if config.importance == "taylor":
+            _taylor_gradients(model, calib_data)
+        pruner.step()
+        macs = count(model, example)[0]
+        if macs <= target_macs:
+            break
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return macs
+
+
+_PRUNER: list[type] = []
+
+
+def _pruner_class() -> type:
+    """BasePruner whose rounding never leaves fewer than ``round_to`` channels: its own
+    rounds a layer of 8 channels down to 0 on the next step, which breaks the model."""
+    if not _PRUNER:
+        tp = torch_pruning()
+
+        class Pruner(tp.pruner.BasePruner):
+            def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+                n = super()._round_to(n_pruned, current_channels, round_to)
+                if current_channels - n < round_to:
+                    n = max(0, current_channels - round_to)
+                return n
+
+        _PRUNER.append(Pruner)
+    return _PRUNER[0]
+
+
+def _taylor_gradients(model: torch.nn.Module, data: Any) -> None:
+    """Gradients of the task loss on up to 64 samples of ``data`` (Taylor importance)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from edgekit.calibration.forms import inputs_array, labels_array
+
+    if data is None:
+        raise InvalidInputError("importance='taylor' needs calibration data with labels")
+    x, y = inputs_array(data)[:64], labels_array(data)
+    if y is None:
+        raise InvalidInputError("importance='taylor' needs labelled data")
+    model.zero_grad(set_to_none=True)
+    out = model(torch.from_numpy(np.ascontiguousarray(x)))
+    F.cross_entropy(out, torch.from_numpy(np.asarray(y[:64])).long()).backward()
+
+
+def _check_forward(model: torch.nn.Module, example: torch.Tensor) -> None:
+    import torch
+
+    was = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    except Exception as exc:  # a pattern the graph got wrong: never hand back a broken model
+        raise PruningError(f"the pruned model no longer runs ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0]}); exclude the layer with "
+                           "ignored_layers=") from exc
+    finally:
+        model.train(was)
