@@ -34,6 +34,8 @@ class DeviceProfile:
     tdp_w: float
     power_modes: dict[str, float] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    # the runtime has 2:4 sparse kernels here (TensorRT on Ampere+ GPUs and Jetson Orin)
+    sparse_24: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "<dict>") -> DeviceProfile:
@@ -49,6 +51,7 @@ class DeviceProfile:
                 tdp_w=float(data["tdp_w"]),
                 power_modes={k: float(v) for k, v in data.get("power_modes", {}).items()},
                 aliases=tuple(data.get("aliases", ())),
+                sparse_24=bool(data.get("sparse_24", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"device profile {origin}: bad field {exc}") from None
@@ -79,6 +82,7 @@ class DeviceProfile:
             "tdp_w": self.tdp_w,
             "power_modes": dict(self.power_modes),
             "aliases": list(self.aliases),
+            "sparse_24": self.sparse_24,
         }
 
 

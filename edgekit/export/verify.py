@@ -44,12 +44,14 @@ def verify(
     batch_size: int = 64,
     threads: int = 1,
     onnx_kernels: str | None = None,
+    reference_outputs: np.ndarray | None = None,
 ) -> VerifyReport:
     """Compare ``artifact_path`` run in its runtime with ``reference_model`` on ``data``.
 
     ``onnx_kernels`` ("reference" or "optimized") overrides which onnxruntime kernels run
     an ONNX file; by default TensorRT-bound files use the reference ones
-    (``edgekit.runtime.parity.onnx_kernels``).
+    (``edgekit.runtime.parity.onnx_kernels``). ``reference_outputs``: the model's
+    ``torch_outputs`` on ``data`` when already computed (one forward for several files).
     """
     from edgekit.calibration.forms import inputs_array, labels_array
 
@@ -63,7 +65,13 @@ def verify(
         kernels = onnx_kernels or kernels_for_onnx(path)
     deployed, file_quant, version = run_deployed(path, x, runtime=runtime, kernels=kernels,
                                                  threads=threads, batch_size=batch_size)
-    reference = torch_outputs(reference_model, x, batch_size)
+    if reference_outputs is None:
+        reference = torch_outputs(reference_model, x, batch_size)
+    elif len(reference_outputs) != len(x):
+        raise InvalidInputError(f"reference_outputs has {len(reference_outputs)} rows for "
+                                f"{len(x)} samples")
+    else:
+        reference = reference_outputs
     known = onnx_output_step(path) if runtime == "onnxruntime" else None
     step, source = output_step(reference, file_quant, known)
     report = compare(path, runtime, deployed, reference, y, step, source, threshold)

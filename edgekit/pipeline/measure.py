@@ -3,13 +3,16 @@ benchmark it on this host, estimate it on the target, and gather the report's fi
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 from typing import Any
 
-from edgekit.core.io import atomic_write_json
+from edgekit.core.io import atomic_write_bytes, atomic_write_json
 from edgekit.devices import estimate_latency
 from edgekit.pipeline.stages import HOST_RUNTIME, Context
+
+DEVICES_PLOT = "devices.png"  # the target vs the desktop GPU, beside report.md
 
 
 def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> dict[str, Any]:
@@ -18,23 +21,26 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     A mismatch does not stop the run: the report and files are still written (nothing is
     lost) and the pipeline raises VerificationError once they are in place.
     """
+    from edgekit.calibration.forms import inputs_array
     from edgekit.core.errors import VerificationError
-    from edgekit.export.verify import load_report
+    from edgekit.export.verify import load_report, torch_outputs
     from edgekit.export.verify import verify as verify_file
 
     name = "int8" if qm is not None else "fp32"
     reference = qm if qm is not None else fp32
     report_path = ctx.out / "verify.json"
     ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
+    outputs = torch_outputs(reference, inputs_array(ctx.test))  # once, for both kernels
     try:
-        report = verify_file(files[name], reference, ctx.test, report_path=report_path).to_dict()
+        report = verify_file(files[name], reference, ctx.test, report_path=report_path,
+                             reference_outputs=outputs).to_dict()
     except VerificationError as exc:
         ctx.notes.append(f"VERIFICATION FAILED: {exc}")
         report = load_report(report_path)
     report["artifact"] = files[name].name  # not the staging path the run was written under
     if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels make of it
         fused = verify_file(files[name], reference, ctx.test, onnx_kernels="optimized",
-                            threshold=0.0)
+                            threshold=0.0, reference_outputs=outputs)
         report["onnxruntime_fused_kernels_agreement"] = fused.agreement
         ctx.notes.append(f"onnxruntime's fused x86 int8 kernels on the same file: "
                          f"{fused.agreement * 100:.2f}% top-1 agreement (not TensorRT's "
@@ -82,7 +88,8 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
 
 
 def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
-    """Roofline lower bounds on the target: weights read once, plus the input."""
+    """Roofline lower bounds on the target: weights read once, plus the input (kept in the
+    result's ``estimates``; the report shows the calibrated estimates instead)."""
     from edgekit.models import count_macs, count_params
 
     macs = count_macs(model, input_size=ctx.input_shape[-1], in_channels=ctx.input_shape[0])
@@ -119,24 +126,26 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
                         "where": f"this workstation, {host}: {result['runtime'].get('name', '')} "
                                  f"{result['runtime'].get('version', '')}".strip(),
                         "kind": "measured"})
-    for est in estimates:
-        latency.append({"precision": est["precision"], "p50_ms": est["latency_ms"], "p90_ms": None,
-                        "where": f"{est['device']} ({est['bound']}-bound roofline: a lower "
-                                 "bound, not a prediction)",
-                        "kind": "estimated"})
+    device_rows = _device_estimates(ctx, files)
+    for row in device_rows.get("rows", []):
+        if row["kind"] == "estimated" and row["device"] == ctx.profile.name:
+            latency.append({"precision": row["precision"], "p50_ms": row["latency_ms"],
+                            "p90_ms": None, "where": f"{row['device']}: {row['basis']}",
+                            "kind": "estimated"})
     power = next(iter(bench.values()), {}).get("power", {})
     metrics: dict[str, Any] = {
         "accuracy_rows": rows,
         "parity": _parity(verification),
         "bundle_check": _parity(bundle_check),
         "latency_rows": latency,
+        "device_estimates": device_rows,
         "power": f"on this workstation, {host}: {power_text(power)}",
         "notes": ctx.notes,
     }
     if "int8_minus_fp32" in ctx.metrics:
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
-    for key in ("qat_validation", "distributed"):
+    for key in ("qat_validation", "distributed", "pruning", "fp32_dense"):
         if key in ctx.metrics:
             metrics[key] = ctx.metrics[key]
     if "int8" in files and "fp32" in files:
@@ -145,6 +154,26 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         metrics["host_int8_speedup"] = (bench["fp32"]["latency_ms"]["p50"]
                                         / bench["int8"]["latency_ms"]["p50"])
     return metrics
+
+
+def _device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
+    """Calibrated estimates of the deployed file on the target and the desktop GPU."""
+    from edgekit.bench.compare import DESKTOP_GPU, compare_devices
+    from edgekit.core.errors import EdgekitError
+
+    deployed = files["int8" if "int8" in files else "fp32"]
+    devices = list(dict.fromkeys([ctx.profile.name, DESKTOP_GPU]))
+    try:
+        block = {"file": deployed.name, "rows": compare_devices(deployed, devices=devices)}
+    except EdgekitError as exc:
+        return {"file": deployed.name, "rows": [], "error": str(exc)}
+    if importlib.util.find_spec("matplotlib") is not None:  # the `report` extra
+        from edgekit.bench.compare import plot_png
+
+        atomic_write_bytes(ctx.out / DEVICES_PLOT, plot_png(
+            block["rows"], f"{deployed.name}: {ctx.profile.name} vs desktop GPU"))
+        block["plot"] = DEVICES_PLOT
+    return block
 
 
 def _parity(report: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,12 @@ class CompressRecipe:
     # within 0.5 pp of fp32 in 15 of 15 runs (benchmarks/qat_recipe.py, docs/results.md)
     qat_lr: float = 1e-4
     calibration_size: int = 300
+    # structured pruning after fp32 training, before QAT (edgekit.pruning): "channel:R"
+    # keeps a share R of the MACs; "2:4" sparsity (TensorRT on Ampere+/Orin targets only)
+    prune: str | None = None
+    sparsity: str | None = None
+    prune_epochs: int = 2  # fine-tuning epochs after each of them, distilled from the dense
+    prune_lr: float = 1e-3
     bench_runs: int = 200
     bench_threads: int = 1
     bench_power: str = "auto"
@@ -71,7 +77,7 @@ class CompressRecipe:
             raise InvalidInputError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
             )
-        for name in ("epochs", "qat_epochs"):
+        for name in ("epochs", "qat_epochs", "prune_epochs"):
             if (getattr(self, name) or 0) < 0:
                 raise InvalidInputError(f"{name} must be >= 0")
         if self.train_limit is not None and self.train_limit < 1:
@@ -84,10 +90,19 @@ class CompressRecipe:
         if self.epochs == 0 and self.weights is None:
             raise InvalidInputError("epochs=0 needs weights= (nothing to start from)")
         self.preprocess()  # a bad mean/std/resize fails here, before any work
+        self._check_pruning()
         if self.bench_power not in ("auto", "none"):
             from edgekit.devices.power import SAMPLERS
 
             SAMPLERS.get(self.bench_power)  # an unknown name fails now, not after training
+
+    def _check_pruning(self) -> None:
+        from edgekit.pruning import ChannelPruneConfig, SparsityConfig
+
+        if self.prune is not None:
+            ChannelPruneConfig.parse(self.prune)
+        if self.sparsity is not None:
+            SparsityConfig.parse(self.sparsity)
 
     @property
     def train_epochs(self) -> int:

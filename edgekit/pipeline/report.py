@@ -1,12 +1,14 @@
 """The Markdown report at the end of `edgekit compress`, rendered from the run's manifest.
 
 Every figure says where it comes from: *measured* (named runtime on the named host) or
-*estimated* (roofline from the target's spec-sheet profile).
+*estimated* (per-layer model calibrated on published measurements, with its interval).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from edgekit.pipeline import prune_report
 
 
 def _verification(metrics: dict[str, Any]) -> list[str]:
@@ -41,6 +43,22 @@ def _figures(parity: dict[str, Any]) -> str:
     return (f"{parity['agreement'] * 100:.2f}% {parity['kind']} agreement on "
             f"{parity['samples']:,} samples; output error max {parity['max_err_steps']:.2f} / "
             f"mean {parity['mean_err_steps']:.3f} quantization steps")
+
+
+def _device_estimates(block: dict[str, Any] | None) -> list[str]:
+    """The target and the desktop GPU side by side (edgekit.bench.compare)."""
+    if not block:
+        return []
+    from edgekit.bench.compare import table_lines
+
+    if not block.get("rows"):
+        return ["## Target vs desktop GPU", "", f"Estimates unavailable: {block.get('error')}", ""]
+    return ["## Target vs desktop GPU", "",
+            f"`{block['file']}`, batch 1. Estimated: per-layer model fitted to published "
+            "measurements of real models (docs/estimates.md); interval: 10th–90th percentile "
+            "of its leave-one-out errors; energy at the power mode's budget (an upper bound).",
+            "", *table_lines(block["rows"]), "",
+            *([f"![latency per device]({block['plot']})", ""] if block.get("plot") else [])]
 
 
 def _deploying(manifest: dict[str, Any]) -> list[str]:
@@ -148,6 +166,8 @@ def render_report(manifest: dict[str, Any]) -> str:
         lines.append(f"| {row['precision']} | {row['p50_ms']:.3f} | {p90} | {row['where']} "
                      f"| {row['kind']} |")
     lines += ["", f"Power {metrics.get('power', 'unavailable (not measured)')}", ""]
+    lines += prune_report.report_lines(manifest)
+    lines += _device_estimates(metrics.get("device_estimates"))
     lines += _deploying(manifest)
     for record in manifest.get("device_runs", {}).values():
         lines += device_section(record)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.errors import InvalidInputError
-from edgekit.core.io import atomic_write_json
+from edgekit.core.io import atomic_write_json, sha256_file
 
 RUN_RECORD = "run.json"
 STAGES = "stages"
@@ -129,6 +129,34 @@ def read_stage(partial: Path, stage: str, key: str) -> dict[str, Any] | None:
 
 def write_stage(partial: Path, stage: str, record: dict[str, Any]) -> None:
     atomic_write_json(partial / STAGES / f"{stage}.json", record)
+
+
+def claim_stage(partial: Path, stage: str, key: str) -> dict[str, Any] | None:
+    """The stage's record when it matches ``key`` (finished or not); a finished one is
+    left as it is, otherwise a fresh "started" record replaces it (a stale one goes with
+    its checkpoint). Rank 0 only."""
+    record = read_stage(partial, stage, key)
+    if record is not None and record.get("done"):
+        return record
+    write_stage(partial, stage, {"key": key, "done": False})
+    return record
+
+
+def files_record(partial: Path, files: dict[str, Path]) -> dict[str, list[str]]:
+    """name → [path relative to the run, SHA-256]: what a stage wrote, to check on reuse."""
+    return {name: [str(path.relative_to(partial)), sha256_file(path)]
+            for name, path in files.items()}
+
+
+def intact_files(partial: Path, files: dict[str, list[str]]) -> dict[str, Path] | None:
+    """The recorded files when every one is still there with its SHA-256; else None."""
+    found = {}
+    for name, (relative, sha256) in files.items():
+        path = partial / relative
+        if not path.is_file() or sha256_file(path) != sha256:
+            return None
+        found[name] = path
+    return found
 
 
 def checkpoint_path(partial: Path, stage: str) -> Path:

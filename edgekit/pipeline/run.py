@@ -32,11 +32,17 @@ from edgekit.devices.roofline import Estimate
 from edgekit.export.verify import VerifyReport
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
+    claim_stage,
+    files_record,
     finish,
+    intact_files,
     mark_stage,
     open_partial,
+    stage_key,
+    toolchain,
     unfinished_default,
     worth_keeping,
+    write_stage,
 )
 from edgekit.training import distributed
 
@@ -116,6 +122,11 @@ def compress(
     recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name,
                                                   **overrides)
     profile = get_profile(target)
+    if recipe.sparsity is not None and not profile.sparse_24:
+        raise InvalidInputError(
+            f"2:4 sparsity pays only on TensorRT with sparse tensor cores (Ampere and newer "
+            f"GPUs, Jetson Orin); target {profile.name} ({profile.runtime}) would run it "
+            "dense: use prune='channel:R' (--prune) there")
     distributed.init_from_env()  # under torchrun: one process per rank, rank 0 writes
     distributed.check_same(json.dumps([recipe.to_dict(), profile.name], sort_keys=True,
                                       default=str), "recipe")
@@ -176,7 +187,7 @@ class _StageOutputs:
 def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, started: float,
                 *, data: Any, module: Any) -> _StageOutputs | None:
     """Every stage, in order, writing into ``staging``; None on ranks other than 0."""
-    from edgekit.pipeline import measure, stages
+    from edgekit.pipeline import measure, prune_stage, stages
     from edgekit.pipeline.bundle import write_bundle
     from edgekit.pipeline.report import render_report
 
@@ -186,17 +197,39 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
     if distributed.is_main():
         mark_stage(staging, "fp32 training")
     fp32 = stages.train_or_load(ctx, fp32)
+    if distributed.is_main() and (recipe.prune or recipe.sparsity):
+        mark_stage(staging, "pruning")
+    fp32, pruned = prune_stage.prune(ctx, fp32)
     if distributed.is_main():
         mark_stage(staging, "int8 quantization")
-    quantized = stages.quantize(ctx, fp32)
+    quantized = stages.quantize(ctx, fp32, after_step=pruned and pruned.mask_enforcer())
     if not distributed.is_main():
         return None  # export, verification, benchmark and report are rank 0's
     mark_stage(staging, "export, verify and benchmark")
-    artifacts = stages.export(ctx, fp32, quantized)
-    artifacts.update(write_bundle(ctx, quantized, fp32, artifacts))
-    verification = measure.verify(ctx, quantized, fp32, artifacts)
-    bundle_check = measure.check_bundle(ctx, artifacts)
-    bench = measure.bench(ctx, artifacts)
+    # each keyed on the export: the files embed the whole recipe in their metadata
+    export_key = stage_key("export", ctx.stage_keys.get("quantize", ctx.stage_keys["train"]),
+                           ctx.profile.name, recipe.to_dict(), toolchain())
+
+    def export() -> dict[str, Path]:
+        files = stages.export(ctx, fp32, quantized)
+        if pruned is not None:  # the baseline of the report's dense vs pruned table
+            files["fp32_dense"] = prune_stage.export_dense(ctx, pruned.dense)
+        return {**files, **write_bundle(ctx, quantized, fp32, files)}
+
+    artifacts = _staged(ctx, "export", export_key, export, files=True)
+    if pruned is not None and pruned.sparsity is not None:
+        prune_stage.check_file(ctx, artifacts["int8" if "int8" in artifacts else "fp32"])
+    files_key = stage_key(files_record(staging, artifacts))  # the bytes verified and timed
+    verification, bundle_check = _staged(
+        ctx, "verify", stage_key("verify", files_key),
+        lambda: (measure.verify(ctx, quantized, fp32, artifacts),
+                 measure.check_bundle(ctx, artifacts)))
+    bench = _staged(ctx, "bench", stage_key("bench", files_key, platform.node()),
+                    lambda: measure.bench(ctx, artifacts))
+    if pruned is not None:
+        ctx.metrics["pruning"]["dense_bench"] = _staged(
+            ctx, "bench_dense", stage_key("bench_dense", files_key, platform.node()),
+            lambda: prune_stage.bench_dense(ctx, artifacts["fp32_dense"]))
     estimates = measure.target_estimates(ctx, fp32)
     metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates,
                                       bundle_check)
@@ -205,6 +238,27 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
     atomic_write_text(staging / "report.md", render_report(manifest))
     return _StageOutputs(manifest, artifacts, verification, bundle_check, bench, estimates,
                          ctx.reused)
+
+
+def _staged(ctx: Any, stage: str, key: str, make: Callable[[], Any], *,
+            files: bool = False) -> Any:
+    """``make()``, or what it gave an unfinished run when that run's record of ``stage``
+    matches ``key`` (with ``files``: a dict of paths, reused only when each is intact).
+    The notes the stage added to the report are kept with it."""
+    record = claim_stage(ctx.out, stage, key)
+    if record is not None and record.get("done"):
+        value = intact_files(ctx.out, record["value"]) if files else record["value"]
+        if value is not None:
+            ctx.log(f"{stage}: reused from the unfinished run (stage record matches)")
+            ctx.notes.extend(record["notes"])
+            ctx.reused.append(stage)
+            return value
+    notes_before = len(ctx.notes)
+    value = make()
+    write_stage(ctx.out, stage, {
+        "key": key, "done": True, "notes": ctx.notes[notes_before:],
+        "value": files_record(ctx.out, value) if files else value})
+    return value
 
 
 def _typed(cls: type[T], record: dict[str, Any]) -> T:

@@ -20,9 +20,9 @@ from edgekit.devices import DeviceProfile
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
     checkpoint_path,
+    claim_stage,
     data_fingerprint,
     model_hash,
-    read_stage,
     stage_key,
     toolchain,
     write_stage,
@@ -212,7 +212,7 @@ def train_or_load(ctx: Context, model: Any) -> Any:
     key = ctx.stage_keys["train"] = stage_key(
         "train", ctx.data_key, model_hash(model), toolchain(), r.train_epochs, r.lr,
         r.batch_size, r.seed, r.sync_batchnorm, distributed.world()[1])
-    done = distributed.from_main(lambda: _claim_stage(ctx.out, "train", key))
+    done = distributed.from_main(lambda: claim_stage(ctx.out, "train", key))
     if done is not None and done.get("weights") and _reload(model, ctx.out / done["weights"],
                                                              done["sha256"]):
         ctx.log(f"[2/6] fp32 {r.model}: reused from the unfinished run (stage record matches)")
@@ -241,16 +241,6 @@ def train_or_load(ctx: Context, model: Any) -> Any:
     return model
 
 
-def _claim_stage(partial: Path, stage: str, key: str) -> dict[str, Any] | None:
-    """The stage's finished record when it matches ``key``; otherwise a fresh "started"
-    record replaces it (a stale one goes with its checkpoint). Rank 0 only."""
-    record = read_stage(partial, stage, key)
-    if record is not None and record.get("done"):
-        return record
-    write_stage(partial, stage, {"key": key, "done": False})
-    return record
-
-
 def _ranks_text() -> str:
     ranks = distributed.world()[1]
     return f" in each of {ranks} processes (DDP)" if ranks > 1 else ""
@@ -276,10 +266,12 @@ def _reload(model: Any, path: Path, sha256: str) -> bool:
     return True
 
 
-def quantize(ctx: Context, model: Any) -> Any | None:
+def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
+    """int8 QAT (or PTQ) for the target's runtime, resumable from its epoch checkpoint;
+    ``after_step(qat_model)`` runs after every QAT step (2:4 masks stay enforced)."""
     from edgekit.quantization import QuantConfig
     from edgekit.quantization import quantize as quantize_model
-    from edgekit.training import evaluate, predicted_classes
+    from edgekit.training import predicted_classes, score
     from edgekit.training.compare import paired_difference
 
     r = ctx.recipe
@@ -288,9 +280,9 @@ def quantize(ctx: Context, model: Any) -> Any | None:
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
     key = ctx.stage_keys["quantize"] = stage_key(
-        "quantize", ctx.stage_keys["train"], ctx.quant_target, mode, r.qat_epochs, r.qat_lr,
-        r.calibration_size, r.batch_size, r.seed)
-    previous = distributed.from_main(lambda: _claim_stage(ctx.out, "quantize", key))
+        "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
+        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed)
+    previous = distributed.from_main(lambda: claim_stage(ctx.out, "quantize", key))
     checkpoint = checkpoint_path(ctx.out, "quantize")
     if previous is not None and checkpoint.is_file():
         ctx.reused.append("QAT epochs")
@@ -298,7 +290,8 @@ def quantize(ctx: Context, model: Any) -> Any | None:
                          lr=r.qat_lr, calibration_size=r.calibration_size,
                          batch_size=r.batch_size, seed=r.seed, checkpoint=str(checkpoint))
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
-    qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val)
+    qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val,
+                        after_step=after_step)
     ranks = distributed.world()[1]
     if ranks > 1:  # DDP keeps them equal; a check that can fail says so on every run
         same = distributed.same_on_every_rank(distributed.state_digest(qm.model))
@@ -306,10 +299,11 @@ def quantize(ctx: Context, model: Any) -> Any | None:
         if not same:
             ctx.notes.append(f"the {ranks} processes ended QAT with different weights or "
                              "quantizer scales; rank 0's were exported")
-    ctx.metrics["int8_trained"] = evaluate(qm.model, ctx.test)
+    int8_predictions = predicted_classes(qm.model, ctx.test)
+    ctx.metrics["int8_trained"] = score(int8_predictions, ctx.test)
     # is the int8 model's loss (or gain) more than test-set noise?
     ctx.metrics["int8_minus_fp32"] = paired_difference(
-        predicted_classes(qm.model, ctx.test), predicted_classes(model, ctx.test), ctx.test.y,
+        int8_predictions, predicted_classes(model, ctx.test), ctx.test.y,
         task=ctx.test.task, num_classes=ctx.test.num_classes).to_dict()
     ctx.metrics["quant_scheme"] = qm.scheme
     fit = qm.history

@@ -24,18 +24,32 @@ def evaluate(model: torch.nn.Module, data: ArrayDataset, batch_size: int = 256
     """
     if len(data) == 0:
         raise InvalidInputError(f"{data.name}: cannot evaluate on an empty data set")
+    return _scores(((start, logits.argmax(1)) for start, logits
+                    in _batched_logits(model, data.x, batch_size, data)), data)
+
+
+def score(predictions: np.ndarray, data: ArrayDataset) -> dict[str, float]:
+    """``evaluate``'s figures from ``predicted_classes``' output (one forward for both)."""
+    if len(predictions) != len(data) or len(data) == 0:
+        raise InvalidInputError(f"{data.name}: {len(predictions)} predictions for "
+                                f"{len(data)} samples")
+    return _scores(iter([(0, np.asarray(predictions))]), data)
+
+
+def _scores(batches: Iterator[tuple[int, np.ndarray]], data: ArrayDataset
+            ) -> dict[str, float]:
+    """The figures of (first row, predicted classes) batches against ``data``'s labels."""
     if data.task == "classification":
         correct = 0
-        for start, logits in _batched_logits(model, data.x, batch_size, data):
-            labels = data.y[start:start + len(logits)]
-            correct += int((logits.argmax(1) == labels).sum())
+        for start, pred in batches:
+            correct += int((pred == data.y[start:start + len(pred)]).sum())
         return {"accuracy": correct / len(data)}
     k = data.num_classes
     # rows: true class; columns: predicted class, plus one for outputs beyond the data's classes
     confusion = np.zeros((k, k + 1), dtype=np.int64)
-    for start, logits in _batched_logits(model, data.x, batch_size, data):
-        labels = data.y[start:start + len(logits)]
-        pred = np.minimum(logits.argmax(1), k)
+    for start, pred in batches:
+        labels = data.y[start:start + len(pred)]
+        pred = np.minimum(pred, k)
         confusion += np.bincount((labels * (k + 1) + pred).ravel(),
                                  minlength=k * (k + 1)).reshape(k, k + 1)
     return {"miou": float(miou(confusion)), "pixel_accuracy": float(accuracy(confusion))}

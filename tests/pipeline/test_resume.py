@@ -83,6 +83,31 @@ def test_a_changed_field_reruns_exactly_the_stages_after_it(tmp_path, monkeypatc
     partial = tmp_path / ".run.partial"
     assert any("unfinished run kept in" in m and "--resume" in m for m in messages)
     assert (partial / "stages" / "train.json").is_file()
+    deployed = partial / "bundle" / "model_int8.onnx"
+    exported = _sha(deployed)
+
+    messages.clear()  # the same recipe: everything up to the benchmark is reused
+    with monkeypatch.context() as patch:
+        patch.setattr(measure, "bench", bench_fails)
+        patch.setattr(measure, "verify", bench_fails)  # would fail the run if called
+        with pytest.raises(RuntimeError, match="benchmark broke"):
+            edgekit.compress("lenet300_100", "jetson", out=out, log=messages.append,
+                             resume=True, **QUICK)
+    for stage in ("export", "verify"):
+        assert f"{stage}: reused from the unfinished run (stage record matches)" in messages
+    assert _sha(deployed) == exported
+
+    messages.clear()  # a changed file is exported again: the same bytes, verified before
+    deployed.write_bytes(deployed.read_bytes() + b"\0")
+    with monkeypatch.context() as patch:
+        patch.setattr(measure, "bench", bench_fails)
+        patch.setattr(measure, "verify", bench_fails)
+        with pytest.raises(RuntimeError, match="benchmark broke"):
+            edgekit.compress("lenet300_100", "jetson", out=out, log=messages.append,
+                             resume=True, **QUICK)
+    assert not any(m.startswith("export: reused") for m in messages)
+    assert "verify: reused from the unfinished run (stage record matches)" in messages
+    assert _sha(deployed) == exported
 
     messages.clear()  # QAT changed: fp32 training reused, QAT from its start
     edgekit.compress("lenet300_100", "jetson", out=out, log=messages.append, resume=True,

@@ -1,0 +1,62 @@
+"""The compress report's dense vs pruned section (``--prune``, ``--sparsity``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def report_lines(manifest: dict[str, Any]) -> list[str]:
+    """The report's dense vs pruned table; nothing when the run did not prune."""
+    metrics = manifest["metrics"]
+    summary = metrics.get("pruning")
+    if not summary:
+        return []
+    recipe = manifest["recipe"]
+    what = " + ".join(s for s in (recipe.get("prune"), recipe.get("sparsity")) if s)
+    metric = metrics["accuracy_rows"][0]["metric"]
+    files = manifest["artifacts"]
+    measured = {r["precision"]: r["p50_ms"] for r in metrics["latency_rows"]
+                if r["kind"] == "measured"}
+    deployed = next((r["value"] for r in metrics["accuracy_rows"]
+                     if r["model"].startswith("deployed")), None)
+    dense_ms = summary.get("dense_bench", {}).get("latency_ms", {}).get("p50")
+
+    def mb(name: str) -> str:
+        return f"{files[name]['bytes'] / 1e6:.2f}" if name in files else "–"
+
+    def ms(value: float | None) -> str:
+        return f"{value:.3f}" if value is not None else "–"
+
+    dense, pruned = summary["dense"], summary["pruned"]
+    lines = [f"## Pruning ({what}): dense vs pruned", "",
+             f"| model | params | MACs | {metric} fp32 (torch) | fp32 file MB | host fp32 "
+             f"p50 ms | {metric} int8 deployed | int8 file MB | host int8 p50 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| dense (trained) | {dense['params']:,} | {dense['macs']:,} | "
+             f"{metrics['fp32_dense'][metric]:.4f} | {mb('fp32_dense')} | {ms(dense_ms)} | "
+             "not built | – | – |",
+             f"| pruned | {pruned['params']:,} | {pruned['macs']:,} | "
+             f"{summary['pruned_fp32'][metric]:.4f} | {mb('fp32')} | {ms(measured.get('fp32'))} "
+             f"| {deployed if deployed is None else f'{deployed:.4f}'} | {mb('int8')} | "
+             f"{ms(measured.get('int8'))} |", "",
+             f"MACs kept: {pruned['macs'] / dense['macs']:.2f}; params kept: "
+             f"{pruned['params'] / dense['params']:.2f}. Host latencies are medians in one run "
+             "on this workstation (the runtime of the target's files, not the target). The "
+             "dense model is not quantized here (that would need its own QAT): compare with "
+             "a run without pruning for dense int8."]
+    excluded = summary.get("channel", {}).get("excluded") or {}
+    if excluded:
+        lines.append(f"Layers kept whole ({len(excluded)}): " + "; ".join(
+            f"{name} ({reason})" for name, reason in sorted(excluded.items())) + ".")
+    sparse = summary.get("sparsity")
+    if sparse:
+        file = sparse.get("file")
+        lines.append(
+            f"2:4 sparsity: {len(sparse['sparse_layers'])} layers, "
+            f"{sparse['sparse_mac_share']:.0%} of the Conv/Gemm MACs; "
+            f"{len(sparse['dense'])} layers stay dense (TensorRT cannot run them sparse)."
+            + (f" In {file['name']}: {file['conforming']} of {file['eligible']} eligible layers "
+               f"conform ({'pattern kept' if file['pattern_ok'] else 'PATTERN BROKEN'})."
+               if file else "")
+            + " Only TensorRT on Ampere and newer GPUs (Jetson Orin) runs them faster.")
+    return [*lines, ""]
