@@ -27,23 +27,35 @@ def report_lines(manifest: dict[str, Any]) -> list[str]:
     def ms(value: float | None) -> str:
         return f"{value:.3f}" if value is not None else "–"
 
+    estimates = summary.get("target_estimates", {})
+
+    def target(key: str) -> str:
+        row = estimates.get(key)
+        if not row or row.get("kind") != "estimated":
+            return "–"
+        low, high = row["interval_ms"]
+        return ms(row["latency_ms"]) + (f" ({ms(low)}–{ms(high)})" if low is not None else "")
+
     dense, pruned = summary["dense"], summary["pruned"]
+    target_name = manifest["target"]["profile"]
     lines = [f"## Pruning ({what}): dense vs pruned", "",
              f"| model | params | MACs | {metric} fp32 (torch) | fp32 file MB | host fp32 "
-             f"p50 ms | {metric} int8 deployed | int8 file MB | host int8 p50 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"p50 ms | {target_name} fp32 ms (estimated) | {metric} int8 deployed | int8 file "
+             f"MB | host int8 p50 ms | {target_name} int8 ms (estimated) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
              f"| dense (trained) | {dense['params']:,} | {dense['macs']:,} | "
              f"{metrics['fp32_dense'][metric]:.4f} | {mb('fp32_dense')} | {ms(dense_ms)} | "
-             "not built | – | – |",
+             f"{target('fp32_dense')} | not built | – | – | – |",
              f"| pruned | {pruned['params']:,} | {pruned['macs']:,} | "
              f"{summary['pruned_fp32'][metric]:.4f} | {mb('fp32')} | {ms(measured.get('fp32'))} "
-             f"| {deployed if deployed is None else f'{deployed:.4f}'} | {mb('int8')} | "
-             f"{ms(measured.get('int8'))} |", "",
+             f"| {target('fp32')} | {deployed if deployed is None else f'{deployed:.4f}'} | "
+             f"{mb('int8')} | {ms(measured.get('int8'))} | {target('int8')} |", "",
              f"MACs kept: {pruned['macs'] / dense['macs']:.2f}; params kept: "
              f"{pruned['params'] / dense['params']:.2f}. Host latencies are medians in one run "
              "on this workstation (the runtime of the target's files, not the target). The "
              "dense model is not quantized here (that would need its own QAT): compare with "
-             "a run without pruning for dense int8."]
+             "a run without pruning for dense int8. Target figures: per-layer model fitted "
+             "to published measurements (docs/estimates.md), 80% interval."]
     excluded = summary.get("channel", {}).get("excluded") or {}
     if excluded:
         lines.append(f"Layers kept whole ({len(excluded)}): " + "; ".join(

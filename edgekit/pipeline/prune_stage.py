@@ -169,6 +169,22 @@ def bench_dense(ctx: Context, path: Path) -> dict[str, Any]:
     return benchmark(path, config)
 
 
+def target_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
+    """The calibrated estimate on the target of each of the dense fp32, pruned fp32 and
+    deployed int8 files (``edgekit.bench.compare``), with its interval."""
+    from edgekit.bench.compare import compare_devices
+    from edgekit.core.errors import EdgekitError
+
+    out: dict[str, Any] = {}
+    for key in ("fp32_dense", "fp32", "int8"):
+        if key in files:
+            try:
+                out[key] = compare_devices(files[key], devices=[ctx.profile.name])[0]
+            except EdgekitError as exc:
+                out[key] = {"kind": "unavailable", "basis": str(exc)}
+    return out
+
+
 def check_file(ctx: Context, path: Path) -> None:
     """Whether the exported file's weights still hold the 2:4 pattern (after int8 QAT)."""
     from edgekit.pruning import SparsityConfig, check_24_onnx, pattern_ok

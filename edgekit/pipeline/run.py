@@ -230,6 +230,8 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
         ctx.metrics["pruning"]["dense_bench"] = _staged(
             ctx, "bench_dense", stage_key("bench_dense", files_key, platform.node()),
             lambda: prune_stage.bench_dense(ctx, artifacts["fp32_dense"]))
+        ctx.metrics["pruning"]["target_estimates"] = prune_stage.target_estimates(
+            ctx, artifacts)
     estimates = measure.target_estimates(ctx, fp32)
     metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates,
                                       bundle_check)

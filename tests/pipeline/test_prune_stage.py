@@ -67,6 +67,10 @@ def test_channel_and_24_on_a_jetson_reach_the_trtexec_line_and_resume(tmp_path, 
     report = (out / "report.md").read_text()
     assert "## Pruning (channel:0.5 + 2:4): dense vs pruned" in report
     assert "| dense (trained) |" in report and "| pruned |" in report
+    assert "jetson-orin-nano fp32 ms (estimated)" in report
+    est = result.metrics["pruning"]["target_estimates"]
+    assert est["fp32"]["kind"] == est["fp32_dense"]["kind"] == "estimated"
+    assert est["fp32"]["latency_ms"] < est["fp32_dense"]["latency_ms"]  # fewer MACs, same kernels
     dense_file = out / "dense" / "model_fp32.onnx"
     assert dense_file.stat().st_size > result.artifacts["fp32"].stat().st_size
 
