@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekit.core.errors import InvalidInputError, UnsupportedOpError
+from edgekit.core.errors import FormatError, InvalidInputError, UnsupportedOpError
 from edgekit.core.lazy import require
 
 TARGETS = ("tensorrt", "onnxruntime", "tflite")
@@ -122,7 +122,10 @@ def _onnx_nodes(model: Any, input_shape: tuple[int, ...] | None) -> list[tuple[s
         path = Path(model)
         if not path.is_file() or path.suffix != ".onnx":
             raise InvalidInputError(f"{path} is not an .onnx file")
-        proto = onnx.load(str(path))
+        try:
+            proto = onnx.load(str(path))
+        except Exception as exc:  # onnx raises DecodeError and others for a damaged file
+            raise FormatError(f"{path}: not a readable ONNX file ({exc})") from None
     else:
         from edgekit.export.onnx import export_onnx
 

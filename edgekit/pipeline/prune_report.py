@@ -27,7 +27,11 @@ def report_lines(manifest: dict[str, Any]) -> list[str]:
     def ms(value: float | None) -> str:
         return f"{value:.3f}" if value is not None else "–"
 
-    estimates = summary.get("target_estimates", {})
+    estimates = dict(summary.get("target_estimates", {}))
+    target_name = manifest["target"]["profile"]
+    deployed_rows = (metrics.get("device_estimates") or {}).get("rows", [])
+    estimates["int8"] = next((r for r in deployed_rows if r["device"] == target_name
+                              and "int8" in files), None)
 
     def target(key: str) -> str:
         row = estimates.get(key)
@@ -37,7 +41,6 @@ def report_lines(manifest: dict[str, Any]) -> list[str]:
         return ms(row["latency_ms"]) + (f" ({ms(low)}–{ms(high)})" if low is not None else "")
 
     dense, pruned = summary["dense"], summary["pruned"]
-    target_name = manifest["target"]["profile"]
     lines = [f"## Pruning ({what}): dense vs pruned", "",
              f"| model | params | MACs | {metric} fp32 (torch) | fp32 file MB | host fp32 "
              f"p50 ms | {target_name} fp32 ms (estimated) | {metric} int8 deployed | int8 file "

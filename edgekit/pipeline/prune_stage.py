@@ -170,13 +170,13 @@ def bench_dense(ctx: Context, path: Path) -> dict[str, Any]:
 
 
 def target_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
-    """The calibrated estimate on the target of each of the dense fp32, pruned fp32 and
-    deployed int8 files (``edgekit.bench.compare``), with its interval."""
+    """The calibrated estimate on the target of the dense and pruned fp32 files
+    (``edgekit.bench.compare``); the deployed int8 file's is in the report's device table."""
     from edgekit.bench.compare import compare_devices
     from edgekit.core.errors import EdgekitError
 
     out: dict[str, Any] = {}
-    for key in ("fp32_dense", "fp32", "int8"):
+    for key in ("fp32_dense", "fp32"):
         if key in files:
             try:
                 out[key] = compare_devices(files[key], devices=[ctx.profile.name])[0]

@@ -39,6 +39,13 @@ def test_check_unsupported_op_is_one_line_exit_2(tmp_path, capsys):
     assert err.count("\n") == 0 and "Det" in err and "head/det" in err and "tensorrt" in err
 
 
+def test_check_a_damaged_onnx_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "bad.onnx").write_bytes(b"not a protobuf")
+    assert main(["check", "--target", "tensorrt", str(tmp_path / "bad.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a readable ONNX file" in err
+
+
 @pytest.fixture(scope="module")
 def lenet_checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "lenet"
