@@ -73,16 +73,20 @@ class ArrayDataset:
 
         For classification the draw is stratified, so a small subset still has every class.
         """
+        return self._take(self.subset_indices(n, seed))
+
+    def subset_indices(self, n: int, seed: int = 0) -> np.ndarray:
+        """The sorted rows ``subset(n, seed)`` takes."""
         if n < 1:
             raise InvalidInputError(f"subset size must be >= 1, got {n}")
         if n >= len(self):
-            return self._take(np.arange(len(self)))
+            return np.arange(len(self))
         rng = np.random.default_rng(seed)
         if self.task == "classification":
             order = _stratified_order(self.y, rng)
         else:
             order = rng.permutation(len(self))
-        return self._take(np.sort(order[:n]))
+        return np.sort(order[:n])
 
     def split(self, holdout: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
         """(rest, held-out) with ``holdout`` of the samples held out (stratified by class)."""

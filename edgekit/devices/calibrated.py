@@ -22,8 +22,10 @@ import numpy as np
 from edgekit.core.errors import DataError, InvalidInputError
 from edgekit.devices.latency_model import (
     Calibration,
+    Constants,
     LayerRecord,
     calibrate,
+    fit_constants,
     predict_s,
     run_precision,
 )
@@ -127,18 +129,17 @@ def calibration(device: str) -> Calibration:
 def _transfer(profile: DeviceProfile, donors: tuple[str, ...]) -> Calibration:
     """Efficiencies fitted on every donor device's points at once, applied to this profile's
     peaks; residuals from predicting each donor with a fit on the other donors only."""
-    fitted = [calibration(d) for d in donors]
+    fitted = [donor_constants(d) for d in donors]
     # average the donors' constants in log space: the efficiencies are fractions of peaks
-    precisions = sorted({p for c in fitted for p in c.constants.compute})
-    compute = {p: _geomean([c.constants.compute[p] for c in fitted if p in c.constants.compute])
+    precisions = sorted({p for c in fitted for p in c.compute})
+    compute = {p: _geomean([c.compute[p] for c in fitted if p in c.compute])
                for p in precisions}
-    constants = type(fitted[0].constants)(
-        compute, _geomean([c.constants.depthwise for c in fitted]),
-        _geomean([c.constants.memory for c in fitted]),
-        _geomean([c.constants.kernel_s for c in fitted]))
+    constants = type(fitted[0])(
+        compute, _geomean([c.depthwise for c in fitted]), _geomean([c.memory for c in fitted]),
+        _geomean([c.kernel_s for c in fitted]))
     residuals: list[float] = []
     for held in donors:
-        others = [calibration(d).constants for d in donors if d != held]
+        others = [donor_constants(d) for d in donors if d != held]
         if not others:
             continue
         c = type(constants)(
@@ -155,6 +156,14 @@ def _transfer(profile: DeviceProfile, donors: tuple[str, ...]) -> Calibration:
                        (f"no published points for {profile.name}: efficiencies of "
                         f"{', '.join(donors)} applied to its peaks; interval from "
                         "leave-one-device-out residuals",))
+
+
+@cache
+def donor_constants(device: str) -> Constants:
+    """The constants ``calibration(device)`` fits on the device's own points, without its
+    leave-one-out refits (a transfer needs the constants only: a third of the work)."""
+    models, seconds, _ = _dataset(device)
+    return fit_constants(get_profile(device), models, seconds)
 
 
 def _geomean(values: list[float]) -> float:

@@ -94,8 +94,9 @@ def torch_outputs(model: Any, x: np.ndarray, batch_size: int = 64) -> np.ndarray
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            outs.append(module(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))
-                        .float().numpy())
+            out = module(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])))
+            out = out[0] if isinstance(out, (tuple, list)) else out  # the main head
+            outs.append(out.float().numpy())
     return np.concatenate(outs)
 
 

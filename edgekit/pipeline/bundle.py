@@ -25,13 +25,13 @@ MAX_SAMPLES = 512
 INPUT_BUDGET_BYTES = 128 << 20
 
 
-def reference_samples(ctx: Context) -> Any:
-    """The test inputs the reference records: stratified, at most MAX_SAMPLES and the budget."""
+def reference_rows(ctx: Context) -> Any:
+    """The test rows the reference records: stratified, at most MAX_SAMPLES and the budget."""
     import math
 
     per_sample = 4 * math.prod(ctx.input_shape)
     n = min(len(ctx.test), MAX_SAMPLES, max(32, INPUT_BUDGET_BYTES // per_sample))
-    return ctx.test.subset(n, seed=ctx.recipe.seed)
+    return ctx.test.subset_indices(n, seed=ctx.recipe.seed)
 
 
 def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
@@ -39,14 +39,16 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
     """reference.npz, bundle.json, DEVICE.md and the agent wheel beside the deployed files."""
     from edgekit.bench.expected import write_reference
     from edgekit.calibration.forms import inputs_array, labels_array
-    from edgekit.export.verify import onnx_output_step, torch_outputs
+    from edgekit.export.verify import onnx_output_step
     from edgekit.pipeline.agent_wheel import write_agent_wheel
+    from edgekit.pipeline.stages import test_outputs
 
     folder = ctx.out / FOLDER
-    sample = reference_samples(ctx)
+    rows = reference_rows(ctx)
+    sample = ctx.test.subset(len(rows), seed=ctx.recipe.seed)
     x, labels = inputs_array(sample), labels_array(sample)
     nets = {"fp32": fp32, **({"int8": qm} if qm is not None else {})}
-    outputs = {p: torch_outputs(nets[p], x) for p in ("fp32", "int8") if p in files}
+    outputs = {p: test_outputs(ctx, p, nets[p])[rows] for p in ("fp32", "int8") if p in files}
     entries = {}
     for precision in outputs:
         path = files[precision]

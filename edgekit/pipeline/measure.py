@@ -10,7 +10,7 @@ from typing import Any
 
 from edgekit.core.io import atomic_write_bytes, atomic_write_json
 from edgekit.devices import estimate_latency
-from edgekit.pipeline.stages import HOST_RUNTIME, Context
+from edgekit.pipeline.stages import HOST_RUNTIME, Context, test_outputs
 
 DEVICES_PLOT = "devices.png"  # the target vs the desktop GPU, beside report.md
 
@@ -21,16 +21,15 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     A mismatch does not stop the run: the report and files are still written (nothing is
     lost) and the pipeline raises VerificationError once they are in place.
     """
-    from edgekit.calibration.forms import inputs_array
     from edgekit.core.errors import VerificationError
-    from edgekit.export.verify import load_report, torch_outputs
+    from edgekit.export.verify import load_report
     from edgekit.export.verify import verify as verify_file
 
     name = "int8" if qm is not None else "fp32"
     reference = qm if qm is not None else fp32
     report_path = ctx.out / "verify.json"
     ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
-    outputs = torch_outputs(reference, inputs_array(ctx.test))  # once, for both kernels
+    outputs = test_outputs(ctx, name, reference)  # as QAT's score saw them; both kernels
     try:
         report = verify_file(files[name], reference, ctx.test, report_path=report_path,
                              reference_outputs=outputs).to_dict()

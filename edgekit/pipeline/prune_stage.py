@@ -65,6 +65,7 @@ def prune(ctx: Context, model: torch.nn.Module) -> tuple[torch.nn.Module, Pruned
     else:
         model, sparsity, summary = _prune_and_finetune(ctx, model, dense)
     ctx.metrics["fp32_dense"] = ctx.metrics["fp32"]
+    ctx.outputs.pop("fp32", None)  # the dense model's
     ctx.metrics["fp32"] = summary["pruned_fp32"] if reused else evaluate(model, ctx.test)
     summary["pruned_fp32"] = ctx.metrics["fp32"]
     ctx.metrics["pruning"] = summary

@@ -60,6 +60,9 @@ class Context:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # what an unfinished run gave this one
+    # torch outputs on the test split by precision ("fp32", "int8"): the scores, verification
+    # and the bundle's reference all need them, from one forward pass (``test_outputs``)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -79,6 +82,25 @@ class Context:
         else:
             spec["preprocess"] = self.preprocess.to_dict()
         return spec
+
+
+# larger outputs (segmentation maps of many samples) are recomputed, not held
+OUTPUTS_HELD_BYTES = 256 << 20
+
+
+def test_outputs(ctx: Context, precision: str, model: Any) -> np.ndarray:
+    """``model``'s torch outputs on the test split, computed once per precision and run
+    (the model must not change after: the prune stage forgets its fp32 outputs)."""
+    held = ctx.outputs.get(precision)
+    if held is not None:
+        return held
+    from edgekit.calibration.forms import inputs_array
+    from edgekit.export.verify import torch_outputs
+
+    outputs = torch_outputs(model, inputs_array(ctx.test))
+    if outputs.nbytes <= OUTPUTS_HELD_BYTES:
+        ctx.outputs[precision] = outputs
+    return outputs
 
 
 def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
@@ -206,7 +228,7 @@ def check_forward(ctx: Context, model: Any) -> None:
 def train_or_load(ctx: Context, model: Any) -> Any:
     """Train ``model`` in fp32 when the recipe asks for epochs (reusing an unfinished run's
     training when its record matches); score it on the test split and keep its weights."""
-    from edgekit.training import TrainConfig, evaluate, train
+    from edgekit.training import TrainConfig, classes_of, score, train
 
     r = ctx.recipe
     key = ctx.stage_keys["train"] = stage_key(
@@ -231,7 +253,7 @@ def train_or_load(ctx: Context, model: Any) -> Any:
     else:
         ctx.log(f"[2/6] loaded {r.model} from {r.weights} (no fp32 training)")
     model.eval()
-    fp32 = evaluate(model, ctx.test)
+    fp32 = score(classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test)
     ctx.metrics["fp32"] = fp32
     if distributed.is_main():  # one writer; the other ranks go on with the same weights
         weights = _save_fp32(ctx, model, fp32)
@@ -271,7 +293,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     ``after_step(qat_model)`` runs after every QAT step (2:4 masks stay enforced)."""
     from edgekit.quantization import QuantConfig
     from edgekit.quantization import quantize as quantize_model
-    from edgekit.training import predicted_classes, score
+    from edgekit.training import classes_of, score
     from edgekit.training.compare import paired_difference
 
     r = ctx.recipe
@@ -299,11 +321,11 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
         if not same:
             ctx.notes.append(f"the {ranks} processes ended QAT with different weights or "
                              "quantizer scales; rank 0's were exported")
-    int8_predictions = predicted_classes(qm.model, ctx.test)
+    int8_predictions = classes_of(test_outputs(ctx, "int8", qm), ctx.test)
     ctx.metrics["int8_trained"] = score(int8_predictions, ctx.test)
     # is the int8 model's loss (or gain) more than test-set noise?
     ctx.metrics["int8_minus_fp32"] = paired_difference(
-        int8_predictions, predicted_classes(model, ctx.test), ctx.test.y,
+        int8_predictions, classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test.y,
         task=ctx.test.task, num_classes=ctx.test.num_classes).to_dict()
     ctx.metrics["quant_scheme"] = qm.scheme
     fit = qm.history

@@ -3,9 +3,9 @@
 one test set (``compare``)."""
 
 from edgekit.training.config import TrainConfig, TrainResult
-from edgekit.training.evaluate import evaluate, predict, predicted_classes, score
+from edgekit.training.evaluate import classes_of, evaluate, predict, predicted_classes, score
 from edgekit.training.loop import train
 from edgekit.training.losses import class_weights_for, enet_class_weights
 
-__all__ = ["TrainConfig", "TrainResult", "class_weights_for", "enet_class_weights", "evaluate",
-           "predict", "predicted_classes", "score", "train"]
+__all__ = ["TrainConfig", "TrainResult", "class_weights_for", "classes_of", "enet_class_weights",
+           "evaluate", "predict", "predicted_classes", "score", "train"]

@@ -62,6 +62,23 @@ def predicted_classes(model: torch.nn.Module, data: ArrayDataset, batch_size: in
                            for _, logits in _batched_logits(model, data.x, batch_size, data)])
 
 
+def classes_of(outputs: np.ndarray, data: ArrayDataset) -> np.ndarray:
+    """``predicted_classes``' answer from the model's raw outputs on ``data.x`` ((N, K), or
+    (N, K, h, w) for segmentation, upsampled to the input as ``forward`` does)."""
+    outputs = np.asarray(outputs)
+    if len(outputs) != len(data):
+        raise InvalidInputError(f"{data.name}: {len(outputs)} outputs for {len(data)} samples")
+    size = tuple(data.x.shape[-2:])
+    if data.task != "segmentation" or outputs.ndim != 4 or outputs.shape[-2:] == size:
+        return outputs.argmax(1)
+    import torch
+    import torch.nn.functional as F
+
+    return np.concatenate([
+        F.interpolate(torch.from_numpy(outputs[i:i + 64]), size=size, mode="bilinear",
+                      align_corners=False).argmax(1).numpy() for i in range(0, len(outputs), 64)])
+
+
 def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Logits (float32) of ``model`` for the float32 images ``x`` (N×C×H×W), in eval mode."""
     x = np.asarray(x)

@@ -11,6 +11,7 @@ from edgekit.devices import get_profile
 from edgekit.devices.calibrated import (
     as_precision,
     calibration,
+    donor_constants,
     estimate,
     published_layers,
     published_points,
@@ -90,6 +91,18 @@ def test_estimate_text_carries_interval_and_basis():
     assert nano.points == 0 and "transferred from" in nano.text()
     assert nano.latency_ms > 0.1  # ResNet-50 on an Orin Nano: not the 10-us roofline
     assert math.isfinite(nano.latency_ms)
+
+
+def test_a_transfer_uses_the_donors_own_fits():
+    """A transferred device averages the constants each donor's full calibration has (the
+    transfer fits them without the donors' leave-one-out refits)."""
+    nano = calibration("jetson-orin-nano")
+    donors = nano.source.removeprefix("transferred from ").split(", ")
+    assert len(donors) >= 2
+    for donor in donors:
+        assert donor_constants(donor) == calibration(donor).constants
+    geo = math.exp(np.mean([math.log(calibration(d).constants.kernel_s) for d in donors]))
+    assert nano.constants.kernel_s == pytest.approx(geo, rel=1e-12)
 
 
 def test_int8_on_a_device_without_int8_runs_in_fp16():

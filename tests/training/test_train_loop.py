@@ -12,7 +12,14 @@ from torch import nn
 from edgekit.calibration import load_dataset
 from edgekit.core.errors import InvalidInputError
 from edgekit.models import create_model
-from edgekit.training import TrainConfig, evaluate, predict, train
+from edgekit.training import (
+    TrainConfig,
+    classes_of,
+    evaluate,
+    predict,
+    predicted_classes,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +212,45 @@ def test_miou_counts_classes_present_in_labels_or_predictions():
             ious.append(((truth == c) & (pred == c)).sum() / union)
     assert scores["miou"] == pytest.approx(np.mean(ious))
     assert scores["pixel_accuracy"] == pytest.approx((truth == pred).mean())
+
+
+class _HalfSizeSeg(nn.Module):
+    """Segmentation logits at half the input's size (the evaluation upsamples them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(1, 11, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_classes_from_raw_outputs_equal_the_evaluated_predictions(digits):
+    """The pipeline scores from outputs it keeps for verification: the same classes as
+    ``predicted_classes`` (a classifier, and segmentation maps that must be upsampled)."""
+    from edgekit.export.verify import torch_outputs
+
+    _, test_ds = digits
+    torch.manual_seed(0)
+    model = create_model("lenet5").eval()
+    assert np.array_equal(classes_of(torch_outputs(model, test_ds.x), test_ds),
+                          predicted_classes(model, test_ds))
+    seg = load_dataset("mnist5k_seg", split="test", input_size=32).subset(20)
+    net = _HalfSizeSeg().eval()
+    raw = torch_outputs(net, seg.x)
+    assert raw.shape[-2:] == (16, 16)
+    classes = classes_of(raw, seg)
+    assert classes.shape == (20, 32, 32)
+    assert np.array_equal(classes, predicted_classes(net, seg))
+    with pytest.raises(InvalidInputError, match="outputs for"):
+        classes_of(raw[:5], seg)
+
+
+def test_subset_indices_are_the_rows_subset_takes(digits):
+    train_ds, _ = digits
+    rows = train_ds.subset_indices(50, seed=3)
+    assert np.array_equal(train_ds.subset(50, seed=3).x, train_ds.x[rows])
+    assert len(set(rows.tolist())) == 50 and set(train_ds.y[rows].tolist()) == set(range(10))
 
 
 def test_predict_and_bad_inputs(digits):
