@@ -58,6 +58,9 @@ def _onnx_events(path: Path) -> list[dict[str, Any]]:
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "profile")
         opts.intra_op_num_threads = 1
+        # a file it cannot load is reported by the error below; without this, the profiler
+        # also prints "Could not write a profile" to stderr on the way out
+        opts.log_severity_level = 4
         # pre-packed weights drop out of the profiled inputs; keep them to count their bytes
         opts.add_session_config_entry("session.disable_prepacking", "1")
         try:

@@ -109,6 +109,15 @@ def test_devices_compare_prints_a_table_and_plots_it(onnx_model, tmp_path):
     assert run.returncode == 2 and "give --compare" in run.stderr
 
 
+def test_devices_compare_on_a_damaged_file_is_one_line(tmp_path):
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(b"\x08\x07not a model" * 50)
+    run = edgekit("devices", "--compare", str(damaged))
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert run.stderr.startswith("edgekit: error: damaged.onnx:")
+
+
 def _watts(name):
     from edgekit.devices import get_profile
 
