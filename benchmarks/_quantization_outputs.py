@@ -68,6 +68,7 @@ def ort_quantize_recommended(fp32: Path, out: Path, calib: np.ndarray, *, vnni: 
     advised before QDQ quantization in
     https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html
     """
+    import contextlib
     import tempfile
 
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -75,7 +76,10 @@ def ort_quantize_recommended(fp32: Path, out: Path, calib: np.ndarray, *, vnni: 
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32), str(pre))
+        # its symbolic shape inference leaves temporary files in the working directory
+        # when it fails (ESPNetv2): keep them in the temporary one
+        with contextlib.chdir(tmp):
+            quant_pre_process(str(fp32.resolve()), str(pre))
         quantize_static(str(pre), str(out), _Reader(calib), quant_format=QuantFormat.QDQ,
                         per_channel=True, reduce_range=not vnni,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

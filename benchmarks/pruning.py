@@ -101,9 +101,10 @@ def main() -> int:
                 files, info = _speed_files(name, out, args)
                 row["speed_224"] = info
                 if args.part != "files":
-                    row["latency_ms"] = {f"{variant}.{key}": round(
+                    # one runtime's part may run alone: keep the other's figures
+                    row.setdefault("latency_ms", {}).update({f"{variant}.{key}": round(
                         _median_ms(path, args.threads, args.speed_runs), 3)
-                        for (variant, key), path in files.items()}
+                        for (variant, key), path in files.items()})
             except Exception as exc:
                 row["speed_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             print(name, row.get("latency_ms", row.get("speed_error", "files built")),

@@ -148,7 +148,8 @@ def main() -> int:
         result["speed"] = _speed(out, tflite, args.speed_runs,
                                  args.speed_models.split(","), args.reuse_files)
         for key, ms in result["speed"].items():
-            print(f"{key:<48} {ms:9.3f} ms", flush=True)
+            print(f"{key:<48} {ms:9.3f} ms" if isinstance(ms, float) else f"{key:<48} {ms}",
+                  flush=True)
         _save(args.json, result)
     for name in names:
         t0 = time.perf_counter()
@@ -397,11 +398,8 @@ def _speed(out: Path, tflite: Any, runs: int, models: list[str], reuse: bool
     calib = calibration_crops(32, size=224, channels=3)
     speed: dict[str, Any] = {}
     for name in models:
-        try:
-            files = _speed_files(name, out, tflite, calib, reuse)
-        except Exception as exc:  # e.g. an export edgekit refuses: record it, time the rest
-            speed[f"{name}.error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            continue
+        files, errors = _speed_files(name, out, tflite, calib, reuse)
+        speed.update({f"{name}.{key}.error": text for key, text in errors.items()})
         for threads in (1, 2):
             for key, path in files.items():
                 ms = _median_ms(path, threads, runs)
@@ -410,7 +408,9 @@ def _speed(out: Path, tflite: Any, runs: int, models: list[str], reuse: bool
 
 
 def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bool
-                 ) -> dict[str, Path]:
+                 ) -> tuple[dict[str, Path], dict[str, str]]:
+    """The files of ``name`` that could be made, and why each other one could not (e.g.
+    an export a tool refuses: recorded, the rest still timed)."""
     from edgekit.export.onnx import export_onnx
     from edgekit.models import create_model
     from edgekit.quantization import QuantConfig, quantize
@@ -437,11 +437,14 @@ def _speed_files(name: str, out: Path, tflite: Any, calib: np.ndarray, reuse: bo
               "ort_vendor_u8s8": "ort_ptq_u8s8.onnx",
               "tflite_fp32": "fp32.tflite", "tflite_int8": "int8.tflite",
               "tflite_vendor": "litert_ptq.tflite"}
-    files = {}
+    files, errors = {}, {}
     for key, make in makers.items():
         path = out / f"{name}-224.{suffix[key]}"
-        files[key] = path if reuse and path.is_file() else make(path)
-    return files
+        try:
+            files[key] = path if reuse and path.is_file() else make(path)
+        except Exception as exc:
+            errors[key] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return files, errors
 
 
 def _median_ms(path: Path, threads: int, runs: int) -> float:
