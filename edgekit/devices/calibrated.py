@@ -161,7 +161,8 @@ def _transfer(profile: DeviceProfile, donors: tuple[str, ...]) -> Calibration:
 @cache
 def donor_constants(device: str) -> Constants:
     """The constants ``calibration(device)`` fits on the device's own points, without its
-    leave-one-out refits (a transfer needs the constants only: a third of the work)."""
+    leave-one-out refits (a transfer needs the constants only; half the time of a full
+    calibration in a one-off timing)."""
     models, seconds, _ = _dataset(device)
     return fit_constants(get_profile(device), models, seconds)
 

@@ -45,8 +45,8 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
 
     folder = ctx.out / FOLDER
     rows = reference_rows(ctx)
-    sample = ctx.test.subset(len(rows), seed=ctx.recipe.seed)
-    x, labels = inputs_array(sample), labels_array(sample)
+    labels = labels_array(ctx.test)
+    x, labels = inputs_array(ctx.test)[rows], None if labels is None else labels[rows]
     nets = {"fp32": fp32, **({"int8": qm} if qm is not None else {})}
     outputs = {p: test_outputs(ctx, p, nets[p])[rows] for p in ("fp32", "int8") if p in files}
     entries = {}

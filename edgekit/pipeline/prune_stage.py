@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.core.io import sha256_file
 from edgekit.pipeline.resume import claim_stage, stage_key, toolchain, write_stage
-from edgekit.pipeline.stages import Context
+from edgekit.pipeline.stages import Context, test_outputs
 from edgekit.training import distributed
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def prune(ctx: Context, model: torch.nn.Module) -> tuple[torch.nn.Module, Pruned
     r = ctx.recipe
     if r.prune is None and r.sparsity is None:
         return model, None
-    from edgekit.training import evaluate
+    from edgekit.training import classes_of, score
 
     dense = copy.deepcopy(model).eval()
     key = ctx.stage_keys["prune"] = stage_key(
@@ -65,8 +65,9 @@ def prune(ctx: Context, model: torch.nn.Module) -> tuple[torch.nn.Module, Pruned
     else:
         model, sparsity, summary = _prune_and_finetune(ctx, model, dense)
     ctx.metrics["fp32_dense"] = ctx.metrics["fp32"]
-    ctx.outputs.pop("fp32", None)  # the dense model's
-    ctx.metrics["fp32"] = summary["pruned_fp32"] if reused else evaluate(model, ctx.test)
+    ctx.outputs.pop("fp32", None)  # the dense model's: from here "fp32" is the pruned one
+    ctx.metrics["fp32"] = summary["pruned_fp32"] if reused else score(
+        classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test)
     summary["pruned_fp32"] = ctx.metrics["fp32"]
     ctx.metrics["pruning"] = summary
     if distributed.is_main() and not reused:
