@@ -74,3 +74,48 @@ def test_espnet_decoder_is_full_integer(mnist, tmp_path):
     qm = quantize_for_tflite(model, cfg, calib_data=calib)
     art = export_tflite(qm, tmp_path / "espnet.tflite", calibration=calib)
     assert float_compute_ops(art.path) == []
+
+
+def _zoo_names():
+    from edgekit.models import list_models
+
+    return list_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _zoo_names())
+def test_watched_forward_finds_the_pairs_torch_export_finds(name):
+    """The fast pair finder (one watched eager forward) agrees with torch.export's graph
+    on every zoo model: which BatchNorm folds into which conv, and which stays a 1x1
+    depthwise conv (after an add or concat, or after XNOR's scaled conv)."""
+    from edgekit.models import create_model, get_model_spec
+    from edgekit.quantization.bn_fold import _exported_pairs, _watched_pairs
+
+    size = get_model_spec(name).small_input_size
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_channels=1, input_size=size).eval()
+    x = torch.rand(1, 1, size, size)
+    assert _watched_pairs(model, x) == _exported_pairs(model, x)
+
+
+class _Shared(nn.Module):
+    """A conv output read by its BatchNorm and returned as well; a functional batch norm."""
+
+    def __init__(self, functional: bool) -> None:
+        super().__init__()
+        self.conv, self.bn, self.functional = nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), functional
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.functional:
+            return nn.functional.batch_norm(y, self.bn.running_mean, self.bn.running_var)
+        return self.bn(y), y
+
+
+def test_watched_pairs_keep_a_shared_conv_and_defer_functional_batch_norm():
+    from edgekit.quantization.bn_fold import _exported_pairs, _watched_pairs
+
+    x = torch.rand(1, 1, 8, 8)
+    shared = _Shared(functional=False).eval()
+    assert _watched_pairs(shared, x) == [(None, "bn")] == _exported_pairs(shared, x)
+    assert _watched_pairs(_Shared(functional=True).eval(), x) is None  # torch.export decides
