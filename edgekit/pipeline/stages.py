@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.core.errors import InvalidInputError
-from edgekit.core.io import atomic_write_text, sha256_file
+from edgekit.core.io import atomic_path, atomic_write_text, sha256_file
 from edgekit.devices import DeviceProfile
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
@@ -23,6 +23,7 @@ from edgekit.pipeline.resume import (
     claim_stage,
     data_fingerprint,
     model_hash,
+    read_stage,
     stage_key,
     toolchain,
     write_stage,
@@ -192,7 +193,17 @@ def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
     op the target cannot run stops the run here; float-only ops are reported."""
     from edgekit.export.check import check_model
 
-    findings = [f.to_dict() for f in check_model(model, ctx.quant_target, ctx.input_shape)]
+    key = stage_key("preflight", model_hash(model), ctx.quant_target, list(ctx.input_shape),
+                    toolchain())
+    done = distributed.from_main(lambda: read_stage(ctx.out, "preflight", key))
+    if done is not None:  # an unfinished run checked this very model (2 s of tracing)
+        findings = done["findings"]
+    else:
+        findings = [f.to_dict() for f in check_model(model, ctx.quant_target,
+                                                     ctx.input_shape)]
+        if distributed.is_main():
+            write_stage(ctx.out, "preflight", {"key": key, "done": True,
+                                               "findings": findings})
     if findings:
         ops = sorted({f["op"] for f in findings})
         ctx.notes.append(f"pre-flight: {len(findings)} op(s) run in float on "
@@ -239,6 +250,7 @@ def train_or_load(ctx: Context, model: Any) -> Any:
                                                              done["sha256"]):
         ctx.log(f"[2/6] fp32 {r.model}: reused from the unfinished run (stage record matches)")
         ctx.metrics["fp32"] = done["metrics"]
+        _reload_outputs(ctx, done)
         ctx.reused.append("fp32 training")
         return model.eval()
     if r.train_epochs > 0:
@@ -259,8 +271,29 @@ def train_or_load(ctx: Context, model: Any) -> Any:
         weights = _save_fp32(ctx, model, fp32)
         write_stage(ctx.out, "train", {"key": key, "done": True,
                                        "weights": str(weights.relative_to(ctx.out)),
-                                       "sha256": sha256_file(weights), "metrics": fp32})
+                                       "sha256": sha256_file(weights), "metrics": fp32,
+                                       **_saved_outputs(ctx)})
     return model
+
+
+def _saved_outputs(ctx: Context) -> dict[str, Any]:
+    """The fp32 test outputs beside the weights, so a resumed run need not recompute them."""
+    outputs = ctx.outputs.get("fp32")
+    if outputs is None:
+        return {}
+    path = checkpoint_path(ctx.out, "train").with_name("fp32_test_outputs.npy")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, outputs, allow_pickle=False)
+    return {"test_outputs": str(path.relative_to(ctx.out)),
+            "test_outputs_sha256": sha256_file(path)}
+
+
+def _reload_outputs(ctx: Context, record: dict[str, Any]) -> None:
+    """The saved fp32 test outputs, when intact (else they are computed again)."""
+    path = ctx.out / record.get("test_outputs", "-")
+    if "test_outputs" in record and path.is_file() \
+            and sha256_file(path) == record["test_outputs_sha256"]:
+        ctx.outputs["fp32"] = np.load(path, allow_pickle=False)
 
 
 def _ranks_text() -> str:

@@ -52,6 +52,10 @@ def test_a_run_killed_during_qat_resumes_to_the_same_file(model, target, deploye
 
     assert torch.load(checkpoint, weights_only=True)["epoch"] < 3  # killed mid-QAT
     assert not out.exists()  # nothing appears until every stage succeeded
+    partial = tmp_path / ".run.partial"  # what the resume reuses besides the checkpoint:
+    record = json.loads((partial / "stages" / "train.json").read_text())
+    assert (partial / record["test_outputs"]).is_file()  # fp32 test outputs
+    assert json.loads((partial / "stages" / "preflight.json").read_text())["done"]
 
     resumed = _compress(model, target, out, "--resume")
     _, log = resumed.communicate(timeout=600)
