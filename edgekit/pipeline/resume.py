@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.errors import InvalidInputError
-from edgekit.core.io import atomic_write_json, sha256_file
+from edgekit.core.io import atomic_path, atomic_write_json, sha256_file
 
 RUN_RECORD = "run.json"
 STAGES = "stages"
@@ -157,6 +157,25 @@ def intact_files(partial: Path, files: dict[str, list[str]]) -> dict[str, Path] 
             return None
         found[name] = path
     return found
+
+
+def save_array(partial: Path, name: str, array: np.ndarray | None) -> dict[str, str]:
+    """``array`` saved beside the checkpoints (gone when the run finishes), for a stage
+    record: a resumed run loads it instead of computing it again."""
+    if array is None:
+        return {}
+    path = partial / CHECKPOINTS / f"{name}.npy"
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    return {"array": str(path.relative_to(partial)), "array_sha256": sha256_file(path)}
+
+
+def load_array(partial: Path, record: dict[str, Any]) -> np.ndarray | None:
+    """The array ``save_array`` recorded, when its file is intact."""
+    path = partial / record.get("array", "-")
+    if "array" not in record or not path.is_file() or sha256_file(path) != record["array_sha256"]:
+        return None
+    return np.load(path, allow_pickle=False)
 
 
 def checkpoint_path(partial: Path, stage: str) -> Path:

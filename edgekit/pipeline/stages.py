@@ -15,15 +15,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.core.errors import InvalidInputError
-from edgekit.core.io import atomic_path, atomic_write_text, sha256_file
+from edgekit.core.io import atomic_write_text, sha256_file
 from edgekit.devices import DeviceProfile
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
     checkpoint_path,
     claim_stage,
     data_fingerprint,
+    load_array,
     model_hash,
     read_stage,
+    save_array,
     stage_key,
     toolchain,
     write_stage,
@@ -250,7 +252,9 @@ def train_or_load(ctx: Context, model: Any) -> Any:
                                                              done["sha256"]):
         ctx.log(f"[2/6] fp32 {r.model}: reused from the unfinished run (stage record matches)")
         ctx.metrics["fp32"] = done["metrics"]
-        _reload_outputs(ctx, done)
+        saved = load_array(ctx.out, done)  # the test outputs beside the weights, if intact
+        if saved is not None:
+            ctx.outputs["fp32"] = saved
         ctx.reused.append("fp32 training")
         return model.eval()
     if r.train_epochs > 0:
@@ -272,28 +276,9 @@ def train_or_load(ctx: Context, model: Any) -> Any:
         write_stage(ctx.out, "train", {"key": key, "done": True,
                                        "weights": str(weights.relative_to(ctx.out)),
                                        "sha256": sha256_file(weights), "metrics": fp32,
-                                       **_saved_outputs(ctx)})
+                                       **save_array(ctx.out, "fp32_test_outputs",
+                                                    ctx.outputs.get("fp32"))})
     return model
-
-
-def _saved_outputs(ctx: Context) -> dict[str, Any]:
-    """The fp32 test outputs beside the weights, so a resumed run need not recompute them."""
-    outputs = ctx.outputs.get("fp32")
-    if outputs is None:
-        return {}
-    path = checkpoint_path(ctx.out, "train").with_name("fp32_test_outputs.npy")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, outputs, allow_pickle=False)
-    return {"test_outputs": str(path.relative_to(ctx.out)),
-            "test_outputs_sha256": sha256_file(path)}
-
-
-def _reload_outputs(ctx: Context, record: dict[str, Any]) -> None:
-    """The saved fp32 test outputs, when intact (else they are computed again)."""
-    path = ctx.out / record.get("test_outputs", "-")
-    if "test_outputs" in record and path.is_file() \
-            and sha256_file(path) == record["test_outputs_sha256"]:
-        ctx.outputs["fp32"] = np.load(path, allow_pickle=False)
 
 
 def _ranks_text() -> str:

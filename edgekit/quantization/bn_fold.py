@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 _CONV_TARGETS = ("aten.conv2d.default", "aten.convolution.default")
 _CONV_FUNCTIONS = ("conv2d", "convolution", "_convolution")
+# a tensor read into Python: the forward may branch on data, which one eager run cannot see
+# (torch.export then decides, and refuses a data-dependent graph)
+_TENSOR_TO_PYTHON = ("__bool__", "item", "tolist", "__int__", "__float__", "__index__")
 _BN_TARGETS = (
     "aten.batch_norm.default",
     "aten._native_batch_norm_legit_no_training.default",
@@ -48,7 +51,7 @@ def _find_bn_pairs(
 
     One eager forward, watched, finds them in milliseconds; torch.export (4 s on MobileNetV2,
     paid again by every run that quantizes) is the fallback when the forward calls batch
-    norm other than through its modules."""
+    norm other than through its modules or may branch on data."""
     pairs = _watched_pairs(model, example_input)
     return pairs if pairs is not None else _exported_pairs(model, example_input)
 
@@ -56,19 +59,22 @@ def _find_bn_pairs(
 def _watched_pairs(model: torch.nn.Module, example_input: torch.Tensor
                    ) -> list[tuple[str | None, str]] | None:
     """Pairs from module hooks and a count of every op's tensor inputs; None when a
-    BatchNorm call was not its module's own forward (functional batch norm)."""
+    BatchNorm call was not its module's own forward (functional batch norm) or the forward
+    read a tensor's value into Python."""
     import torch
     from torch.overrides import TorchFunctionMode
     from torch.utils._pytree import tree_flatten
 
     uses: dict[int, int] = {}
-    state = {"batch_norm": 0, "in_bn": False}
+    state = {"batch_norm": 0, "in_bn": False, "concrete": False}
 
     class CountUses(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            is_bn = getattr(func, "__name__", "") == "batch_norm"
+            name = getattr(func, "__name__", "")
+            is_bn = name == "batch_norm"
             state["batch_norm"] += is_bn
+            state["concrete"] |= name in _TENSOR_TO_PYTHON
             # inside a BatchNorm module only its batch_norm call reads the input (its
             # dim() check is no consumer)
             if is_bn or not state["in_bn"]:
@@ -113,7 +119,7 @@ def _watched_pairs(model: torch.nn.Module, example_input: torch.Tensor
     finally:
         for handle in handles:
             handle.remove()
-    if state["batch_norm"] != len(bn_calls):
+    if state["batch_norm"] != len(bn_calls) or state["concrete"]:
         return None
     # a conv whose output only the BatchNorm reads (one use: the batch_norm call)
     return [(conv_of[x] if x in conv_of and x in conv_results and uses.get(x) == 1 else None,

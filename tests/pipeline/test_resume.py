@@ -54,7 +54,7 @@ def test_a_run_killed_during_qat_resumes_to_the_same_file(model, target, deploye
     assert not out.exists()  # nothing appears until every stage succeeded
     partial = tmp_path / ".run.partial"  # what the resume reuses besides the checkpoint:
     record = json.loads((partial / "stages" / "train.json").read_text())
-    assert (partial / record["test_outputs"]).is_file()  # fp32 test outputs
+    assert (partial / record["array"]).is_file()  # fp32 test outputs
     assert json.loads((partial / "stages" / "preflight.json").read_text())["done"]
 
     resumed = _compress(model, target, out, "--resume")
