@@ -82,7 +82,7 @@ def _watched_pairs(model: torch.nn.Module, example_input: torch.Tensor
                     if isinstance(value, torch.Tensor) and id(value) in conv_of:
                         uses[id(value)] = uses.get(id(value), 0) + 1
             out = func(*args, **kwargs)
-            if getattr(func, "__name__", "") in _CONV_FUNCTIONS:
+            if name in _CONV_FUNCTIONS:
                 keep.append(out)
                 conv_results.add(id(out))
             return out

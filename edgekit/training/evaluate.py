@@ -72,11 +72,19 @@ def classes_of(outputs: np.ndarray, data: ArrayDataset) -> np.ndarray:
     if data.task != "segmentation" or outputs.ndim != 4 or outputs.shape[-2:] == size:
         return outputs.argmax(1)
     import torch
+
+    return np.concatenate([_at_input_size(torch.from_numpy(outputs[i:i + 64]), size, data)
+                           .argmax(1).numpy() for i in range(0, len(outputs), 64)])
+
+
+def _at_input_size(out: torch.Tensor, size: tuple[int, ...], data: ArrayDataset
+                   ) -> torch.Tensor:
+    """Segmentation logits at a coarser resolution, bilinearly upsampled to the input's."""
+    if data.task != "segmentation" or out.ndim != 4 or tuple(out.shape[-2:]) == size:
+        return out
     import torch.nn.functional as F
 
-    return np.concatenate([
-        F.interpolate(torch.from_numpy(outputs[i:i + 64]), size=size, mode="bilinear",
-                      align_corners=False).argmax(1).numpy() for i in range(0, len(outputs), 64)])
+    return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
 
 
 def predict(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -95,8 +103,6 @@ def forward(model: torch.nn.Module, xb: torch.Tensor, data: ArrayDataset | None,
             checked: bool) -> torch.Tensor:
     """The model's main-head logits, upsampled to the input for segmentation; on the first
     batch (``checked=False``) a shape misfit becomes a clear InvalidInputError."""
-    import torch.nn.functional as F
-
     if checked:
         out = model(xb)
     else:
@@ -107,9 +113,8 @@ def forward(model: torch.nn.Module, xb: torch.Tensor, data: ArrayDataset | None,
                                     f"{first_line(exc)}") from None
     if isinstance(out, (tuple, list)):
         out = out[0]  # main head first (aux heads are for the model's own losses)
-    if data is not None and data.task == "segmentation" and out.ndim == 4 \
-            and out.shape[-2:] != xb.shape[-2:]:
-        out = F.interpolate(out, size=xb.shape[-2:], mode="bilinear", align_corners=False)
+    if data is not None:
+        out = _at_input_size(out, tuple(xb.shape[-2:]), data)
     if not checked and data is not None:
         want = 2 if data.task == "classification" else 4
         if out.ndim != want or out.shape[1] < data.num_classes:
