@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +31,37 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     report_path = ctx.out / "verify.json"
     ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
     outputs = test_outputs(ctx, name, reference)  # as QAT's score saw them; both kernels
-    try:
-        report = verify_file(files[name], reference, ctx.test, report_path=report_path,
-                             reference_outputs=outputs).to_dict()
-    except VerificationError as exc:
-        ctx.notes.append(f"VERIFICATION FAILED: {exc}")
-        report = load_report(report_path)
+    with ThreadPoolExecutor(max_workers=1) as beside:  # one onnxruntime thread each
+        fused = None
+        if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels
+            fused = beside.submit(verify_file, files[name], reference, ctx.test,  # make of it
+                                  onnx_kernels="optimized", threshold=0.0,
+                                  reference_outputs=outputs)
+        try:
+            report = verify_file(files[name], reference, ctx.test, report_path=report_path,
+                                 reference_outputs=outputs).to_dict()
+        except VerificationError as exc:
+            ctx.notes.append(f"VERIFICATION FAILED: {exc}")
+            report = load_report(report_path)
     report["artifact"] = files[name].name  # not the staging path the run was written under
-    if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels make of it
-        fused = verify_file(files[name], reference, ctx.test, onnx_kernels="optimized",
-                            threshold=0.0, reference_outputs=outputs)
-        report["onnxruntime_fused_kernels_agreement"] = fused.agreement
+    if fused is not None:
+        agreement = fused.result().agreement
+        report["onnxruntime_fused_kernels_agreement"] = agreement
         ctx.notes.append(f"onnxruntime's fused x86 int8 kernels on the same file: "
-                         f"{fused.agreement * 100:.2f}% top-1 agreement (not TensorRT's "
+                         f"{agreement * 100:.2f}% top-1 agreement (not TensorRT's "
                          f"arithmetic; shown for comparison only).")
     atomic_write_json(report_path, report)
     return report
+
+
+def verify_and_check_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``verify`` and ``check_bundle``, the bundle's check on a thread of its own (both run
+    onnxruntime on one thread: on two cores they take the time of one)."""
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        bundle_check = beside.submit(check_bundle, ctx, files)
+        verification = verify(ctx, qm, fp32, files)
+    return verification, bundle_check.result()
 
 
 def check_bundle(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
@@ -103,7 +119,8 @@ def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
 
 def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str, Any],
                     files: dict[str, Path], estimates: list[dict[str, Any]],
-                    bundle_check: dict[str, Any]) -> dict[str, Any]:
+                    bundle_check: dict[str, Any], device_rows: dict[str, Any]
+                    ) -> dict[str, Any]:
     from edgekit.pipeline.report import power_text
     from edgekit.runtime.parity import this_host
 
@@ -125,7 +142,6 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
                         "where": f"this workstation, {host}: {result['runtime'].get('name', '')} "
                                  f"{result['runtime'].get('version', '')}".strip(),
                         "kind": "measured"})
-    device_rows = _device_estimates(ctx, files)
     for row in device_rows.get("rows", []):
         if row["kind"] == "estimated" and row["device"] == ctx.profile.name:
             latency.append({"precision": row["precision"], "p50_ms": row["latency_ms"],
@@ -155,8 +171,9 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     return metrics
 
 
-def _device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
-    """Calibrated estimates of the deployed file on the target and the desktop GPU."""
+def device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
+    """Calibrated estimates of the deployed file on the target and the desktop GPU, and
+    their plot beside the report."""
     from edgekit.bench.compare import DESKTOP_GPU, compare_devices
     from edgekit.core.errors import EdgekitError
 

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -220,10 +221,12 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
     if pruned is not None and pruned.sparsity is not None:
         prune_stage.check_file(ctx, artifacts["int8" if "int8" in artifacts else "fp32"])
     files_key = stage_key(files_record(staging, artifacts))  # the bytes verified and timed
-    verification, bundle_check = _staged(
-        ctx, "verify", stage_key("verify", files_key),
-        lambda: (measure.verify(ctx, quantized, fp32, artifacts),
-                 measure.check_bundle(ctx, artifacts)))
+    with ThreadPoolExecutor(max_workers=1) as beside:  # while verify runs; not the benchmark
+        device_rows = beside.submit(measure.device_estimates, ctx, artifacts)
+        verification, bundle_check = _staged(
+            ctx, "verify", stage_key("verify", files_key),
+            lambda: measure.verify_and_check_bundle(ctx, quantized, fp32, artifacts))
+        device_rows = device_rows.result()
     bench = _staged(ctx, "bench", stage_key("bench", files_key, platform.node()),
                     lambda: measure.bench(ctx, artifacts))
     if pruned is not None:
@@ -234,7 +237,7 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
             ctx, artifacts)
     estimates = measure.target_estimates(ctx, fp32)
     metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates,
-                                      bundle_check)
+                                      bundle_check, device_rows)
     manifest = _manifest(recipe, profile, ctx, artifacts, metrics, started, staging)
     atomic_write_json(staging / "manifest.json", manifest)
     atomic_write_text(staging / "report.md", render_report(manifest))

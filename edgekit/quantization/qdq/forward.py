@@ -15,14 +15,15 @@ So each quantizer's forward value here is the ONNX formula, with the scale and z
 that strip writes. Its gradients stay nncf's: straight-through to the input, and to the
 learnable range. QAT therefore trains with the arithmetic of the exported file.
 
-Two paths compute that value. With gradients on (QAT steps) one autograd node computes only
-the ONNX value and hands nncf's backward the tensors nncf's own node saves: the same
-gradients, and a MobileNetV2 QAT epoch about a quarter faster (46 → 34 s in
-one timing on this stop's 2-core box). With gradients off (evaluation, and
-nncf tracing its graph for ``strip``) nncf's own op runs and its output is overwritten, so
-nncf's graph tracing sees the quantizer: ``strip`` finds each weight through it to clamp the
-weight into the narrow range, and without that the file stored -128 where QAT had used -127
-(in 2026-12-03's check, 571 MobileNetV2 weights, verifying at 99.5% instead of 100%).
+Three paths compute that value. With gradients on (QAT steps) one autograd node computes
+only the ONNX value and hands nncf's backward the tensors nncf's own node saves: the same
+gradients, and a MobileNetV2 QAT epoch about a quarter faster (46 → 34 s in one timing on
+a 2-core box). While nncf traces its graph (``strip``, graph checks) nncf's own op runs and
+its output is overwritten, so the trace sees the quantizer: ``strip`` finds each weight
+through it to clamp the weight into the narrow range, and without that the file stored -128
+where QAT had used -127 (in 2026-12-03's check, 571 MobileNetV2 weights, verifying at 99.5%
+instead of 100%). Any other evaluation computes the ONNX value alone (nncf's op was half
+the cost of evaluating the QAT model).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from nncf.torch.function_hook.graph.build_graph_mode import GraphBuilderMode
 from nncf.torch.quantization.layers import SymmetricQuantizer
 from nncf.torch.quantization.quantize_functions import QuantizeSymmetric
 from torch._C import DisableTorchFunction
@@ -81,20 +83,27 @@ class QDQSymmetricQuantizer(SymmetricQuantizer):
 
     def quantize(self, x: torch.Tensor, execute_traced_op_as_identity: bool = False
                  ) -> torch.Tensor:
-        if torch.is_grad_enabled() and not execute_traced_op_as_identity:
-            # a QAT step; outside nncf's function hooks, as nncf's own call is: these ops
-            # are the quantizer's, not the model's
-            with DisableTorchFunction():
-                self.to(x.device)  # as nncf does: quantizers loaded onto another device
-                return _TrainingQDQ.apply(x, abs(self.scale) + self.eps, self)
-        out = super().quantize(x, execute_traced_op_as_identity)
-        if execute_traced_op_as_identity:  # nncf tracing its graph: values do not matter
+        if execute_traced_op_as_identity or _graph_tracing():
+            out = super().quantize(x, execute_traced_op_as_identity)
+            if not execute_traced_op_as_identity:
+                # the tensor the trace follows keeps its node; only its values change
+                with torch.no_grad(), DisableTorchFunction():
+                    out.copy_(onnx_qdq(self, x.detach()))
             return out
-        # Overwrite the values in place: nncf's gradients (its autograd node does not keep
-        # its output) and the tensor nncf's graph tracing follows both stay.
-        with torch.no_grad(), DisableTorchFunction():
-            out.copy_(onnx_qdq(self, x.detach()))
-        return out
+        # outside nncf's function hooks, as nncf's own call is: these ops are the
+        # quantizer's, not the model's
+        with DisableTorchFunction():
+            self.to(x.device)  # as nncf does: quantizers loaded onto another device
+            if torch.is_grad_enabled():  # a QAT step
+                return _TrainingQDQ.apply(x, abs(self.scale) + self.eps, self)
+            return onnx_qdq(self, x)
+
+
+def _graph_tracing() -> bool:
+    """Whether nncf is tracing the model's graph (its hooks run inside its mode, on the
+    stack nncf reads the same way)."""
+    return any(isinstance(mode, GraphBuilderMode)
+               for mode in torch.overrides._get_current_function_mode_stack())
 
 
 def use_qdq_forward(qmodel: torch.nn.Module) -> int:
