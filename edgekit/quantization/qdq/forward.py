@@ -41,7 +41,8 @@ from edgekit.core.errors import ExportError
 
 
 def onnx_qdq(quantizer: Any, x: torch.Tensor) -> torch.Tensor:
-    """``x`` through the QuantizeLinear/DequantizeLinear pair exported for ``quantizer``."""
+    """``x`` through the QuantizeLinear/DequantizeLinear pair exported for ``quantizer``
+    (outside autograd: the result is computed in place)."""
     if quantizer.clamps_to_range:  # as strip does to the weights it rewrites
         low, high = quantizer.get_input_low_input_high()
         x = torch.min(torch.max(x, low), high)
@@ -52,9 +53,12 @@ def onnx_qdq(quantizer: Any, x: torch.Tensor) -> torch.Tensor:
         scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
     else:
         scale, zero_point = scale.squeeze(), zero_point.squeeze()
-    zero_point = zero_point.to(x.dtype)
-    q = torch.clamp(torch.round(x / scale) + zero_point, quant_min, quant_max)
-    return (q - zero_point) * scale
+    q = x / scale
+    q.round_()
+    if zero_point.any():  # nncf's symmetric quantizers have none; kept for the formula
+        zero_point = zero_point.to(x.dtype)
+        return (q.add_(zero_point).clamp_(quant_min, quant_max) - zero_point) * scale
+    return q.clamp_(quant_min, quant_max).mul_(scale)  # in place: a quarter of QAT's time
 
 
 class _TrainingQDQ(torch.autograd.Function):
