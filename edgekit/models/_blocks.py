@@ -129,3 +129,32 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
+
+
+@torch.no_grad()
+def thin_conv(conv: nn.Conv2d, out: torch.Tensor | None = None,
+              inp: torch.Tensor | None = None) -> None:
+    """Keep output channels ``out`` and/or, in every group, input channels ``inp`` of
+    ``conv`` in place (a depthwise conv keeps ``out`` as its inputs and groups too)."""
+    weight = conv.weight.detach()
+    if out is not None:
+        if conv.groups == conv.in_channels == conv.out_channels:  # depthwise
+            conv.in_channels = conv.groups = len(out)
+        weight = weight[out]
+        if conv.bias is not None:
+            conv.bias = nn.Parameter(conv.bias.detach()[out].clone())
+        conv.out_channels = len(out)
+    if inp is not None:
+        weight = weight[:, inp]
+        conv.in_channels = conv.groups * len(inp)
+    conv.weight = nn.Parameter(weight.clone())
+
+
+@torch.no_grad()
+def thin_batchnorm(bn: nn.BatchNorm2d, keep: torch.Tensor) -> None:
+    """Keep channels ``keep`` of ``bn`` in place (affine parameters and running stats)."""
+    bn.weight = nn.Parameter(bn.weight.detach()[keep].clone())
+    bn.bias = nn.Parameter(bn.bias.detach()[keep].clone())
+    bn.running_mean = bn.running_mean[keep].clone()
+    bn.running_var = bn.running_var[keep].clone()
+    bn.num_features = len(keep)

@@ -29,6 +29,8 @@ from edgekit.models._blocks import (
     check_positive,
     init_weights,
     stem_stride,
+    thin_batchnorm,
+    thin_conv,
 )
 from edgekit.models.registry import register_model
 
@@ -56,6 +58,32 @@ class EESP(nn.Module):
         self.expand = ConvBNAct(n * _K, out_ch, 1, groups=_K, act=None)
         self.residual = stride == 1 and in_ch == out_ch
         self.act = nn.ReLU()
+
+    # The inner width n is one channel group that torch-pruning maps wrongly (a grouped 1x1
+    # projection read by depthwise branches summed hierarchically, concatenated and read by
+    # a grouped 1x1 expansion): edgekit.pruning.inner thins it through these.
+    inner_groups = _K  # the projection's groups: each loses as many channels
+
+    def inner_layers(self) -> list[nn.Module]:
+        """The layers whose output channels are the inner width."""
+        return [self.project[0], *self.branches]
+
+    def inner_importance(self) -> torch.Tensor:
+        """Per inner channel, the L2 norm of every weight it touches (its projection and
+        branch filters, its input column of the expansion in each group)."""
+        weights = [self.project[0].weight, *(b.weight for b in self.branches)]
+        squares = sum(w.detach().flatten(1).pow(2).sum(1) for w in weights)
+        return (squares + self.expand[0].weight.detach().pow(2).sum((0, 2, 3))).sqrt()
+
+    def keep_inner(self, keep: torch.Tensor) -> None:
+        """Keep inner channels ``keep`` (sorted, as many in each projection group)."""
+        n = self.project[0].out_channels
+        thin_conv(self.project[0], out=keep)
+        thin_batchnorm(self.project[1], keep)
+        for branch in self.branches:
+            thin_conv(branch, out=keep)
+        thin_batchnorm(self.bn_act[0], torch.cat([keep + i * n for i in range(_K)]))
+        thin_conv(self.expand[0], inp=keep)  # group i reads branch i's n channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.project(x)

@@ -27,6 +27,7 @@ from edgekit.pruning.graph import (
     prunable_types,
     torch_pruning,
 )
+from edgekit.pruning.inner import owned_layers, thin_inner
 
 if TYPE_CHECKING:
     import torch
@@ -90,10 +91,17 @@ def prune_channels(model: torch.nn.Module, config: ChannelPruneConfig | None = N
     target_share = config.keep_macs if keep_macs is None else keep_macs
     macs0, params0 = count(model, example)
     before = _widths(model)
+    owned = owned_layers(model)
     with opaque_shuffles(model):
         excluded = exclusions(model, example, ignored_layers)
+        # the groups torch-pruning maps wrongly but their module can thin (inner.py); the
+        # same share of each as of the whole, the rest ranked by torch-pruning
+        thin_inner(model, max(target_share, 1 - config.max_layer_ratio), config.round_to,
+                   skip=ignored_layers)
         macs = _prune_to(model, example, int(target_share * macs0), config,
                          layer_modules(model, excluded), calib_data)
+    excluded = {name: why for name, why in excluded.items()
+                if name not in owned or name in ignored_layers}
     _check_forward(model, example)
     after = _widths(model)
     channels = {n: (before[n], after[n]) for n in after if n in before and after[n] != before[n]}

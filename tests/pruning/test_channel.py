@@ -22,9 +22,10 @@ from tests.helpers import block_data, small_model  # noqa: E402
 FAMILIES = ["lenet300_100", "lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
             "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x0_5", "squeezenet1_0",
             "squeezenet1_1", "espnet", "espnet_cls", "espnetv2", "espnetv2_cls"]
-# families where the layers torch-pruning can thin consistently carry less than half the
+# families where the layers that can be thinned consistently carry less than half the
 # MACs: ShuffleNetV1's grouped 1x1 convs all feed or follow a channel shuffle; ESPNetv2's
-# grouped EESP convs and decoder shuffles leave little (see docs/pruning.md)
+# EESP units are thinned (pruning/inner.py) but its decoder shuffles and the groups through
+# its encoder-decoder merges are left whole (see docs/pruning.md)
 UNREACHABLE = {"shufflenet_v1", "espnetv2", "espnetv2_cls"}
 
 
