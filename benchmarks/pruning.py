@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--ft-epochs", type=int, default=8, help="extra epochs, each model alike")
     p.add_argument("--ft-lr", type=float, default=3e-3)
+    p.add_argument("--importance", default="auto", help="channel ranking (ChannelPruneConfig"
+                   ".importance; auto = taylor on the labelled training digits)")
     p.add_argument("--steps", type=int, default=2, help="prune rounds (ft-epochs split)")
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--speed-runs", type=int, default=30)
@@ -80,8 +82,8 @@ def main() -> int:
     result.update({**run_info("pruning", None, torch_threads=2), "cpu_flags": cpu_flags(),
                    "budget": {k: getattr(args, k) for k in (
                        "keep_macs", "train_samples", "test_samples", "epochs", "seg_epochs",
-                       "lr", "ft_epochs", "ft_lr", "steps", "qat_epochs", "speed_runs",
-                       "threads", "quick")}})
+                       "lr", "ft_epochs", "ft_lr", "importance", "steps", "qat_epochs",
+                       "speed_runs", "threads", "quick")}})
     result.setdefault("families", {})
     if args.part in ("all", "accuracy"):
         for name in names:
@@ -141,11 +143,13 @@ def _accuracy(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     pruned = copy.deepcopy(dense)
     torch.manual_seed(1)
     config = ChannelPruneConfig(keep_macs=args.keep_macs, steps=args.steps,
+                                importance=args.importance,
                                 epochs_per_step=max(1, args.ft_epochs // args.steps))
     result = prune_and_finetune(pruned, train_ds, config, train_config=ft, val_data=val_ds,
                                 teacher=dense)
     row["pruned"] = evaluate(pruned, test_ds)[metric]
     row["drop_pp"] = round(100 * (row["dense"] - row["pruned"]), 2)
+    row["importance"] = result.steps[-1]["importance"]
     size = get_model_spec(name).small_input_size
     row["small"] = {"macs_dense": count_macs(dense), "macs_pruned": count_macs(pruned),
                     "params_dense": count_params(dense), "params_pruned": count_params(pruned),

@@ -47,8 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(after --structured when both are given); --epochs fine-tuning epochs")
     p.add_argument("--round-to", type=int, default=8, help="--structured: kept channel counts "
                    "are multiples of this (default: %(default)s)")
-    p.add_argument("--importance", choices=("l2", "l1", "taylor", "bn_scale"), default="l2",
-                   help="--structured: channel ranking (default: %(default)s)")
+    p.add_argument("--importance", choices=("auto", "l2", "l1", "taylor", "bn_scale"),
+                   default="auto", help="--structured: channel ranking; auto = taylor "
+                   "(|weight x gradient| on labelled batches) when the data has labels, "
+                   "else l2 (default: %(default)s)")
     p.add_argument("--scope", choices=("global", "local"), default="global",
                    help="--structured: rank channels across layers or per layer "
                    "(default: %(default)s)")

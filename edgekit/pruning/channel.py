@@ -98,7 +98,8 @@ def prune_channels(model: torch.nn.Module, config: ChannelPruneConfig | None = N
         # same share of each as of the whole, the rest ranked by torch-pruning
         thin_inner(model, max(target_share, 1 - config.max_layer_ratio), config.round_to,
                    skip=ignored_layers)
-        macs = _prune_to(model, example, int(target_share * macs0), config,
+        importance = _resolved_importance(config.importance, calib_data)
+        macs = _prune_to(model, example, int(target_share * macs0), config, importance,
                          layer_modules(model, excluded), calib_data)
     excluded = {name: why for name, why in excluded.items()
                 if name not in owned or name in ignored_layers}
@@ -109,7 +110,8 @@ def prune_channels(model: torch.nn.Module, config: ChannelPruneConfig | None = N
     return ChannelPruneResult(
         macs_before=macs0, macs_after=macs, params_before=params0, params_after=params,
         keep_macs_target=target_share, channels=channels, excluded=excluded,
-        steps=[{"macs": macs, "params": params, "reached": macs <= target_share * macs0}],
+        steps=[{"macs": macs, "params": params, "reached": macs <= target_share * macs0,
+                "importance": importance}],
         config=config.to_dict())
 
 
@@ -180,6 +182,15 @@ def _widths(model: torch.nn.Module) -> dict[str, int]:
     return out
 
 
+def _resolved_importance(name: str, data: Any) -> str:
+    """``name``, with "auto" made "taylor" when ``data`` is labelled, else "l2"."""
+    if name != "auto":
+        return name
+    from edgekit.calibration.forms import labels_array
+
+    return "taylor" if data is not None and labels_array(data) is not None else "l2"
+
+
 def _importance(name: str) -> Any:
     tp = torch_pruning()
     if name == "l2":
@@ -187,13 +198,32 @@ def _importance(name: str) -> Any:
     if name == "l1":
         return tp.importance.GroupMagnitudeImportance(p=1)
     if name == "taylor":
-        return tp.importance.GroupTaylorImportance()
+        return _TaylorThenMagnitude(tp.importance.GroupTaylorImportance(),
+                                    tp.importance.GroupMagnitudeImportance(p=2))
     return tp.importance.BNScaleImportance()
 
 
+class _TaylorThenMagnitude:
+    """Taylor scores, ties broken by L2 magnitude. A channel whose gradient is zero on the
+    calibration batches (saturated activations, a loss near zero) scores exactly 0, and
+    torch-pruning's global ranking removes every channel at or below its threshold: one
+    increment of a fine-tuned MobileNetV2 took 1,721 tied channels and went from 74% to 40%
+    of the MACs. Magnitude, a millionth of the mean score, orders only those ties."""
+
+    def __init__(self, taylor: Any, magnitude: Any) -> None:
+        self.taylor, self.magnitude = taylor, magnitude
+
+    def __call__(self, group: Any) -> Any:
+        scores = self.taylor(group)
+        if scores is None:
+            return None
+        tie_break = self.magnitude(group)
+        return scores if tie_break is None else scores + 1e-6 * tie_break
+
+
 def _prune_to(model: torch.nn.Module, example: torch.Tensor, target_macs: int,
-              config: ChannelPruneConfig, ignored: list[torch.nn.Module],
-              calib_data: Any) -> int:
+              config: ChannelPruneConfig, importance: str,
+              ignored: list[torch.nn.Module], calib_data: Any) -> int:
     """Step a BasePruner until the MACs are at most ``target_macs``; the MACs reached."""
     macs = count(model, example)[0]
     if macs <= target_macs:
@@ -201,12 +231,12 @@ def _prune_to(model: torch.nn.Module, example: torch.Tensor, target_macs: int,
     was_training = model.training
     model.eval()
     pruner = _pruner_class()(
-        model, example, importance=_importance(config.importance),
+        model, example, importance=_importance(importance),
         global_pruning=config.scope == "global", pruning_ratio=config.max_layer_ratio,
         max_pruning_ratio=config.max_layer_ratio, iterative_steps=_INCREMENTS,
         ignored_layers=ignored, round_to=config.round_to if config.round_to > 1 else None)
     for _ in range(_INCREMENTS):
-        if config.importance == "taylor":
+        if importance == "taylor":
             _taylor_gradients(model, calib_data)
         pruner.step()
         macs = count(model, example)[0]

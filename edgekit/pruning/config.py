@@ -11,7 +11,7 @@ from typing import Any
 
 from edgekit.core.errors import EdgekitError, InvalidInputError
 
-IMPORTANCES = ("l2", "l1", "taylor", "bn_scale")
+IMPORTANCES = ("auto", "l2", "l1", "taylor", "bn_scale")
 SCOPES = ("global", "local")
 PATTERNS = ("2:4",)
 
@@ -26,7 +26,11 @@ class ChannelPruneConfig:
 
     ``keep_macs``: share of the multiply-accumulates kept (``channel:0.5`` keeps half).
     ``importance``: how channels are ranked ("l2" magnitude, "l1", "taylor" = |w x grad|
-    on calibration batches, "bn_scale" = |gamma| of the following BatchNorm).
+    on calibration batches, "bn_scale" = |gamma| of the following BatchNorm; "auto":
+    taylor when the pruning is given labelled data, as ``prune_and_finetune`` and
+    ``compress`` are, else l2: magnitudes do not compare across the layers of a net
+    without BatchNorm, and SqueezeNet 1.1 lost far more accuracy ranked by l2,
+    docs/pruning.md).
     ``scope``: "global" ranks channels across layers (thin layers where it hurts least);
     "local" removes the same share from every prunable layer.
     ``round_to``: kept channel counts are multiples of it (8 suits TensorRT and XNNPACK).
@@ -36,7 +40,7 @@ class ChannelPruneConfig:
     """
 
     keep_macs: float = 0.5
-    importance: str = "l2"
+    importance: str = "auto"
     scope: str = "global"
     round_to: int = 8
     steps: int = 1

@@ -179,6 +179,7 @@ def test_local_scope_and_round_to_16():
     result = prune_channels(model, ChannelPruneConfig(keep_macs=0.6, scope="local",
                                                       round_to=16))
     assert result.channels and all(new % 16 == 0 for _, new in result.channels.values())
+    assert result.steps[0]["importance"] == "l2"  # "auto" without data: magnitude
 
 
 @pytest.mark.slow
@@ -195,3 +196,5 @@ def test_iterative_prune_and_distilled_finetune():
     assert result.steps[0]["macs"] > result.steps[1]["macs"]
     assert 0.40 <= result.macs_ratio <= 0.52
     assert all(s["best_metric"] is not None for s in result.steps)
+    assert result.config["importance"] == "auto"
+    assert {s["importance"] for s in result.steps} == {"taylor"}  # labelled data: taylor
