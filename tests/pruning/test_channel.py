@@ -198,3 +198,23 @@ def test_iterative_prune_and_distilled_finetune():
     assert all(s["best_metric"] is not None for s in result.steps)
     assert result.config["importance"] == "auto"
     assert {s["importance"] for s in result.steps} == {"taylor"}  # labelled data: taylor
+
+
+def test_taylor_ties_and_all_zero_groups_are_ranked_by_magnitude():
+    # channels whose gradient is zero tie at 0 (torch-pruning's global threshold would take
+    # them all at once), and a group all at 0 is 0/0 = NaN after normalization (never
+    # pruned): both must come out finite and ordered by weight magnitude
+    from edgekit.pruning.channel import _importance
+    from edgekit.pruning.graph import torch_pruning
+
+    tp = torch_pruning()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    graph = tp.DependencyGraph().build_dependency(model, torch.randn(1, 1, 8, 8))
+    group = graph.get_pruning_group(model[0], tp.prune_conv_out_channels, list(range(8)))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    scores = _importance("taylor")(group)
+    assert torch.isfinite(scores).all()
+    magnitude = tp.importance.GroupMagnitudeImportance(p=2)(group)
+    assert torch.equal(scores.argsort(), magnitude.argsort())
