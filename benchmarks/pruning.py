@@ -149,6 +149,7 @@ def _accuracy(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                                 teacher=dense)
     row["pruned"] = evaluate(pruned, test_ds)[metric]
     row["drop_pp"] = round(100 * (row["dense"] - row["pruned"]), 2)
+    row["drop_pp_ci95"] = _paired_drop_ci(baseline, pruned, test_ds)
     row["importance"] = result.steps[-1]["importance"]
     size = get_model_spec(name).small_input_size
     row["small"] = {"macs_dense": count_macs(dense), "macs_pruned": count_macs(pruned),
@@ -162,8 +163,19 @@ def _accuracy(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
                        "mac_share": s24.sparse_mac_share, "layers": len(s24.masks),
                        "dense_layers": len(s24.dense)}
     row["sparse24"]["drop_pp"] = round(100 * (row["dense"] - row["sparse24"][metric]), 2)
+    row["sparse24"]["drop_pp_ci95"] = _paired_drop_ci(baseline, sparse, test_ds)
     row["int8"] = _int8_files(name, out, pruned, sparse, s24, train_ds, val_ds, test_ds, args)
     return row
+
+
+def _paired_drop_ci(dense: Any, pruned: Any, test_ds: Any) -> list[float]:
+    """95% paired-bootstrap interval of dense minus pruned (pp) on the same test samples."""
+    from edgekit.training import predicted_classes
+    from edgekit.training.compare import paired_difference
+
+    diff = paired_difference(predicted_classes(dense, test_ds), predicted_classes(pruned, test_ds),
+                             test_ds.y, task=test_ds.task, num_classes=test_ds.num_classes)
+    return [round(100 * diff.low, 2), round(100 * diff.high, 2)]
 
 
 def _int8_files(name: str, out: Path, pruned: Any, sparse: Any, s24: Any, train_ds: Any,
@@ -256,7 +268,11 @@ def metrics(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 out[key] = round(statistics.median(ratios), 3)
     cls = [r for r in families.values() if r.get("task") == "classification" and "drop_pp" in r]
     if cls:
-        out["channel50_acc_drop_pp"] = max(r["drop_pp"] for r in cls)
+        worst = max(cls, key=lambda r: r["drop_pp"])
+        out["channel50_acc_drop_pp"] = worst["drop_pp"]
+        if "drop_pp_ci95" in worst:  # paired bootstrap over the test samples
+            out["channel50_acc_drop_pp_low"], out["channel50_acc_drop_pp_high"] = \
+                worst["drop_pp_ci95"]
     seg = [r for r in families.values() if r.get("task") == "segmentation" and "drop_pp" in r]
     if seg:
         out["channel50_miou_drop_pp"] = max(r["drop_pp"] for r in seg)
