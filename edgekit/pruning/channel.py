@@ -276,7 +276,9 @@ def _taylor_gradients(model: torch.nn.Module, data: Any) -> None:
     import torch
     import torch.nn.functional as F
 
+    from edgekit.calibration import ArrayDataset
     from edgekit.calibration.forms import inputs_array, labels_array
+    from edgekit.training.evaluate import forward
 
     if data is None:
         raise InvalidInputError("importance='taylor' needs calibration data with labels")
@@ -284,8 +286,14 @@ def _taylor_gradients(model: torch.nn.Module, data: Any) -> None:
     if y is None:
         raise InvalidInputError("importance='taylor' needs labelled data")
     model.zero_grad(set_to_none=True)
-    out = model(torch.from_numpy(np.ascontiguousarray(x)))
+    # training's forward: the main head of a model with aux heads, segmentation logits at
+    # the labels' size, a clear error for a model that does not fit the data
+    out = forward(model, torch.from_numpy(np.ascontiguousarray(x)),
+                  data if isinstance(data, ArrayDataset) else None, checked=False)
     F.cross_entropy(out, torch.from_numpy(np.asarray(y[:64])).long()).backward()
+    for p in model.parameters():  # off the loss's path (an aux head): no first-order effect
+        if p.grad is None and p.requires_grad:
+            p.grad = torch.zeros_like(p)
 
 
 def _check_forward(model: torch.nn.Module, example: torch.Tensor) -> None:

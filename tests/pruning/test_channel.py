@@ -218,3 +218,34 @@ def test_taylor_ties_and_all_zero_groups_are_ranked_by_magnitude():
     assert torch.isfinite(scores).all()
     magnitude = tp.importance.GroupMagnitudeImportance(p=2)(group)
     assert torch.equal(scores.argsort(), magnitude.argsort())
+
+
+def test_taylor_on_a_user_segmenter_with_coarse_logits_and_an_aux_head():
+    # not a zoo model: logits at half the input size plus an auxiliary head; the Taylor
+    # gradients go through training's forward (main head, upsampled to the labels)
+    import numpy as np
+
+    from edgekit.calibration import ArrayDataset
+
+    class Segmenter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU(),
+                                      nn.Conv2d(32, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU())
+            self.head, self.aux = nn.Conv2d(32, 3, 1), nn.Conv2d(32, 3, 1)
+
+        def forward(self, x):
+            features = self.body(x)
+            return self.head(features), self.aux(features)
+
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.standard_normal((32, 1, 16, 16)).astype(np.float32),
+                        rng.integers(0, 3, (32, 16, 16)), "segmentation", 3, "noise")
+    torch.manual_seed(0)
+    model = Segmenter()
+    result = prune_channels(model, ChannelPruneConfig(keep_macs=0.6), calib_data=data,
+                            example_input=torch.from_numpy(data.x[:2]))
+    assert result.steps[0]["importance"] == "taylor"
+    assert result.macs_ratio <= 0.6 and result.channels
+    head, aux = model(torch.from_numpy(data.x[:2]))
+    assert head.shape == aux.shape == (2, 3, 8, 8)
