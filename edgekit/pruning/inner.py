@@ -30,11 +30,16 @@ def owned_layers(model: torch.nn.Module) -> set[str]:
     return {names[layer] for unit in inner_units(model) for layer in unit.inner_layers()}
 
 
+def inner_widths(model: torch.nn.Module) -> dict[torch.nn.Module, int]:
+    return {unit: len(unit.inner_importance()) for unit in inner_units(model)}
+
+
 def thin_inner(model: torch.nn.Module, share: float, round_to: int,
-               skip: Iterable[str] = ()) -> int:
-    """Keep about ``share`` of every unit's inner width, a multiple of ``round_to`` and of
-    its groups (never below one such multiple); units owning a layer in ``skip`` stay
-    whole. Returns how many units were thinned."""
+               skip: Iterable[str] = (), of: dict[torch.nn.Module, int] | None = None) -> int:
+    """Keep about ``share`` of every unit's inner width (of the widths in ``of``, e.g. at
+    the round's start, else of the current ones), a multiple of ``round_to`` and of its
+    groups (never below one such multiple); units owning a layer in ``skip`` stay whole.
+    Returns how many units were thinned."""
     import torch
 
     names = {m: n for n, m in model.named_modules()}
@@ -46,7 +51,8 @@ def thin_inner(model: torch.nn.Module, share: float, round_to: int,
         scores = unit.inner_importance()
         width, groups = len(scores), int(unit.inner_groups)
         step = math.lcm(groups, max(1, round_to))
-        keep = max(step, round(width * share / step) * step)
+        reference = (of or {}).get(unit, width)
+        keep = max(step, round(reference * share / step) * step)
         if keep >= width:
             continue
         per_group = width // groups

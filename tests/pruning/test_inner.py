@@ -54,3 +54,16 @@ def test_equal_loss_per_group_rounding_and_skip():
     assert thin_inner(small, 0.5, round_to=16) == 0  # 16 is the least it may keep
     assert thin_inner(small, 0.5, round_to=4, skip=["project.0"]) == 0
     assert owned_layers(small) == {"project.0", *(f"branches.{i}" for i in range(4))}
+
+
+def test_share_of_the_rounds_starting_width():
+    """``of=``: the share counts from the widths at the round's start, so a round that
+    thins again (the target not met) goes on from there instead of compounding."""
+    unit = _unit()
+    start = {unit: 16}
+    assert thin_inner(unit, 0.75, round_to=4, of=start) == 1
+    assert unit.project[0].out_channels == 12
+    assert thin_inner(unit, 0.75, round_to=4, of=start) == 0  # already there
+    assert thin_inner(unit, 0.5, round_to=4, of=start) == 1
+    assert unit.project[0].out_channels == 8  # half of 16, not of 12
+    assert unit(torch.randn(1, 64, 8, 8)).shape == (1, 64, 8, 8)
