@@ -52,7 +52,7 @@ def prune(ctx: Context, model: torch.nn.Module) -> tuple[torch.nn.Module, Pruned
     dense = copy.deepcopy(model).eval()
     key = ctx.stage_keys["prune"] = stage_key(
         "prune", ctx.stage_keys["train"], toolchain(), r.prune, r.sparsity, r.prune_epochs,
-        r.prune_lr, r.batch_size, r.seed, distributed.world()[1])
+        r.prune_lr, r.prune_distill, r.batch_size, r.seed, distributed.world()[1])
     done = distributed.from_main(lambda: claim_stage(ctx.out, "prune", key))
     path = ctx.out / PRUNED_FILE
     reused = done is not None and done.get("done") and path.is_file() \
@@ -97,7 +97,8 @@ def _prune_and_finetune(ctx: Context, model: torch.nn.Module, dense: torch.nn.Mo
     summary: dict[str, Any] = {"dense": _size(dense, ctx, count_macs, count_params)}
     example = _example(ctx)
     if r.prune is not None:
-        config = ChannelPruneConfig.parse(r.prune, epochs_per_step=r.prune_epochs)
+        config = ChannelPruneConfig.parse(r.prune, epochs_per_step=r.prune_epochs,
+                                          distill=r.prune_distill)
         ctx.log(f"[2/6] channel pruning to {config.keep_macs:.0%} of the MACs, then "
                 f"{r.prune_epochs} fine-tuning epoch(s) distilled from the dense model")
         result = prune_and_finetune(model, ctx.train, config, train_config=train_config,

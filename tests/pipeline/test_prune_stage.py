@@ -82,9 +82,10 @@ def test_channel_and_24_on_a_jetson_reach_the_trtexec_line_and_resume(tmp_path, 
 ])
 def test_channel_pruning_on_each_runtime(model, target, suffix, tmp_path):
     result = edgekit.compress(model, target, out=tmp_path / "run", log=lambda _: None,
-                              prune="channel:0.5", **QUICK)
+                              prune="channel:0.5", prune_distill=0.9, **QUICK)
     pruning = result.metrics["pruning"]
     assert pruning["pruned"]["macs"] <= 0.56 * pruning["dense"]["macs"]
+    assert pruning["channel"]["config"]["distill"] == 0.9  # the recipe's weight was used
     assert result.deployed.suffix == suffix and result.verification.passed
     assert result.metrics["bundle_check"]["passed"]
     assert (tmp_path / "run" / "dense" / f"model_fp32{suffix}").is_file()
@@ -106,6 +107,7 @@ def test_24_on_a_target_that_cannot_run_it_fails_before_any_work(tmp_path, capsy
     ("prune", "filters:0.5", "channel:R"),
     ("sparsity", "1:4", "2:4"),
     ("prune_epochs", -1, "prune_epochs"),
+    ("prune_distill", 1.5, "prune_distill"),
 ])
 def test_bad_pruning_options_are_one_line_errors(field, value, message, tmp_path):
     with pytest.raises(InvalidInputError, match=message):
