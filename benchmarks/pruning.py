@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--importance", default="auto", help="channel ranking (ChannelPruneConfig"
                    ".importance; auto = taylor on the labelled training digits)")
     p.add_argument("--steps", type=int, default=2, help="prune rounds (ft-epochs split)")
+    p.add_argument("--distill", type=float, default=0.5, help="weight of the distillation "
+                   "term in the pruned model's fine-tuning (ChannelPruneConfig.distill)")
     p.add_argument("--qat-epochs", type=int, default=1)
     p.add_argument("--speed-runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
@@ -82,7 +84,7 @@ def main() -> int:
     result.update({**run_info("pruning", None, torch_threads=2), "cpu_flags": cpu_flags(),
                    "budget": {k: getattr(args, k) for k in (
                        "keep_macs", "train_samples", "test_samples", "epochs", "seg_epochs",
-                       "lr", "ft_epochs", "ft_lr", "importance", "steps", "qat_epochs",
+                       "lr", "ft_epochs", "ft_lr", "importance", "steps", "distill", "qat_epochs",
                        "speed_runs", "threads", "quick")}})
     result.setdefault("families", {})
     if args.part in ("all", "accuracy"):
@@ -143,7 +145,7 @@ def _accuracy(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     pruned = copy.deepcopy(dense)
     torch.manual_seed(1)
     config = ChannelPruneConfig(keep_macs=args.keep_macs, steps=args.steps,
-                                importance=args.importance,
+                                importance=args.importance, distill=args.distill,
                                 epochs_per_step=max(1, args.ft_epochs // args.steps))
     result = prune_and_finetune(pruned, train_ds, config, train_config=ft, val_data=val_ds,
                                 teacher=dense)
@@ -151,6 +153,7 @@ def _accuracy(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     row["drop_pp"] = round(100 * (row["dense"] - row["pruned"]), 2)
     row["drop_pp_ci95"] = _paired_drop_ci(baseline, pruned, test_ds)
     row["importance"] = result.steps[-1]["importance"]
+    row["distill"] = args.distill
     size = get_model_spec(name).small_input_size
     row["small"] = {"macs_dense": count_macs(dense), "macs_pruned": count_macs(pruned),
                     "params_dense": count_params(dense), "params_pruned": count_params(pruned),

@@ -49,7 +49,7 @@ def main() -> int:
     train_ds, val_ds, test_ds = data_splits(args.family, 4000, 1000)
     dense, _ = train_fp32(args.family, train_ds, val_ds, epochs=args.epochs,
                           lr=FAMILY_LR.get(args.family, 3e-3))
-    baselines: dict[tuple[int, float], float] = {}
+    baselines: dict[tuple[int, float], tuple[float, float]] = {}
     rows = []
     for text in args.settings.split(";"):
         s = _setting(text)
@@ -58,7 +58,8 @@ def main() -> int:
             base = copy.deepcopy(dense)
             torch.manual_seed(1)
             train(base, train_ds, ft, val_data=val_ds)
-            baselines[s["ft"], s["ft_lr"]] = evaluate(base, test_ds)["accuracy"]
+            baselines[s["ft"], s["ft_lr"]] = (evaluate(base, test_ds)["accuracy"],
+                                              evaluate(base, val_ds)["accuracy"])
         pruned = copy.deepcopy(dense)
         torch.manual_seed(1)
         config = ChannelPruneConfig(keep_macs=0.5, steps=s["steps"],
@@ -68,17 +69,19 @@ def main() -> int:
         t0 = time.perf_counter()
         result = prune_and_finetune(pruned, train_ds, config, train_config=ft,
                                     val_data=val_ds, teacher=dense)
-        acc = evaluate(pruned, test_ds)["accuracy"]
-        dense_acc = baselines[s["ft"], s["ft_lr"]]
+        acc, val_acc = (evaluate(pruned, d)["accuracy"] for d in (test_ds, val_ds))
+        dense_acc, dense_val = baselines[s["ft"], s["ft_lr"]]
         rows.append({"setting": text, **s, "dense": dense_acc, "pruned": acc,
                      "drop_pp": round(100 * (dense_acc - acc), 2),
+                     "val_drop_pp": round(100 * (dense_val - val_acc), 2),
                      "macs_ratio": round(result.macs_ratio, 3),
                      "seconds": round(time.perf_counter() - t0)})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{'setting':<52} {'MACs':>6} {'dense':>6} {'pruned':>6} {'drop pp':>8}")
+    print(f"\n{'setting':<52} {'MACs':>6} {'dense':>6} {'pruned':>6} {'drop pp':>8} "
+          f"{'val drop':>8}")
     for r in rows:
         print(f"{r['setting']:<52} {r['macs_ratio']:6.3f} {r['dense']:6.3f} {r['pruned']:6.3f} "
-              f"{r['drop_pp']:8.2f}")
+              f"{r['drop_pp']:8.2f} {r['val_drop_pp']:8.2f}")
     if args.json:
         from edgekit.core.io import atomic_write_json
 
