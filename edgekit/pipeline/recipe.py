@@ -7,6 +7,8 @@ of every output records exactly what was done, and a run can be repeated from it
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,11 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 PRECISIONS = ("int8", "fp32")
+# what a value of each annotation may be (TOML gives int where a float is meant, the API
+# may give a Path for a file); bool is an int to Python but never a number here
+_KINDS: dict[str, tuple[type, ...]] = {
+    "bool": (bool,), "int": (numbers.Integral,), "float": (numbers.Real,),
+    "str": (str, os.PathLike), "dict[str, Any]": (dict,), "list[float]": (list, tuple)}
 DEFAULT_EPOCHS = 5  # fp32 training epochs when no weights are given
 
 
@@ -56,9 +63,9 @@ class CompressRecipe:
     # 3e-3 (the fp32 rate): 1e-3 left MobileNetV2 at 50% MACs 7.5 pp further from its dense
     # model after the same epochs (docs/results.md, pruning)
     prune_lr: float = 3e-3
-    # weight of the distillation term in channel pruning's fine-tuning; 0.9 brought
-    # SqueezeNet 1.1 (no BatchNorm, slow at its 3e-4 rate) from -1.6 to +4.6 pp against
-    # its dense model (docs/pruning.md); 0.5 is what the other families were measured at
+    # weight of the distillation term in channel pruning's fine-tuning; at 0.9 SqueezeNet
+    # 1.1 (no BatchNorm, slow at its 3e-4 rate) went from 1.6 pp below its dense model to
+    # 4.6 pp above it (benchmarks/pruning.py, docs/pruning.md); the other families: 0.5
     prune_distill: float = 0.5
     bench_runs: int = 200
     bench_threads: int = 1
@@ -79,6 +86,7 @@ class CompressRecipe:
     channel_order: str = "RGB"
 
     def __post_init__(self) -> None:
+        self._check_types()
         if self.precision not in PRECISIONS:
             raise InvalidInputError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
@@ -103,6 +111,17 @@ class CompressRecipe:
             from edgekit.devices.power import SAMPLERS
 
             SAMPLERS.get(self.bench_power)  # an unknown name fails now, not after training
+
+    def _check_types(self) -> None:
+        """Every field of its annotated kind (a TOML ``lr = "high"`` is refused here, not
+        deep inside a run)."""
+        for f in dataclasses.fields(self):
+            value, kinds = getattr(self, f.name), str(f.type).split(" | ")
+            if value is None and "None" in kinds:
+                continue
+            if not any(_is_kind(value, kind) for kind in kinds if kind != "None"):
+                raise InvalidInputError(f"recipe key {f.name} takes {' or '.join(kinds)}, "
+                                        f"got {value!r}")
 
     def _check_pruning(self) -> None:
         from edgekit.pruning import ChannelPruneConfig, SparsityConfig
@@ -161,3 +180,11 @@ class CompressRecipe:
         """A copy with the given fields changed; ``None`` values leave a field as it is."""
         changes = {k: v for k, v in overrides.items() if v is not None}
         return self.from_mapping({**self._fields(), **changes})
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if isinstance(value, bool) and kind != "bool":
+        return False
+    if not isinstance(value, _KINDS[kind]):
+        return False
+    return kind != "list[float]" or all(_is_kind(v, "float") for v in value)

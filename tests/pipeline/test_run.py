@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
 import edgekit
+from edgekit.cli import main
 from edgekit.core.errors import InvalidInputError, UnknownNameError
 from edgekit.pipeline.recipe import CompressRecipe
 
@@ -120,6 +122,26 @@ def test_recipe_rejects_unknown_keys_and_bad_values(tmp_path):
         CompressRecipe(precision="int4")
     toml.write_text('[compress]\nmodel = "lenet5"\nqat_epochs = 2\n')
     assert CompressRecipe.from_toml(toml).replace(epochs=5, data=None).qat_epochs == 2
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('prune_distill = "high"', "prune_distill takes float"),
+    ("epochs = 2.5", "epochs takes int or None"),
+    ("qat_epochs = true", "qat_epochs takes int"),
+    ('mean = [0.5, "x"]', "mean takes list[float] or None"),
+    ("model_args = 3", "model_args takes dict"),
+])
+def test_recipe_values_of_the_wrong_kind_are_one_line_errors(line, message, tmp_path):
+    toml = tmp_path / "r.toml"
+    toml.write_text(f"[compress]\n{line}\n")
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        CompressRecipe.from_toml(toml)
+    out = tmp_path / "never"
+    code = main(["compress", "--recipe", str(toml), "--out", str(out)])
+    assert code == 2 and not out.exists()
+    # what the API and TOML legitimately give: ints for floats, a Path for a file, tuples
+    recipe = CompressRecipe(lr=1, weights=tmp_path / "w.pt", mean=(0.5,), std=[1])
+    assert recipe.lr == 1 and recipe.mean == (0.5,)
 
 
 def test_cli_unknown_model_is_one_line_and_exit_2(tmp_path):
