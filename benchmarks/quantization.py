@@ -246,10 +246,11 @@ def data_splits(name: str, train_samples: int = 4000, test_samples: int = 1000
     return train_ds, val_ds, test_ds.subset(test_samples, seed=0)
 
 
-def train_fp32(name: str, train_ds: Any, val_ds: Any, *, epochs: int, lr: float
-               ) -> tuple[Any, Any]:
+def train_fp32(name: str, train_ds: Any, val_ds: Any, *, epochs: int, lr: float,
+               **model_args: Any) -> tuple[Any, Any]:
     """The fp32 model and its TrainResult; initial weights seeded 0, so every run (and
-    every script) that trains ``name`` on the same data gets the same model."""
+    every script) that trains ``name`` on the same data gets the same model.
+    ``model_args`` go to ``create_model`` (e.g. a width other than the small default)."""
     import torch
 
     from edgekit.models import create_model, get_model_spec
@@ -257,7 +258,7 @@ def train_fp32(name: str, train_ds: Any, val_ds: Any, *, epochs: int, lr: float
 
     torch.manual_seed(0)  # torch seeds its global generator differently in every process
     model = create_model(name, num_classes=train_ds.num_classes, in_channels=1,
-                         input_size=get_model_spec(name).small_input_size)
+                         input_size=get_model_spec(name).small_input_size, **model_args)
     fit = train(model, train_ds, TrainConfig(epochs=epochs, lr=lr, batch_size=64,
                                              progress=False), val_data=val_ds)
     return model.eval(), fit

@@ -23,6 +23,7 @@ from edgekit.pruning.graph import (
     exclusions,
     layer_macs,
     layer_modules,
+    mistaken_for_depthwise,
     opaque_shuffles,
     prunable_types,
     torch_pruning,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 # pruner increments per round: the MAC target is met to about 1/STEPS of the channels
 _INCREMENTS = 60
+# pruner schedules at most, when one ends short of the target (``_prune_to``)
+_SCHEDULES = 4
 
 
 def example_input(model: torch.nn.Module, given: torch.Tensor | None = None) -> torch.Tensor:
@@ -230,23 +233,36 @@ class _TaylorThenMagnitude:
 def _prune_to(model: torch.nn.Module, example: torch.Tensor, target_macs: int,
               config: ChannelPruneConfig, importance: str,
               ignored: list[torch.nn.Module], calib_data: Any) -> int:
-    """Step a BasePruner until the MACs are at most ``target_macs``; the MACs reached."""
+    """Step a BasePruner until the MACs are at most ``target_macs``; the MACs reached.
+
+    A global schedule can end short of the target with layers still above their limit:
+    it ranks a share of the channels in play, and layers held at their limit (rounded up
+    to ``round_to``) keep more than that share, so the rest stop early (ESPNetv2's decoder
+    merges kept 32 of 48 channels). A new schedule then starts from where it stopped, each
+    layer's limit still counted from its width before the first (up to ``_SCHEDULES``)."""
     macs = count(model, example)[0]
     if macs <= target_macs:
         return macs
     was_training = model.training
     model.eval()
-    pruner = _pruner_class()(
-        model, example, importance=_importance(importance),
-        global_pruning=config.scope == "global", pruning_ratio=config.max_layer_ratio,
-        max_pruning_ratio=config.max_layer_ratio, iterative_steps=_INCREMENTS,
-        ignored_layers=ignored, round_to=config.round_to if config.round_to > 1 else None)
-    for _ in range(_INCREMENTS):
-        if importance == "taylor":
-            _taylor_gradients(model, calib_data)
-        pruner.step()
-        macs = count(model, example)[0]
-        if macs <= target_macs:
+    widths = None
+    for _ in range(_SCHEDULES):
+        pruner = _pruner_class()(
+            model, example, importance=_importance(importance),
+            global_pruning=config.scope == "global", pruning_ratio=config.max_layer_ratio,
+            max_pruning_ratio=config.max_layer_ratio, iterative_steps=_INCREMENTS,
+            ignored_layers=ignored + mistaken_for_depthwise(model),
+            round_to=config.round_to if config.round_to > 1 else None, initial_widths=widths)
+        widths = widths or pruner.initial_widths()
+        start = macs
+        for _ in range(_INCREMENTS):
+            if importance == "taylor":
+                _taylor_gradients(model, calib_data)
+            pruner.step()
+            macs = count(model, example)[0]
+            if macs <= target_macs:
+                break
+        if macs <= target_macs or macs >= start:
             break
     model.zero_grad(set_to_none=True)
     model.train(was_training)
@@ -272,20 +288,64 @@ _PRUNER: list[type] = []
 
 
 def _pruner_class() -> type:
-    """BasePruner whose rounding never leaves fewer than ``round_to`` channels: its own
-    rounds a layer of 8 channels down to 0 on the next step, which breaks the model."""
+    """BasePruner with rounding that never leaves fewer than ``round_to`` channels (its
+    own rounds a layer of 8 channels down to 0 on the next step, which breaks the model)
+    and that knows channel groups: for a grouped conv torch-pruning ranks and removes
+    channels per group (as many from each) but rounds that per-group count against the
+    layer's total width, so a 48-channel conv in 16 groups is asked to drop 8 of its 3
+    channels per group and is never pruned (ESPNetv2's decoder merges). Here the kept
+    channels per group are rounded so that their total is a multiple of ``round_to``."""
     if not _PRUNER:
         tp = torch_pruning()
 
         class Pruner(tp.pruner.BasePruner):
+            def __init__(self, *args: Any, initial_widths: Any = None,
+                         **kwargs: Any) -> None:
+                self._groups_of_root: dict[Any, int] = {}
+                self._asked: Any = None
+                super().__init__(*args, **kwargs)
+                if initial_widths is not None:  # max_pruning_ratio counts from these
+                    self.layer_init_out_ch.update(initial_widths[0])
+                    self.layer_init_in_ch.update(initial_widths[1])
+                width = self.DG.get_out_channels, self.DG.get_in_channels
+
+                # the width asked for last is the root's, asked just before _round_to
+                def out_channels(module: Any) -> Any:
+                    self._asked = module
+                    return width[0](module)
+
+                def in_channels(module: Any) -> Any:
+                    self._asked = module
+                    return width[1](module)
+
+                self.DG.get_out_channels, self.DG.get_in_channels = out_channels, in_channels
+
+            def initial_widths(self) -> tuple[dict[Any, int], dict[Any, int]]:
+                return dict(self.layer_init_out_ch), dict(self.layer_init_in_ch)
+
+            def _get_channel_groups(self, group: Any) -> int:
+                groups = super()._get_channel_groups(group)
+                self._groups_of_root[group[0].dep.target.module] = groups
+                return groups
+
             def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
-                n = super()._round_to(n_pruned, current_channels, round_to)
-                if current_channels - n < round_to:
-                    n = max(0, current_channels - round_to)
-                return n
+                groups = self._groups_of_root.get(self._asked, 1)
+                return pruned_per_group(n_pruned, current_channels, round_to, groups)
 
         _PRUNER.append(Pruner)
     return _PRUNER[0]
+
+
+def pruned_per_group(n_pruned: int, channels: int, round_to: int, groups: int = 1) -> int:
+    """Channels to remove from each of ``groups`` equal groups of a ``channels``-wide
+    layer, ``n_pruned`` asked for, so that the kept total is a multiple of ``round_to``
+    and at least one such multiple (or the layer is left as it is)."""
+    import math
+
+    size = channels // groups
+    step = round_to // math.gcd(round_to, groups)  # kept per group, in steps of this
+    kept = max(step, (size - n_pruned) // step * step)
+    return max(0, size - kept)
 
 
 def _taylor_gradients(model: torch.nn.Module, data: Any) -> None:

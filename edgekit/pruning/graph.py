@@ -201,6 +201,17 @@ def iter_groups(graph: Any, names: dict[Any, str], ignored: Iterable[Any]) -> It
             yield module, group
 
 
+def mistaken_for_depthwise(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Grouped convs with one output channel per group but several inputs: torch-pruning
+    takes a conv with ``groups == out_channels`` for a depthwise one and maps its input
+    channels 1:1 onto its outputs, out of bounds (a 32 -> 48 conv in 16 groups pruned to
+    16 outputs is one)."""
+    from torch import nn
+
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1
+            and m.groups == m.out_channels != m.in_channels]
+
+
 def output_layers(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
     """Conv/Linear layers whose output tensor is itself a model output (torch-pruning adds
     no output node after them, so nothing else marks them)."""
