@@ -2,13 +2,14 @@
 
 torch-pruning (DepGraph) couples every layer whose channels must be removed together
 (residual adds, concatenations, depthwise groups, squeeze-excite gates) and prunes
-whole groups. Three kinds of group are left whole here, each with its reason:
+whole groups. Four kinds of group are left whole here, each with its reason:
 
 * groups that reach the model's output (the classifier's outputs are the classes);
 * groups that pass through a channel shuffle (transpose/permute of the channel axis):
   torch-pruning treats a transpose as an element-wise op, so its index mapping would
   be wrong (ShuffleNet v1/v2, ESPNetv2's decoder); layers inside such a unit whose own
   channels do not cross the shuffle (ShuffleNetV2's branch bottlenecks) stay prunable;
+* layers a module thins itself (an inner channel group, ``edgekit.pruning.inner``);
 * layers the caller names.
 The model's input channels are never pruned (the input is not a layer).
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from edgekit.core.errors import MissingBackendError
+from edgekit.pruning.inner import owned_layers
 
 if TYPE_CHECKING:
     import torch
@@ -112,6 +114,8 @@ def exclusions(model: torch.nn.Module, example: torch.Tensor,
 
             raise InvalidInputError(f"ignored layer {name!r} is not a module of the model")
         reasons[name] = "named by the caller"
+    for name in owned_layers(model):
+        reasons[name] = "thinned by its unit (edgekit.pruning.inner)"
     for name in output_layers(model, example):
         reasons.setdefault(name, "its channels are the model's outputs (classifier / "
                                  "prediction head)")
@@ -136,8 +140,9 @@ def exclusions(model: torch.nn.Module, example: torch.Tensor,
 def broken_groups(model: torch.nn.Module, example: torch.Tensor,
                   skip: Iterable[str]) -> dict[str, str]:
     """Groups torch-pruning maps wrongly, found by trial: on a copy, one channel of each
-    group is removed and the copy run; a group after which it no longer runs is left whole
-    (ESPNet's concatenation of a residual chain with its own input is one)."""
+    group is removed (one from each equal part of a group with grouped convs, as
+    torch-pruning removes them) and the copy run; a group after which it no longer runs is
+    left whole (ESPNet's concatenation of a residual chain with its own input is one)."""
     import copy
 
     import torch
@@ -155,8 +160,7 @@ def broken_groups(model: torch.nn.Module, example: torch.Tensor,
                 continue
             probed.add(name)
             channels = graph.get_out_channels(root) or 0
-            groups = getattr(root, "groups", 1)
-            groups = 1 if groups == channels else groups  # depthwise: one channel is fine
+            groups = _channel_groups(graph, group)
             if channels // groups < 2:
                 continue
             idxs = [g * (channels // groups) for g in range(groups)]
@@ -172,6 +176,19 @@ def broken_groups(model: torch.nn.Module, example: torch.Tensor,
                 break
         if not failed:
             return reasons
+
+
+def _channel_groups(graph: Any, group: Any) -> int:
+    """The equal parts a group's channels are removed from, as torch-pruning counts them:
+    the most groups of a grouped (not depthwise) conv whose outputs are in the group."""
+    counts = [1]
+    for dep, _ in group:
+        module = dep.target.module
+        groups = getattr(module, "groups", 1)
+        if (graph.is_out_channel_pruning_fn(dep.handler) and groups > 1
+                and groups != getattr(module, "out_channels", groups)):
+            counts.append(groups)
+    return max(counts)
 
 
 def iter_groups(graph: Any, names: dict[Any, str], ignored: Iterable[Any]) -> Iterator[
