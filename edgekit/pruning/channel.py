@@ -309,7 +309,8 @@ def _pruner_class() -> type:
                     self.layer_init_in_ch.update(initial_widths[1])
                 width = self.DG.get_out_channels, self.DG.get_in_channels
 
-                # the width asked for last is the root's, asked just before _round_to
+                # the width asked for last is the root's: torch-pruning 1.6's _prune asks
+                # it just before _round_to (pinned <1.7; a test holds the grouped case)
                 def out_channels(module: Any) -> Any:
                     self._asked = module
                     return width[0](module)
