@@ -113,3 +113,27 @@ def test_bad_pruning_options_are_one_line_errors(field, value, message, tmp_path
     with pytest.raises(InvalidInputError, match=message):
         edgekit.compress("lenet5", "jetson", out=tmp_path / "run", **{field: value})
     assert not any(tmp_path.iterdir())
+
+
+def test_report_labels_a_segmenters_deployed_pixel_accuracy():
+    # the deployed file is scored by (pixel) accuracy; under the mIoU column it is labelled
+    # (a real espnetv2 --prune run showed 0.9762 as its "miou int8 deployed")
+    from edgekit.pipeline.prune_report import report_lines
+
+    size = {"params": 10, "macs": 100}
+    manifest = {
+        "recipe": {"prune": "channel:0.5"}, "target": {"profile": "x86-cpu"},
+        "artifacts": {"int8": {"bytes": 2_000_000}, "fp32": {"bytes": 3_000_000}},
+        "metrics": {
+            "accuracy_rows": [
+                {"model": "fp32 (trained)", "metric": "miou", "value": 0.104},
+                {"model": "deployed model_int8.onnx", "metric": "accuracy", "value": 0.9762}],
+            "latency_rows": [], "device_estimates": {"rows": []},
+            "fp32_dense": {"miou": 0.096},
+            "pruning": {"dense": size, "pruned": {"params": 3, "macs": 46},
+                        "pruned_fp32": {"miou": 0.104}}}}
+    pruned_row = next(line for line in report_lines(manifest) if line.startswith("| pruned"))
+    assert "| 0.9762 (accuracy) |" in pruned_row
+    manifest["metrics"]["accuracy_rows"][1]["metric"] = "miou"
+    pruned_row = next(line for line in report_lines(manifest) if line.startswith("| pruned"))
+    assert "| 0.9762 |" in pruned_row
