@@ -23,7 +23,8 @@ def as_dataset(data: Any, *, task: str | None = None, num_classes: int | None = 
                name: str | None = None) -> ArrayDataset:
     """An ``ArrayDataset`` over ``data``: an ArrayDataset (returned as it is), an ``(x, y)``
     pair of arrays/tensors (shared, not copied when already float32/int64), or a map-style
-    torch Dataset / DataLoader (or any sequence) of ``(x, y)`` samples, ``x`` C×H×W.
+    torch Dataset / DataLoader (or any sequence) of ``(x, y)`` samples, ``x`` C×H×W. Inputs
+    alone (an N×C×H×W array or tensor, a Dataset of bare ``x``) give an unlabelled set.
 
     ``task`` and ``num_classes`` are inferred from the labels unless given: (N,) labels are
     classification, (N, H, W) segmentation; classes are ``len(dataset.classes)`` when the
@@ -37,8 +38,14 @@ def as_dataset(data: Any, *, task: str | None = None, num_classes: int | None = 
             x = to_numpy(x)
             x = x.astype(np.float32, copy=False) if x.dtype != np.uint8 else _scaled(x)
         return _labelled(x, to_numpy(data[1]), task, num_classes, name or "arrays", None)
+    if _is_array(data):  # inputs alone
+        x = to_numpy(data)
+        x = x.astype(np.float32, copy=False) if x.dtype != np.uint8 else _scaled(x)
+        return ArrayDataset.unlabelled(x, name or "arrays")
     samples = map_style(data)
     where = name or type(samples).__name__
+    if len(samples) and not _is_pair(samples[0]):  # a Dataset of inputs alone
+        return ArrayDataset.unlabelled(lazy_inputs(samples, where, labelled=False), where)
     x = lazy_inputs(samples, where, labelled=True)
     y = read_labels(samples, where)
     classes = getattr(samples, "classes", None)
@@ -64,6 +71,12 @@ def _labelled(x: Any, y: np.ndarray, task: str | None, num_classes: int | None, 
         class_names = None
     return ArrayDataset(x=x, y=y, task=task, num_classes=num_classes or found, name=name,
                         class_names=class_names)
+
+
+def _is_array(data: Any) -> bool:
+    """A numpy array or torch tensor of N×C×H×W inputs."""
+    return isinstance(data, np.ndarray) or (type(data).__name__ == "Tensor" and \
+        getattr(data, "ndim", 0) == 4)
 
 
 def map_style(data: Any) -> Any:
@@ -131,7 +144,10 @@ class _SampleInputs:
         arrays = []
         for i in positions:
             item = self.samples[int(i)]
-            x = _pair(item, self.where, int(i))[0] if self.labelled or _is_pair(item) else item
+            if self.labelled or _is_pair(item):
+                x = _pair(item, self.where, int(i))[0]
+            else:  # a bare input, or an (x,) tuple
+                x = item[0] if isinstance(item, (tuple, list)) and len(item) == 1 else item
             arrays.append(_chw(x, self.where, int(i)))
         if len({a.shape for a in arrays}) > 1:
             raise DataError(f"{self.where}: samples have different shapes "

@@ -35,6 +35,9 @@ class ArrayDataset:
     num_classes: int
     name: str
     class_names: tuple[str, ...] | None = None
+    # False: the data came without labels; ``y`` holds zeros until a model's own outputs
+    # stand in for them (``unlabelled`` makes such a set, ``with_labels`` fills it)
+    labelled: bool = True
 
     def __post_init__(self) -> None:
         where = self.name
@@ -58,6 +61,19 @@ class ArrayDataset:
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @classmethod
+    def unlabelled(cls, x: np.ndarray | LazyImages, name: str) -> ArrayDataset:
+        """Inputs without labels (a folder of images, an ``x.npy`` alone, a Dataset of
+        inputs): enough to calibrate; a model's outputs become its labels (``with_labels``)."""
+        return cls(x=x, y=np.zeros(len(x), dtype=np.int64), task="classification",
+                   num_classes=1, name=name, labelled=False)
+
+    def with_labels(self, y: np.ndarray, num_classes: int) -> ArrayDataset:
+        """The same inputs with ``y`` (a model's predicted classes) as labels; the task
+        follows their shape, and ``labelled`` stays what it was."""
+        task = "classification" if y.ndim == 1 else "segmentation"
+        return replace(self, y=y.astype(np.int64), task=task, num_classes=num_classes)
 
     def __repr__(self) -> str:
         return (f"ArrayDataset(name={self.name!r}, task={self.task!r}, n={len(self)}, "

@@ -28,7 +28,8 @@ def numpy_arrays(path: str | os.PathLike[str], *, num_classes: int | None = None
                  input_size: int | None = None, channels: int | None = None,
                  name: str | None = None, preprocess: Preprocess | None = None
                  ) -> ArrayDataset:
-    """Load ``x`` and ``y`` from an ``.npz`` (arrays "x", "y") or an ``.npy`` with labels beside.
+    """Load ``x`` and ``y`` from an ``.npz`` (arrays "x", "y") or an ``.npy`` with labels beside;
+    without ``y`` (no "y" array, no labels file beside) the inputs are read unlabelled.
 
     For ``DIR/x.npy`` (or ``DIR/NAME_x.npy``) the labels are ``DIR/y.npy`` (``DIR/NAME_y.npy``);
     a directory holding ``x.npy`` and ``y.npy`` works too. ``x`` is uint8 (0–255) or float
@@ -42,16 +43,18 @@ def numpy_arrays(path: str | os.PathLike[str], *, num_classes: int | None = None
         path = path / "x.npy"
     if path.suffix == ".npz":
         arrays = _load(path)
-        missing = {"x", "y"} - set(arrays.files)
-        if missing:
-            raise DataError(f"{path}: .npz lacks array(s) {sorted(missing)} (needs 'x' and 'y')")
-        raw, y = _read(path, arrays, "x"), _read(path, arrays, "y")
+        if "x" not in arrays.files:
+            raise DataError(f"{path}: .npz lacks array 'x' (and 'y' for labels)")
+        raw = _read(path, arrays, "x")
+        y = _read(path, arrays, "y") if "y" in arrays.files else None
     elif path.suffix == ".npy":
         y_path = _labels_beside(path)
-        raw, y = _load(path, mmap=True), _load(y_path)
+        raw, y = _load(path, mmap=True), None if y_path is None else _load(y_path)
     else:
         raise DataError(f"{path}: expected a .npz file, an .npy file or a folder with x.npy")
     x = _lazy_images(path, raw)
+    if y is None:  # inputs without labels
+        return preprocess_dataset(ArrayDataset.unlabelled(x, name or str(path)), pre)
     if not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: labels must be integers, got {y.dtype}")
     if len(x) != len(y):
@@ -70,7 +73,7 @@ def numpy_arrays(path: str | os.PathLike[str], *, num_classes: int | None = None
     return preprocess_dataset(ds, pre)
 
 
-def _labels_beside(x_path: Path) -> Path:
+def _labels_beside(x_path: Path) -> Path | None:
     stem = x_path.stem
     candidates = []
     if stem.endswith("x"):
@@ -79,8 +82,7 @@ def _labels_beside(x_path: Path) -> Path:
     for cand in candidates:
         if cand.is_file() and cand != x_path:
             return cand
-    raise DataError(f"{x_path}: no labels file beside it (looked for "
-                    f"{', '.join(c.name for c in candidates)})")
+    return None  # inputs without labels
 
 
 def _load(path: Path, *, mmap: bool = False):

@@ -25,6 +25,7 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
                  channels: int | None = None, name: str | None = None,
                  preprocess: Preprocess | None = None) -> ArrayDataset:
     """Read ``root/<class>/<image>`` (PNG/JPEG) lazily; classes follow sorted folder names.
+    A folder of images without class folders is read as unlabelled inputs.
 
     Without ``channels``, the set is grey (1 channel) when every image is grey, else RGB.
     Without ``input_size`` every image must have the same size; with it, each image is
@@ -53,6 +54,8 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
     x = LazyImages(source, len(files), shape, source=str(root))
     if pre.normalizes:
         x = x.map(pre.finish, shape)
+    if not class_dirs:  # images without class folders: inputs only
+        return ArrayDataset.unlabelled(x, name or str(root))
     return ArrayDataset(x=x, y=np.array([lbl for _, lbl in files], dtype=np.int64),
                         task="classification", num_classes=len(class_dirs),
                         name=name or str(root), class_names=tuple(p.name for p in class_dirs))
@@ -63,11 +66,14 @@ def _list_folder(root: Path) -> tuple[list[Path], list[tuple[Path, int]]]:
         raise DataError(f"{root}: image folder not found (expected root/<class>/<image>)")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise DataError(f"{root}: no class folders (expected root/<class>/<image>)")
+        flat = _images_in(root)
+        if not flat:
+            raise DataError(f"{root}: no class folders and no PNG/JPEG images (expected "
+                            "root/<class>/<image>, or root/<image> without labels)")
+        return [], [(p, 0) for p in flat]
     files: list[tuple[Path, int]] = []
     for label, class_dir in enumerate(class_dirs):
-        members = sorted(p for p in class_dir.iterdir()
-                         if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        members = _images_in(class_dir)
         if not members:
             raise DataError(f"{class_dir}: class folder has no PNG/JPEG images")
         files.extend((p, label) for p in members)
@@ -75,6 +81,11 @@ def _list_folder(root: Path) -> tuple[list[Path], list[tuple[Path, int]]]:
         raise DataError(f"{root}: only one class folder ({class_dirs[0].name!r}); "
                         "classification needs >= 2 classes (root/<class>/<image>)")
     return class_dirs, files
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
 class ImageFiles:

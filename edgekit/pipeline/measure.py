@@ -125,15 +125,23 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     from edgekit.runtime.parity import this_host
 
     metric = "accuracy" if ctx.task == "classification" else "miou"
-    rows = [{"model": "fp32 (trained)", "runtime": "torch", "metric": metric,
+    # without labels every score is agreement with the fp32 model (pipeline.labels)
+    shown = ("top-1 agreement with fp32" if ctx.task == "classification"
+             else "mIoU against fp32") if "labels" in ctx.metrics else metric
+    rows = [{"model": "fp32 (trained)", "runtime": "torch", "metric": shown,
              "value": ctx.metrics["fp32"][metric]}]
     if "int8_trained" in ctx.metrics:
-        rows.append({"model": "int8 fake-quant (trained)", "runtime": "torch", "metric": metric,
+        rows.append({"model": "int8 fake-quant (trained)", "runtime": "torch", "metric": shown,
                      "value": ctx.metrics["int8_trained"][metric]})
+        top5 = ctx.metrics["int8_trained"].get("top5_agreement")
+        if top5 is not None:
+            rows.append({"model": "int8 fake-quant (trained)", "runtime": "torch",
+                         "metric": "fp32's top-1 in its top 5", "value": top5})
     if verification.get("deployed_accuracy") is not None:
         rows.append({"model": f"deployed {Path(verification['artifact']).name}",
-                     "runtime": verification["runtime"], "metric": "accuracy",
-                     "value": verification["deployed_accuracy"]})
+                     "runtime": verification["runtime"],
+                     "metric": "top-1 agreement with fp32" if "labels" in ctx.metrics
+                     else "accuracy", "value": verification["deployed_accuracy"]})
     host = this_host()
     latency = []
     for precision, result in bench.items():
@@ -160,7 +168,8 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     if "int8_minus_fp32" in ctx.metrics:
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
-    for key in ("qat_validation", "distributed", "pruning", "fp32_dense"):
+    for key in ("qat_validation", "distributed", "pruning", "fp32_dense", "labels",
+                "weight_rounding"):
         if key in ctx.metrics:
             metrics[key] = ctx.metrics[key]
     if "int8" in files and "fp32" in files:

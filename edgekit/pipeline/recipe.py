@@ -55,6 +55,11 @@ class CompressRecipe:
     # within 0.5 pp of fp32 in 15 of 15 runs (benchmarks/qat_recipe.py, docs/results.md)
     qat_lr: float = 1e-4
     calibration_size: int = 300
+    # post-training weight rounding before the target's quantizer (QAT starts from it too):
+    # "nearest" (plain min-max PTQ) or "gptq" (by layer-output error), and bias correction
+    # (edgekit.quantization.rounding)
+    ptq_rounding: str = "gptq"
+    ptq_bias_correction: bool = True
     # structured pruning after fp32 training, before QAT (edgekit.pruning): "channel:R"
     # keeps a share R of the MACs; "2:4" sparsity (TensorRT on Ampere+/Orin targets only)
     prune: str | None = None
@@ -94,6 +99,11 @@ class CompressRecipe:
         for name in ("epochs", "qat_epochs", "prune_epochs"):
             if (getattr(self, name) or 0) < 0:
                 raise InvalidInputError(f"{name} must be >= 0")
+        from edgekit.quantization.rounding import ROUNDING_METHODS
+
+        if self.ptq_rounding not in ROUNDING_METHODS:
+            raise InvalidInputError(f"ptq_rounding must be one of {', '.join(ROUNDING_METHODS)}"
+                                    f", not {self.ptq_rounding!r}")
         if not 0 <= self.prune_distill <= 1:
             raise InvalidInputError(f"prune_distill must be in [0, 1], got {self.prune_distill}")
         if self.train_limit is not None and self.train_limit < 1:
@@ -103,8 +113,6 @@ class CompressRecipe:
                 raise InvalidInputError(f"{name} must be >= 1")
         if self.threads is not None and self.threads < 1:
             raise InvalidInputError("threads must be >= 1")
-        if self.epochs == 0 and self.weights is None:
-            raise InvalidInputError("epochs=0 needs weights= (nothing to start from)")
         self.preprocess()  # a bad mean/std/resize fails here, before any work
         self._check_pruning()
         if self.bench_power not in ("auto", "none"):
@@ -137,6 +145,13 @@ class CompressRecipe:
         if self.epochs is not None:
             return self.epochs
         return 0 if self.weights else DEFAULT_EPOCHS
+
+    def check_start(self, *, module_given: bool) -> None:
+        """A recipe that trains nothing needs weights to start from: ``weights=``, or a
+        module in memory, which holds its own (zoo names and factories build new ones)."""
+        if self.epochs == 0 and self.weights is None and not module_given:
+            raise InvalidInputError("epochs=0 needs weights= (nothing to start from; a "
+                                    "torch.nn.Module passed as the model is taken as it is)")
 
     def preprocess(self) -> Preprocess | None:
         """The recipe's preprocessing, or None when it asks for none (the data as stored)."""

@@ -96,8 +96,9 @@ def compress(
 
     ``model``: a zoo name, the user's factory (``"path/to/file.py:factory"`` or
     ``"package.module:factory"``, called with ``model_args=``; this imports and runs that
-    code), or a ``torch.nn.Module`` (copied, never re-created by name; trained when
-    ``epochs > 0``). ``data``: an embedded set's name, an image folder, ``.npy``/``.npz``,
+    code), or a ``torch.nn.Module`` (copied, never re-created by name; taken with the
+    weights it holds, and trained further only when ``epochs > 0``). ``data``: an
+    embedded set's name, an image folder, ``.npy``/``.npz``,
     an ``ArrayDataset``, a torch ``Dataset`` of ``(x, y)`` or a ``DataLoader``.
     ``recipe`` is a :class:`CompressRecipe`, a TOML path, or None for the defaults;
     keyword ``overrides`` (``weights=``, ``epochs=``, ``qat_epochs=``, ``input_size=``,
@@ -122,6 +123,7 @@ def compress(
     data_name = f"<{type(data).__name__}>" if data_given else data and os.fspath(data)
     recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name,
                                                   **overrides)
+    recipe.check_start(module_given=module is not None)
     profile = get_profile(target)
     if recipe.sparsity is not None and not profile.sparse_24:
         raise InvalidInputError(
@@ -190,10 +192,12 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
     """Every stage, in order, writing into ``staging``; None on ranks other than 0."""
     from edgekit.pipeline import measure, prune_stage, stages
     from edgekit.pipeline.bundle import write_bundle
+    from edgekit.pipeline.labels import label_by_model
     from edgekit.pipeline.report import render_report
 
     ctx = stages.prepare(recipe, profile, staging, log, data=data, module=module)
     fp32 = stages.build_model(ctx, module)
+    label_by_model(ctx, fp32)  # data without labels: the fp32 model's answers stand in
     stages.preflight(ctx, fp32)
     if distributed.is_main():
         mark_stage(staging, "fp32 training")

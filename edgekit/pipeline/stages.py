@@ -127,7 +127,7 @@ def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
     train, test = load_splits(source, input_size=size, seed=recipe.seed, preprocess=pre)
     if recipe.train_limit is not None:
         train = train.subset(recipe.train_limit, seed=recipe.seed)
-    if spec is not None and train.task != spec.task:
+    if spec is not None and train.labelled and train.task != spec.task:
         raise InvalidInputError(f"{recipe.model} is a {spec.task} model but {recipe.data} is a "
                                 f"{train.task} data set")
     train, val = train.split(VAL_FRACTION, seed=recipe.seed)
@@ -230,8 +230,8 @@ def check_forward(ctx: Context, model: Any) -> None:
                                 f"(N×C×H×W from the data): {type(exc).__name__}: "
                                 f"{first_line(exc)}") from exc
     out = out[0] if isinstance(out, (tuple, list)) else out
-    want = 2 if ctx.task == "classification" else 4
-    if not isinstance(out, torch.Tensor) or out.ndim != want \
+    want = (2, 4) if not ctx.train.labelled else (2 if ctx.task == "classification" else 4,)
+    if not isinstance(out, torch.Tensor) or out.ndim not in want \
             or out.shape[1] < ctx.train.num_classes:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InvalidInputError(f"the model's output {got} does not fit {ctx.task} data with "
@@ -311,6 +311,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     ``after_step(qat_model)`` runs after every QAT step (2:4 masks stay enforced)."""
     from edgekit.quantization import QuantConfig
     from edgekit.quantization import quantize as quantize_model
+    from edgekit.quantization.types import DEFAULT_DISTILL
     from edgekit.training import classes_of, score
     from edgekit.training.compare import paired_difference
 
@@ -328,7 +329,10 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
         ctx.reused.append("QAT epochs")
     config = QuantConfig(target=ctx.quant_target, mode=mode, epochs=r.qat_epochs,
                          lr=r.qat_lr, calibration_size=r.calibration_size,
-                         batch_size=r.batch_size, seed=r.seed, checkpoint=str(checkpoint))
+                         batch_size=r.batch_size, seed=r.seed, checkpoint=str(checkpoint),
+                         # no labels: QAT learns the fp32 model's outputs alone
+                         distill=1.0 if not ctx.train.labelled else DEFAULT_DISTILL,
+                         rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction)
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val,
                         after_step=after_step)
@@ -341,6 +345,13 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
                              "quantizer scales; rank 0's were exported")
     int8_predictions = classes_of(test_outputs(ctx, "int8", qm), ctx.test)
     ctx.metrics["int8_trained"] = score(int8_predictions, ctx.test)
+    if not ctx.test.labelled:
+        from edgekit.pipeline.labels import top5_agreement
+
+        ctx.metrics["int8_trained"]["top5_agreement"] = top5_agreement(
+            test_outputs(ctx, "int8", qm), test_outputs(ctx, "fp32", model))
+    if qm.rounding:
+        ctx.metrics["weight_rounding"] = qm.rounding
     # is the int8 model's loss (or gain) more than test-set noise?
     ctx.metrics["int8_minus_fp32"] = paired_difference(
         int8_predictions, classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test.y,

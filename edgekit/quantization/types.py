@@ -18,7 +18,7 @@ with the same rounding and ranges the engine will use:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgekit.core.errors import InvalidInputError
@@ -105,8 +105,11 @@ class QuantConfig:
 
     ``distill``: the share of the QAT loss that is distillation from the fp32 model
     (``TrainConfig.distill``, temperature 2); 0 (the default) trains on the labels alone.
-    ``bias_correction``: nncf's fast bias correction at calibration (TensorRT and
-    onnxruntime targets; ``nncf_advanced_parameters`` says why it is off by default).
+    ``rounding``: how weights are rounded to their int8 levels before the target's
+    quantizer sees them: "nearest" (plain min-max PTQ) or "gptq" (by the layer's output
+    error on the calibration inputs, ``edgekit.quantization.rounding``).
+    ``bias_correction``: give each layer's output channels back, through the bias, the mean
+    its weight rounding shifted (on the calibration inputs, weights on the target's grid).
     ``checkpoint``: a file the QAT epochs are saved to after each epoch; a run stopped
     mid-QAT and started again with the same file continues after its last epoch
     (``edgekit.training.train(checkpoint=...)``).
@@ -120,6 +123,7 @@ class QuantConfig:
     batch_size: int = 64
     seed: int = 0
     distill: float = DEFAULT_DISTILL
+    rounding: str = "nearest"
     bias_correction: bool = False
     checkpoint: str | None = None
     progress: bool = True  # a line per QAT epoch (on a terminal, a bar with ETA)
@@ -138,9 +142,11 @@ class QuantConfig:
             raise InvalidInputError(f"QuantConfig.lr must be > 0, got {self.lr!r}")
         if not 0 <= self.distill <= 1:
             raise InvalidInputError(f"QuantConfig.distill must be in [0, 1], got {self.distill!r}")
-        if self.bias_correction and self.target == "tflite":
-            raise InvalidInputError("QuantConfig.bias_correction is nncf's; the tflite target "
-                                    "quantizes with PT2E, which has none")
+        from edgekit.quantization.rounding import ROUNDING_METHODS
+
+        if self.rounding not in ROUNDING_METHODS:
+            raise InvalidInputError(f"QuantConfig.rounding must be one of {ROUNDING_METHODS}, "
+                                    f"not {self.rounding!r}")
 
 
 @dataclass
@@ -160,13 +166,15 @@ class QuantizedModel:
     history: Any = None
     input_shape: tuple[int, ...] | None = None  # (C, H, W) it was calibrated on
     calibration_samples: int = 0
+    rounding: dict[str, Any] = field(default_factory=dict)  # RoundingReport, when refined
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     def audit(self) -> dict[str, Any]:
         """The backend's own counts for the report and the manifest (plain data)."""
-        return {"calibration_samples": self.calibration_samples}
+        return {"calibration_samples": self.calibration_samples,
+                **({"weight_rounding": self.rounding} if self.rounding else {})}
 
 
 @dataclass

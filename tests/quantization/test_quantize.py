@@ -66,8 +66,8 @@ def test_ptq_scheme_is_tensorrt_int8():
 @pytest.mark.parametrize("target", ["tensorrt", "onnxruntime"])
 def test_ptq_keeps_the_trained_biases_unless_bias_correction_is_asked_for(trained_net, target):
     """With every quantizer switched off the PTQ model must compute the BN-folded fp32
-    function: nncf's fast bias correction (off by default) is the step that would rewrite
-    the biases."""
+    function: edgekit's bias correction (off by default in QuantConfig; nncf's own is always
+    off) is the step that would rewrite the biases."""
     from edgekit.quantization.bn_fold import fold_batchnorm
 
     x = sample_inputs(_data(64, seed=2), 64)
@@ -90,9 +90,10 @@ def test_ptq_keeps_the_trained_biases_unless_bias_correction_is_asked_for(traine
     assert moved[True] > 1e-3 * scale  # the check sees a correction when there is one
 
 
-def test_bias_correction_is_refused_for_tflite():
-    with pytest.raises(InvalidInputError, match="bias_correction"):
-        QuantConfig(target="tflite", bias_correction=True)
+def test_weight_rounding_is_checked_and_bias_correction_is_every_targets():
+    with pytest.raises(InvalidInputError, match="rounding"):
+        QuantConfig(rounding="adaround")
+    assert QuantConfig(target="tflite", rounding="gptq", bias_correction=True).bias_correction
 
 
 @pytest.mark.slow

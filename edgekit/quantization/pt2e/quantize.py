@@ -22,6 +22,7 @@ is derived from exactly that module, and ``edgekit.export.tflite`` checks parity
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edgekit.calibration.forms import sample_inputs
@@ -33,11 +34,13 @@ from edgekit.core.errors import (
     first_line,
 )
 from edgekit.quantization.finetune import fine_tune
+from edgekit.quantization.rounding import refine_weights
 from edgekit.quantization.types import (
     PT2E_CONVERTED,
     PT2E_PREPARED,
     QuantConfig,
     TFLiteQuantizedModel,
+    scheme_for,
 )
 
 if TYPE_CHECKING:
@@ -88,10 +91,13 @@ def quantize_for_tflite(
         raise InvalidInputError("quantization needs calibration data (calib_data or train_data)")
     torch.manual_seed(cfg.seed)
     calib = sample_inputs(source, cfg.calibration_size, seed=cfg.seed)
+    rounding: dict[str, Any] = {}
     if len(calib) == 0:
         raise DataError("the calibration data set is empty")
 
-    graph = export_bn_free(model, calib[: min(len(calib), 4)])
+    graph = export_bn_free(model, calib[: min(len(calib), 4)],
+                           refine=lambda folded: rounding.update(
+                               refine_weights(folded, calib, cfg, scheme_for("tflite"))))
     prepared, quantizer = _prepare(graph, qat=qat)
     _calibrate(prepared, calib, cfg.batch_size)
     history = None
@@ -114,12 +120,16 @@ def quantize_for_tflite(
         calibration_samples=len(calib),
         quantizer=quantizer,
         pt2e_stage=stage,
+        rounding=rounding,
     )
 
 
-def export_bn_free(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+def export_bn_free(model: torch.nn.Module, example: torch.Tensor, *,
+                   refine: Callable[[torch.nn.Module], None] | None = None
+                   ) -> torch.fx.GraphModule:
     """BatchNorm folded and transposed convs as pixel shuffles (checked for equivalence),
-    exported with a dynamic batch dim."""
+    then ``refine(folded)`` (weight rounding, in place), exported with a dynamic batch
+    dim."""
     import torch
 
     from edgekit.quantization.bn_fold import fold_batchnorm, transposed_convs_as_pixel_shuffle
@@ -132,6 +142,8 @@ def export_bn_free(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.Gr
         err = (folded(example) - ref).abs().max().item()
     if err > 1e-4 * max(1.0, ref.abs().max().item()):
         raise ExportError(f"folding BatchNorm changed the model's output by {err:.3g}")
+    if refine is not None:
+        refine(folded)
     if example.shape[0] < 2:  # torch.export specialises a dynamic dim seen with size 1
         example = torch.cat([example, example])
     batch = torch.export.Dim("batch", min=1, max=4096)

@@ -24,6 +24,7 @@ from edgekit.quantization.qdq.scheme import (
     nncf_advanced_parameters,
     use_7bit_weights,
 )
+from edgekit.quantization.rounding import refine_weights
 from edgekit.quantization.types import QdqQuantizedModel, QuantConfig, scheme_for
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def quantize_qdq(
     calib = sample_inputs(source, config.calibration_size, seed=config.seed)
     scheme = scheme_for(config.target)
     prepared = _prepare(model, calib[: min(len(calib), 8)])
+    rounding = refine_weights(prepared, calib, config, scheme)
     batches = list(torch.split(calib, config.batch_size))
     try:
         qmodel = nncf.quantize(
@@ -79,8 +81,7 @@ def quantize_qdq(
             nncf.Dataset(batches),
             preset=nncf.QuantizationPreset.PERFORMANCE,
             subset_size=len(batches),
-            advanced_parameters=nncf_advanced_parameters(
-                scheme, bias_correction=config.bias_correction),
+            advanced_parameters=nncf_advanced_parameters(scheme),
         )
     except EdgekitError:
         raise
@@ -103,6 +104,7 @@ def quantize_qdq(
         calibration_samples=len(calib),
         uint8_quantizers_made_signed=flipped,
         weight_quantizers_7bit=seven_bit,
+        rounding=rounding,
     )
     if scheme.int32_bias:
         from edgekit.quantization.qdq.bias_grid import round_biases_to_int32_grid

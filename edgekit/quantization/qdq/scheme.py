@@ -8,17 +8,18 @@ from typing import Any
 from edgekit.quantization.types import QuantScheme
 
 
-def nncf_advanced_parameters(scheme: QuantScheme, *, bias_correction: bool = False) -> Any:
+def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
     """nncf's AdvancedQuantizationParameters that realise a symmetric QDQ scheme.
 
     nncf's overflow fix is off: by default it doubles the first conv's weight range (7
     effective bits, for CPUs whose int8 kernels saturate). TensorRT has no such limit, and
     the onnxruntime scheme sets its 7-bit weights itself (``use_7bit_weights``).
 
-    nncf's fast bias correction is off unless asked for: it is computed inside
-    ``nncf.quantize``, before the scheme's edits (signed activations, 7-bit weights, the
-    ONNX Q/DQ forward), and on four families it moved the PTQ model 1.7-4.6x further from
-    fp32 (KL divergence) than no correction (docs/results.md, "Bias correction").
+    nncf's fast bias correction is always off: it is computed inside ``nncf.quantize``,
+    before the scheme's edits (signed activations, 7-bit weights, the ONNX Q/DQ forward),
+    so it corrects for arithmetic the file does not run (docs/results.md, "Bias
+    correction"); ``QuantConfig.bias_correction`` is edgekit's own, on the target's grid
+    (``edgekit.quantization.rounding``).
     """
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.quantization.advanced_parameters import (
@@ -29,7 +30,7 @@ def nncf_advanced_parameters(scheme: QuantScheme, *, bias_correction: bool = Fal
 
     return AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.DISABLE,
-        disable_bias_correction=not bias_correction,
+        disable_bias_correction=True,
         weights_quantization_params=QuantizationParameters(
             num_bits=8,
             mode=QuantizationScheme.SYMMETRIC,
