@@ -322,7 +322,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     mode = "qat" if r.qat_epochs > 0 else "ptq"
     key = ctx.stage_keys["quantize"] = stage_key(
         "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
-        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed)
+        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
+        r.ptq_rounding, r.ptq_bias_correction)
     previous = distributed.from_main(lambda: claim_stage(ctx.out, "quantize", key))
     checkpoint = checkpoint_path(ctx.out, "quantize")
     if previous is not None and checkpoint.is_file():
