@@ -72,6 +72,7 @@ def compare_devices(model_path: str | Path, *, devices: list[str] | None = None,
 def _estimated_row(device: str, records: list[Any], include_unmeasured: bool
                    ) -> dict[str, Any]:
     from edgekit.devices.calibrated import energy_upper_bound_mj, estimate, has_own_points
+    from edgekit.devices.energy_model import energy_estimate_mj
 
     if not include_unmeasured and not has_own_points(device):
         return {"device": device, "kind": "unmeasured", "points": 0,
@@ -82,14 +83,23 @@ def _estimated_row(device: str, records: list[Any], include_unmeasured: bool
     except EdgekitError as exc:  # e.g. no calibration for this runtime family
         return {"device": device, "kind": "unavailable", "points": 0, "basis": str(exc)}
     bound, how = energy_upper_bound_mj(device, est.latency_ms)
-    return {"device": device, "kind": est.kind, "precision": est.precision,
-            "latency_ms": est.latency_ms, "interval_ms": [est.low_ms, est.high_ms],
-            "throughput_ips": 1e3 / est.latency_ms, "points": est.points,
-            # no device profile holds a measured power model yet: energy is not estimated
-            "energy_mj": None, "energy_interval_mj": None,
-            "energy_upper_bound_mj": bound, "energy_bound_basis": how,
-            "basis": est.text(), "energy_basis": "no measured power for this device",
-            "loo_median_ratio_error": est.loo_median_ratio_error}
+    row = {"device": device, "kind": est.kind, "precision": est.precision,
+           "latency_ms": est.latency_ms, "interval_ms": [est.low_ms, est.high_ms],
+           "throughput_ips": 1e3 / est.latency_ms, "points": est.points,
+           "energy_mj": None, "energy_interval_mj": None, "energy_points": 0,
+           "energy_upper_bound_mj": bound, "energy_bound_basis": how,
+           "basis": est.text(), "energy_basis": "no measured power for this device",
+           "loo_median_ratio_error": est.loo_median_ratio_error}
+    energy = energy_estimate_mj(device, records, est.latency_ms)
+    if energy is not None and est.kind == "estimated":
+        mj, (lo, hi), model = energy
+        # the latency's interval and the power model's, taken as independent extremes
+        lat_lo = est.low_ms / est.latency_ms if est.low_ms else 1.0
+        lat_hi = est.high_ms / est.latency_ms if est.high_ms else 1.0
+        row.update(energy_mj=mj, energy_interval_mj=[mj * lo * lat_lo, mj * hi * lat_hi],
+                   energy_points=model.points, energy_basis=model.basis(),
+                   energy_loo_median_ratio_error=model.loo_median_ratio_error)
+    return row
 
 
 def _num(value: float | None, fmt: str = ".3g") -> str:
