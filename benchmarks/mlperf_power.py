@@ -1,6 +1,8 @@
 """Energy points from MLPerf Inference power results: per-second wall power (spl.txt) of the
-SingleStream runs of NVIDIA's MaxQ Jetson systems, read from local copies of the results
-repositories, written to edgekit/devices/published/power/<device>.toml.
+SingleStream runs of MaxQ (power-measured) systems with one NVIDIA GPU or Jetson, read from
+local copies of the results repositories, written to
+edgekit/devices/published/power/<device>.toml. The wall power is the whole box's (a Jetson
+dev kit, or a server with its CPUs, fans and one GPU).
 
 For each run: the mean of the analyser's samples between loadgen's power_begin and power_end
 (mlperf_log_detail.txt; the window MLPerf's own checker uses), the idle draw (10th percentile
@@ -26,7 +28,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "edgekit" / "devices" / "published" / "power"
-SYSTEMS = {"Xavier_NX_TRT_MaxQ": "jetson-xavier-nx", "Orin_TRT_MaxQ": "jetson-agx-orin"}
+SYSTEMS = {("NVIDIA", "Xavier_NX_TRT_MaxQ"): "jetson-xavier-nx",
+           ("NVIDIA", "Orin_TRT_MaxQ"): "jetson-agx-orin",
+           ("Dell", "XE2420_A10x1_TRT_MaxQ"): "a10", ("Dell", "XR12_A2x1_TRT_MaxQ"): "a2",
+           ("Dell", "XR4520c_MaxQ_A2x1_TRT_MaxQ"): "a2", ("Dell", "XR5610_L4x1_TRT_MaxQ"): "l4"}
 MODELS = {"resnet50": "resnet50", "ssd-mobilenet": "ssd_mobilenet_v1", "retinanet": "retinanet"}
 DATES = {"v1.0": "2021-04-21", "v1.1": "2021-09-22", "v2.0": "2022-04-06",
          "v2.1": "2022-09-08", "v3.0": "2023-04-05"}
@@ -40,7 +45,7 @@ def _show(git_dir: Path, commit: str, path: str) -> str:
 
 def _files(git_dir: Path, commit: str) -> list[str]:
     out = subprocess.run(["git", "-C", str(git_dir), "ls-tree", "-r", "--name-only", commit,
-                          "closed/NVIDIA/results"], check=True, capture_output=True, text=True)
+                          "closed"], check=True, capture_output=True, text=True)
     return out.stdout.splitlines()
 
 
@@ -84,21 +89,24 @@ def main() -> int:
                                 capture_output=True, text=True).stdout.strip()
         repo = f"inference_results_{rnd}"
         for f in _files(git_dir, commit):
-            m = re.fullmatch(r"closed/NVIDIA/results/(\w+)/([\w-]+)/SingleStream/performance/"
-                             r"run_1/spl.txt", f)
-            if not m or m.group(1) not in SYSTEMS or m.group(2) not in MODELS:
+            m = re.fullmatch(r"closed/(\w+)/results/([\w-]+)/([\w-]+)/SingleStream/"
+                             r"performance/run_1/spl.txt", f)
+            if not m or m.group(1, 2) not in SYSTEMS or m.group(3) not in MODELS:
                 continue
+            device = SYSTEMS[m.group(1, 2)]
             run = f.rsplit("/", 1)[0]
-            system = json.loads(_show(git_dir, commit, f"closed/NVIDIA/systems/{m.group(1)}.json"))
-            point = {"model": MODELS[m.group(2)], "precision": "int8", "batch": 1,
+            system = json.loads(_show(git_dir, commit,
+                                      f"closed/{m.group(1)}/systems/{m.group(2)}.json"))
+            point = {"model": MODELS[m.group(3)], "precision": "int8", "batch": 1,
                      **run_point(git_dir, commit, run),
                      "source": f"https://github.com/mlcommons/{repo}/blob/{commit}/{run}/spl.txt",
-                     "round": f"MLPerf Inference {rnd}, closed division, NVIDIA, SingleStream, power",
+                     "round": f"MLPerf Inference {rnd}, closed division, {m.group(1)}, "
+                              "SingleStream, power",
                      "date": DATES[rnd], "power_mode": "MaxQ",
-                     "system": f"{system['system_name']} ({m.group(1)})",
+                     "system": f"{system['system_name']} ({m.group(2)})",
                      "software": system.get("other_software_stack") or system.get("framework", "")}
-            points.setdefault(SYSTEMS[m.group(1)], []).append(point)
-            print(f"{SYSTEMS[m.group(1)]:18} {rnd} {point['model']:18} {point['mean_w']:7.3f} W "
+            points.setdefault(device, []).append(point)
+            print(f"{device:18} {rnd} {point['model']:18} {point['mean_w']:7.3f} W "
                   f"idle {point['idle_w']:7.3f} W {point['energy_mj']:8.3f} mJ", flush=True)
     OUT.mkdir(exist_ok=True)
     for device, rows in points.items():

@@ -90,7 +90,8 @@ class PowerModel:
 
     def basis(self) -> str:
         return (f"idle {self.idle_w:.3g} W + {self.dynamic_w:.3g} W x utilisation, fitted on "
-                f"{self.points} measured {self.power_mode} power runs (MLPerf; leave-one-out "
+                f"{self.points} {self.power_mode} runs, wall power of the whole system (MLPerf; "
+                f"leave-one-out "
                 f"{self.loo_median_ratio_error:.2f}x)")
 
 
