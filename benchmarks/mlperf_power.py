@@ -77,16 +77,48 @@ def run_point(git_dir: Path, commit: str, run: str) -> dict[str, object]:
                           + re.sub(r"\s+", " ", qps_line.group(0).strip()))}
 
 
+def beside_published(device: str, mirrors: dict[str, tuple[str, str]]
+                     ) -> list[dict[str, object]]:
+    """Power runs beside the device's published latency points (a power log next to the
+    summary the point was read from, in a mirrored repository at the point's commit)."""
+    import tomllib
+
+    data = tomllib.loads((OUT.parent / f"{device}.toml").read_text())
+    rows = []
+    for pt in data["point"]:
+        m = re.fullmatch(r"https://github.com/mlcommons/inference_results_(v[\d.]+)/blob/"
+                         r"([0-9a-f]{40})/(.+)/mlperf_log_summary.txt", pt["source"])
+        if not m or mirrors.get(m.group(1), ("", ""))[1] != m.group(2):
+            continue
+        rnd, commit, run = m.groups()
+        git_dir = Path(mirrors[rnd][0])
+        try:
+            _show(git_dir, commit, f"{run}/spl.txt")
+        except subprocess.CalledProcessError:
+            continue  # a performance-only submission: no power log
+        rows.append({"model": pt["model"], "precision": pt["precision"], "batch": 1,
+                     **run_point(git_dir, commit, run),
+                     "source": pt["source"].replace("mlperf_log_summary.txt", "spl.txt"),
+                     "round": f"{pt['round']}, power", "date": pt.get("date", DATES[rnd]),
+                     "power_mode": "submitted (the latency point's own run)",
+                     "system": pt.get("system", ""), "software": pt.get("software", "")})
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mirror", action="append", required=True, metavar="ROUND=GIT_DIR")
+    p.add_argument("--beside-published", default="raspberry-pi-4",
+                   help="devices whose published latency points have power logs beside them")
     args = p.parse_args()
     points: dict[str, list[dict[str, object]]] = {}
+    mirrors = {}
     for item in args.mirror:
         rnd, path = item.split("=", 1)
         git_dir = Path(path)
         commit = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], check=True,
                                 capture_output=True, text=True).stdout.strip()
+        mirrors[rnd] = (path, commit)
         repo = f"inference_results_{rnd}"
         for f in _files(git_dir, commit):
             m = re.fullmatch(r"closed/(\w+)/results/([\w-]+)/([\w-]+)/SingleStream/"
@@ -108,10 +140,13 @@ def main() -> int:
             points.setdefault(device, []).append(point)
             print(f"{device:18} {rnd} {point['model']:18} {point['mean_w']:7.3f} W "
                   f"idle {point['idle_w']:7.3f} W {point['energy_mj']:8.3f} mJ", flush=True)
+    for device in filter(None, args.beside_published.split(",")):
+        points[device] = beside_published(device, mirrors)
+        print(f"{device:18} {len(points[device])} power runs beside its published points")
     OUT.mkdir(exist_ok=True)
     for device, rows in points.items():
         lines = [f"# Measured wall power of MLPerf Inference SingleStream runs on {device}",
-                 "# (MaxQ submissions: the power-measured, power-limited setting), extracted by",
+                 "# (power-measured submissions; `power_mode` says which setting), extracted by",
                  "# benchmarks/mlperf_power.py from spl.txt, mlperf_log_detail.txt and",
                  "# mlperf_log_summary.txt at the pinned commits in `source`.",
                  f'device = "{device}"', ""]

@@ -38,6 +38,7 @@ MIN_ENERGY_POINTS = 3  # fewer: no power model (an energy figure needs an error 
 @dataclass(frozen=True)
 class PowerRun:
     model: str
+    precision: str
     latency_s: float
     mean_w: float
     idle_w: float
@@ -53,7 +54,8 @@ def power_runs(device: str) -> tuple[PowerRun, ...]:
         return ()
     data = tomllib.loads(entry.read_text("utf-8"))
     try:
-        return tuple(PowerRun(p["model"], float(p["latency_ms"]) / 1e3, float(p["mean_w"]),
+        return tuple(PowerRun(p["model"], p["precision"], float(p["latency_ms"]) / 1e3,
+                              float(p["mean_w"]),
                               float(p["idle_w"]), p["power_mode"], p["source"])
                      for p in data.get("energy", []))
     except (KeyError, TypeError, ValueError) as exc:
@@ -102,15 +104,14 @@ def _fit_dynamic(u: np.ndarray, above_idle_w: np.ndarray) -> float:
 @cache
 def power_model(device: str) -> PowerModel | None:
     """The device's fitted power model, or None with fewer than MIN_ENERGY_POINTS runs."""
-    from edgekit.devices.calibrated import published_layers
+    from edgekit.devices.calibrated import as_precision, published_layers
 
     layers = published_layers()
     runs = [r for r in power_runs(device) if r.model in layers]
     if len(runs) < MIN_ENERGY_POINTS:
         return None
-    busy = np.array([_busy_s(device, [LayerRecord(x.op, x.kind, x.macs, x.weight_bytes,
-                                                  x.activation_bytes, "int8")
-                                      for x in layers[r.model]]) for r in runs])
+    busy = np.array([_busy_s(device, as_precision(layers[r.model], r.precision))
+                     for r in runs])
     t = np.array([r.latency_s for r in runs])
     power = np.array([r.mean_w for r in runs])
     idle = np.array([r.idle_w for r in runs])
@@ -121,7 +122,7 @@ def power_model(device: str) -> PowerModel | None:
         dyn = _fit_dynamic(u[keep], power[keep] - idle[keep])
         predicted = (float(np.median(idle[keep])) + dyn * u[i]) * t[i]
         residuals.append(math.log(power[i] * t[i] / predicted))
-    modes = sorted({r.power_mode for r in runs})
+    modes = sorted({r.power_mode.split(" ")[0] for r in runs})
     return PowerModel(device, float(np.median(idle)), _fit_dynamic(u, power - idle),
                       len(runs), "/".join(modes), tuple(residuals))
 
