@@ -108,6 +108,8 @@ def beside_published(device: str, mirrors: dict[str, tuple[str, str]]
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mirror", action="append", required=True, metavar="ROUND=GIT_DIR")
+    p.add_argument("--out", default=str(OUT), help="folder for <device>.toml (default: the "
+                   "package's published/power)")
     p.add_argument("--beside-published", default="raspberry-pi-4",
                    help="devices whose published latency points have power logs beside them")
     args = p.parse_args()
@@ -143,7 +145,8 @@ def main() -> int:
     for device in filter(None, args.beside_published.split(",")):
         points[device] = beside_published(device, mirrors)
         print(f"{device:18} {len(points[device])} power runs beside its published points")
-    OUT.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(exist_ok=True)
     for device, rows in points.items():
         lines = [f"# Measured wall power of MLPerf Inference SingleStream runs on {device}",
                  "# (power-measured submissions; `power_mode` says which setting), extracted by",
@@ -155,7 +158,7 @@ def main() -> int:
             for k, v in r.items():
                 lines.append(f"{k} = {json.dumps(v, ensure_ascii=False)}")
             lines.append("")
-        (OUT / f"{device}.toml").write_text("\n".join(lines))
+        (out / f"{device}.toml").write_text("\n".join(lines))
     return 0
 
 

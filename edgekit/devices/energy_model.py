@@ -112,19 +112,23 @@ def power_model(device: str) -> PowerModel | None:
         return None
     busy = np.array([_busy_s(device, as_precision(layers[r.model], r.precision))
                      for r in runs])
-    t = np.array([r.latency_s for r in runs])
-    power = np.array([r.mean_w for r in runs])
-    idle = np.array([r.idle_w for r in runs])
-    u = np.minimum(busy / t, 1.0)
-    residuals = []
-    for i in range(len(runs)):
-        keep = np.arange(len(runs)) != i
-        dyn = _fit_dynamic(u[keep], power[keep] - idle[keep])
-        predicted = (float(np.median(idle[keep])) + dyn * u[i]) * t[i]
-        residuals.append(math.log(power[i] * t[i] / predicted))
     modes = sorted({r.power_mode.split(" ")[0] for r in runs})
-    return PowerModel(device, float(np.median(idle)), _fit_dynamic(u, power - idle),
-                      len(runs), "/".join(modes), tuple(residuals))
+    return fit_power(device, "/".join(modes), busy, np.array([r.latency_s for r in runs]),
+                     np.array([r.mean_w for r in runs]), np.array([r.idle_w for r in runs]))
+
+
+def fit_power(device: str, power_mode: str, busy_s: np.ndarray, latency_s: np.ndarray,
+              mean_w: np.ndarray, idle_w: np.ndarray) -> PowerModel:
+    """Fit ``dynamic`` on all runs; leave-one-out residuals of each run's energy."""
+    u = np.minimum(busy_s / latency_s, 1.0)
+    residuals = []
+    for i in range(len(u)):
+        keep = np.arange(len(u)) != i
+        dyn = _fit_dynamic(u[keep], mean_w[keep] - idle_w[keep])
+        predicted = (float(np.median(idle_w[keep])) + dyn * u[i]) * latency_s[i]
+        residuals.append(math.log(mean_w[i] * latency_s[i] / predicted))
+    return PowerModel(device, float(np.median(idle_w)), _fit_dynamic(u, mean_w - idle_w),
+                      len(u), power_mode, tuple(residuals))
 
 
 def energy_estimate_mj(device: str, records: list[LayerRecord], latency_ms: float

@@ -10,12 +10,12 @@ import tomllib
 from edgekit.devices import get_profile, list_profiles
 from edgekit.devices.calibrated import (
     MIN_POINTS,
-    default_devices,
-    own_points,
     as_precision,
     calibration,
+    default_devices,
     donor_constants,
     estimate,
+    own_points,
     published_layers,
     published_points,
 )
