@@ -7,7 +7,10 @@ measured on this host for the zoo families.
    edgekit/devices/published/layers.json (package data; the estimates read it at run time).
 2. Per device with >= 5 published points: the latency model is fitted on them and each
    point is predicted by a refit without it (``loo_median_ratio_error``: the median of
-   max(est/meas, meas/est) over those folds).
+   max(est/meas, meas/est) over those folds); devices with measured power runs
+   (published/power/, benchmarks/mlperf_power.py) get ``energy_loo_median_ratio_error``
+   of their idle + dynamic power model; ``desktop_vs_orin_nano_latency_ratio``: MobileNetV2
+   (1.0, 224 px) int8 on the Jetson Orin Nano over the report's GPU, with its interval.
 3. This host (the x86-cpu profile): the zoo families at 224 px, fp32 and int8, in
    onnxruntime (edgekit's onnxruntime-target file) and LiteRT (edgekit's TFLite file), each
    timed by ``edgekit bench`` in a process of its own (batch 1, ``--threads``); the host
@@ -264,6 +267,19 @@ def write_host_toml(points: list[dict[str, Any]], threads: int, flags: list[str]
     _write_json(layers_path, data)
 
 
+def _commit_and_date() -> dict[str, Any]:
+    import datetime as dt
+    import subprocess
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True,
+                              text=True).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "worktree_clean": git("status", "--porcelain", "--untracked-files=no") == "",
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def main() -> int:
     args = _parser().parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
@@ -282,7 +298,8 @@ def main() -> int:
                 print(f"{name}: {type(exc).__name__}: {exc}"[:300], flush=True)
         return 0
     result: dict[str, Any] = {**run_info("estimates", None, torch_threads=args.threads),
-                              "cpu_flags": cpu_flags(), "threads": args.threads}
+                              "cpu_flags": cpu_flags(), "threads": args.threads,
+                              **_commit_and_date()}
     result["devices"] = device_errors()
     metrics: dict[str, Any] = {}
     for name, row in result["devices"].items():
