@@ -77,8 +77,8 @@ def _estimated_row(device: str, records: list[Any], include_unmeasured: bool
 
     if not include_unmeasured and not has_own_points(device):
         return {"device": device, "kind": "unmeasured", "points": 0,
-                "basis": "no published points of its own: not estimated (--include-unmeasured "
-                         "shows an estimate transferred from devices of its runtime)"}
+                "basis": "no published points of its own: not estimated here (`edgekit devices "
+                         "--compare FILE --include-unmeasured` borrows other devices' fits)"}
     try:
         est = estimate(device, records)
     except EdgekitError as exc:  # e.g. no calibration for this runtime family
