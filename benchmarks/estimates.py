@@ -276,7 +276,9 @@ def _commit_and_date() -> dict[str, Any]:
                               text=True).stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD"),
-            "worktree_clean": git("status", "--porcelain", "--untracked-files=no") == "",
+            # the results folder is where this JSON goes: its own change does not count
+            "worktree_clean": git("status", "--porcelain", "--untracked-files=no", "--",
+                                  ".", ":!docs/results") == "",
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
