@@ -24,6 +24,7 @@ from importlib import resources
 import numpy as np
 
 from edgekit.core.errors import DataError
+from edgekit.devices.calibrated import as_precision, published_layers
 from edgekit.devices.latency_model import INTERVAL, LayerRecord, run_precision
 from edgekit.devices.profiles import get_profile
 
@@ -104,8 +105,6 @@ def _fit_dynamic(u: np.ndarray, above_idle_w: np.ndarray) -> float:
 @cache
 def power_model(device: str) -> PowerModel | None:
     """The device's fitted power model, or None with fewer than MIN_ENERGY_POINTS runs."""
-    from edgekit.devices.calibrated import as_precision, published_layers
-
     layers = published_layers()
     runs = [r for r in power_runs(device) if r.model in layers]
     if len(runs) < MIN_ENERGY_POINTS:
