@@ -153,10 +153,11 @@ def plot_png(rows: list[dict[str, Any]], title: str) -> bytes:
     plt = require("matplotlib.pyplot")
     shown = [r for r in rows if r["kind"] not in ("unavailable", "unmeasured")]
     colours = {"measured": "tab:blue", "estimated": "tab:orange", "transferred": "tab:grey"}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.8 + 0.4 * max(1, len(shown))), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 1.6 + 0.4 * max(1, len(shown))), sharey=True)
     for ax, key, span_key, label in (
             (axes[0], "latency_ms", "interval_ms", "latency per inference, batch 1 (ms)"),
             (axes[1], "energy_mj", "energy_interval_mj", "energy per inference (mJ)")):
+        values = []
         for y, r in enumerate(shown):
             value = r.get(key)
             if value is None:
@@ -165,9 +166,18 @@ def plot_png(rows: list[dict[str, Any]], title: str) -> bytes:
             err = None
             if span[0] is not None and span[1] is not None:
                 err = [[value - span[0]], [span[1] - value]]
+                values += span
+            values.append(value)
             ax.barh(y, value, xerr=err, color=colours.get(r["kind"], "black"), capsize=3)
-        ax.set_xscale("log")
         ax.set_xlabel(f"{label}; whiskers: interval", fontsize=8)
+        if not values:  # no device here has measured power behind an energy figure
+            ax.text(0.5, 0.5, "no energy figure: no measured power", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=8)
+            ax.set_xticks([])
+            continue
+        ax.set_xscale("log")
+        ax.set_xlim(min(values) / 2, max(values) * 2)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     points = ["measured" if r.get("points") is None else f"{r['points']} points"
               for r in shown]
     axes[0].set_yticks(range(len(shown)), [f"{r['device']} ({r['kind']}, {n})"
