@@ -172,8 +172,9 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
 
 
 def device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
-    """Calibrated estimates of the deployed file on the target and the desktop GPU, and
-    their plot beside the report."""
+    """Calibrated estimates of the deployed file on the target and the GPU (devices without
+    points of their own get an 'unmeasured' row, no figure), and their plot beside the
+    report."""
     from edgekit.bench.compare import DESKTOP_GPU, compare_devices
     from edgekit.core.errors import EdgekitError
 
@@ -187,7 +188,7 @@ def device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
         from edgekit.bench.compare import plot_png
 
         atomic_write_bytes(ctx.out / DEVICES_PLOT, plot_png(
-            block["rows"], f"{deployed.name}: {ctx.profile.name} vs desktop GPU"))
+            block["rows"], f"{deployed.name}: {ctx.profile.name} vs {DESKTOP_GPU}"))
         block["plot"] = DEVICES_PLOT
     return block
 
