@@ -9,10 +9,13 @@ report shows the target and the desktop GPU (``edgekit.pipeline.measure``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.core.errors import EdgekitError
 from edgekit.core.io import sha256_file
+
+if TYPE_CHECKING:
+    from edgekit.devices.calibrated import LayerEstimate
 
 DESKTOP_GPU = "desktop-rtx"
 
@@ -40,6 +43,17 @@ def _measured_rows(records: list[dict[str, Any]], digest: str, name: str
     return rows
 
 
+def estimate_latency(model_path: str | Path, device: str) -> LayerEstimate:
+    """The calibrated latency estimate of one batch-1 inference of an ONNX or TFLite file on
+    a device profile, with its interval (the figure compress reports; the roofline lower
+    bound is ``edgekit.devices.roofline_bound``)."""
+    from edgekit.bench.layers import layer_records
+    from edgekit.devices import get_profile
+    from edgekit.devices.calibrated import estimate
+
+    return estimate(get_profile(device).name, layer_records(Path(model_path)))
+
+
 def compare_devices(model_path: str | Path, *, devices: list[str] | None = None,
                     results: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One row per device profile (``devices``: a subset, in that order)."""
@@ -65,8 +79,8 @@ def compare_devices(model_path: str | Path, *, devices: list[str] | None = None,
         rows.append({"device": profile.name, "kind": "estimated", "precision": est.precision,
                      "latency_ms": est.latency_ms, "interval_ms": [est.low_ms, est.high_ms],
                      "throughput_ips": 1e3 / est.latency_ms, "energy_mj": energy,
-                     "basis": est.text(), "energy_basis": how,
-                     "loo_median_ratio_error": est.loo_median_ratio_error})
+                     "basis": est.text(), "energy_basis": how, "points": est.points,
+                     "source": est.source, "loo_median_ratio_error": est.loo_median_ratio_error})
     return rows
 
 

@@ -177,9 +177,9 @@ class CompressRecipe:
         return cls.from_mapping(values.get("compress", values))
 
     def replace(self, **overrides: Any) -> CompressRecipe:
-        """A copy with the given fields changed; ``None`` values leave a field as it is."""
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        return self.from_mapping({**self._fields(), **changes})
+        """A copy with the given fields changed; ``None`` clears an optional field (such as
+        ``prune``) and is refused for one that needs a value."""
+        return self.from_mapping({**self._fields(), **overrides})
 
 
 def _is_kind(value: Any, kind: str) -> bool:

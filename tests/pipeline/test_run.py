@@ -121,7 +121,18 @@ def test_recipe_rejects_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(InvalidInputError, match="precision"):
         CompressRecipe(precision="int4")
     toml.write_text('[compress]\nmodel = "lenet5"\nqat_epochs = 2\n')
-    assert CompressRecipe.from_toml(toml).replace(epochs=5, data=None).qat_epochs == 2
+    assert CompressRecipe.from_toml(toml).replace(epochs=5).qat_epochs == 2
+
+
+def test_replace_clears_an_optional_field_and_refuses_to_clear_a_required_one(tmp_path):
+    toml = tmp_path / "r.toml"
+    toml.write_text('[compress]\nmodel = "lenet5"\nprune = "channel:0.5"\nepochs = 3\n')
+    recipe = CompressRecipe.from_toml(toml)
+    cleared = recipe.replace(prune=None, epochs=None)
+    assert cleared.prune is None and cleared.epochs is None and recipe.prune == "channel:0.5"
+    assert cleared.model == "lenet5"
+    with pytest.raises(InvalidInputError, match="data takes str"):
+        recipe.replace(data=None)
 
 
 @pytest.mark.parametrize(("line", "message"), [
