@@ -235,8 +235,7 @@ def write_host_toml(points: list[dict[str, Any]], threads: int, flags: list[str]
 def main() -> int:
     args = _parser().parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    from _provenance import run_info
-    from _quantization_outputs import cpu_flags
+    from _provenance import cpu_flags, run_info
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
