@@ -135,6 +135,16 @@ def test_replace_clears_an_optional_field_and_refuses_to_clear_a_required_one(tm
         recipe.replace(data=None)
 
 
+def test_cli_flags_not_given_leave_the_recipes_values(tmp_path, capsys):
+    # sparsity comes from the TOML alone; a flag left out must not clear it (the recipe's
+    # 2:4 on a CPU target is refused before any work, which shows it survived)
+    toml = tmp_path / "r.toml"
+    toml.write_text('[compress]\nmodel = "lenet5"\nsparsity = "2:4"\n')
+    code = main(["compress", "--target", "x86-cpu", "--recipe", str(toml),
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "2:4 sparsity pays only" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ('prune_distill = "high"', "prune_distill takes float"),
     ("epochs = 2.5", "epochs takes int or None"),
