@@ -267,26 +267,10 @@ def write_host_toml(points: list[dict[str, Any]], threads: int, flags: list[str]
     _write_json(layers_path, data)
 
 
-def _commit_and_date() -> dict[str, Any]:
-    import datetime as dt
-    import subprocess
-
-    def git(*a: str) -> str:
-        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True,
-                              text=True).stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"),
-            # the results folder is where this JSON goes: its own change does not count
-            "worktree_clean": git("status", "--porcelain", "--untracked-files=no", "--",
-                                  ".", ":!docs/results") == "",
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-
-
 def main() -> int:
     args = _parser().parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    from _provenance import run_info
-    from _quantization_outputs import cpu_flags
+    from _provenance import cpu_flags, run_info
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -300,8 +284,7 @@ def main() -> int:
                 print(f"{name}: {type(exc).__name__}: {exc}"[:300], flush=True)
         return 0
     result: dict[str, Any] = {**run_info("estimates", None, torch_threads=args.threads),
-                              "cpu_flags": cpu_flags(), "threads": args.threads,
-                              **_commit_and_date()}
+                              "cpu_flags": cpu_flags(), "threads": args.threads}
     result["devices"] = device_errors()
     metrics: dict[str, Any] = {}
     for name, row in result["devices"].items():

@@ -11,10 +11,13 @@ report shows the target and the GPU (``edgekit.pipeline.measure``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekit.core.errors import EdgekitError
 from edgekit.core.io import sha256_file
+
+if TYPE_CHECKING:
+    from edgekit.devices.calibrated import LayerEstimate
 
 # The GPU the compress report compares the target with: the A10 is GA102, the die of the
 # GeForce RTX 3080/3090, and has published batch-1 points of its own (MLPerf Inference edge
@@ -43,6 +46,19 @@ def _measured_rows(records: list[dict[str, Any]], digest: str, name: str
             "energy_basis": (power.get("sampler", "") if energy is not None
                              else f"unavailable ({power.get('reason', 'not measured')})")}
     return rows
+
+
+def estimate_latency(model_path: str | Path, device: str) -> LayerEstimate:
+    """The calibrated latency estimate of one batch-1 inference of an ONNX or TFLite file on
+    a device profile, with its interval and the points behind it (the figure compress
+    reports; the roofline lower bound is ``edgekit.devices.roofline_bound``). For a device
+    with no published points of its own its ``kind`` is 'transferred' (borrowed from devices
+    of its runtime, which compress's report and comparisons do not show unless asked)."""
+    from edgekit.bench.layers import layer_records
+    from edgekit.devices import get_profile
+    from edgekit.devices.calibrated import estimate
+
+    return estimate(get_profile(device).name, layer_records(Path(model_path)))
 
 
 def compare_devices(model_path: str | Path, *, devices: list[str] | None = None,
@@ -86,7 +102,7 @@ def _estimated_row(device: str, records: list[Any], include_unmeasured: bool
     bound, how = energy_upper_bound_mj(device, est.latency_ms)
     row = {"device": device, "kind": est.kind, "precision": est.precision,
            "latency_ms": est.latency_ms, "interval_ms": [est.low_ms, est.high_ms],
-           "throughput_ips": 1e3 / est.latency_ms, "points": est.points,
+           "throughput_ips": 1e3 / est.latency_ms, "points": est.points, "source": est.source,
            "energy_mj": None, "energy_interval_mj": None, "energy_points": 0,
            "energy_upper_bound_mj": bound, "energy_bound_basis": how,
            "basis": est.text(), "energy_basis": "no measured power for this device",

@@ -232,10 +232,10 @@ def run_devices(args: argparse.Namespace) -> int:
     if args.macs is not None or args.bytes_moved is not None:
         if args.macs is None or args.bytes_moved is None:
             raise InvalidInputError("a roofline bound needs both --macs and --bytes")
-        from edgekit.devices import estimate_latency
+        from edgekit.devices import roofline_bound
 
-        data["roofline_lower_bound"] = estimate_latency(profile, args.macs, args.bytes_moved,
-                                                        args.precision).to_dict()
+        data["roofline_lower_bound"] = roofline_bound(profile, args.macs, args.bytes_moved,
+                                                      args.precision).to_dict()
     if args.model:
         from edgekit.bench.estimated import estimated_result
 

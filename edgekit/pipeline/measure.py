@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.core.io import atomic_write_bytes, atomic_write_json
-from edgekit.devices import estimate_latency
+from edgekit.devices import roofline_bound
 from edgekit.pipeline.stages import HOST_RUNTIME, Context, test_outputs
 
 DEVICES_PLOT = "devices.png"  # the target vs the desktop GPU, beside report.md
@@ -102,9 +102,9 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     return results
 
 
-def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
-    """Roofline lower bounds on the target: weights read once, plus the input (kept in the
-    result's ``estimates``; the report shows the calibrated estimates instead)."""
+def roofline_bounds(ctx: Context, model: Any) -> list[dict[str, Any]]:
+    """Roofline lower bounds on the target: weights read once, plus the input (the result's
+    ``roofline_bounds``; its ``estimates`` and the report are the calibrated estimates)."""
     from edgekit.models import count_macs, count_params
 
     macs = count_macs(model, input_size=ctx.input_shape[-1], in_channels=ctx.input_shape[0])
@@ -112,15 +112,14 @@ def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
     rows = []
     for precision, width in (("fp32", 4), ("int8", 1)):
         if precision in ctx.profile.peak_ops_s:
-            est = estimate_latency(ctx.profile, macs, params * width + inputs * 4, precision)
+            est = roofline_bound(ctx.profile, macs, params * width + inputs * 4, precision)
             rows.append(est.to_dict())
     return rows
 
 
 def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str, Any],
-                    files: dict[str, Path], estimates: list[dict[str, Any]],
-                    bundle_check: dict[str, Any], device_rows: dict[str, Any]
-                    ) -> dict[str, Any]:
+                    files: dict[str, Path], bundle_check: dict[str, Any],
+                    device_rows: dict[str, Any]) -> dict[str, Any]:
     from edgekit.pipeline.report import power_text
     from edgekit.runtime.parity import this_host
 

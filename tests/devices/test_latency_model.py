@@ -1,11 +1,16 @@
 """The per-layer latency model: fit, leave-one-out interval, published data and transfer."""
 
 import math
+import sys
 from importlib import resources
 
 import numpy as np
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the tomli backport (a core dependency there, as in edgekit)
+    import tomli as tomllib
 
 from edgekit.devices import get_profile, list_profiles
 from edgekit.devices.calibrated import (

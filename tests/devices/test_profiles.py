@@ -7,7 +7,7 @@ import re
 import pytest
 
 from edgekit.core.errors import InvalidInputError, UnknownNameError
-from edgekit.devices import DeviceProfile, estimate_latency, get_profile, list_profiles
+from edgekit.devices import DeviceProfile, get_profile, list_profiles, roofline_bound
 
 REQUIRED = {"jetson-nano", "jetson-xavier-nx", "jetson-orin-nano", "jetson-agx-orin",
             "raspberry-pi-4", "raspberry-pi-5", "a10", "x86-cpu"}
@@ -57,20 +57,20 @@ def test_unrelated_names_get_no_suggestion(name):
 def test_roofline_estimate_is_labelled_and_picks_the_binding_limit():
     nano = get_profile("jetson-nano")
     # MobileNetV2: ~300M MACs; 14 MB of fp32 weights moved once.
-    est = estimate_latency(nano, 300e6, 14e6, "fp16")
-    assert est.kind == "estimated" and "roofline" in est.method
+    est = roofline_bound(nano, 300e6, 14e6, "fp16")
+    assert est.kind == "lower bound" and "roofline" in est.method
     assert est.compute_s == pytest.approx(2 * 300e6 / 472e9)
     assert est.memory_s == pytest.approx(14e6 / 25.6e9)
     assert est.bound == "compute" and est.latency_s == est.compute_s
-    memory_bound = estimate_latency(nano, 1e3, 1e9, "fp32")
+    memory_bound = roofline_bound(nano, 1e3, 1e9, "fp32")
     assert memory_bound.bound == "memory" and memory_bound.latency_ms == pytest.approx(1e3 / 25.6)
 
 
 def test_roofline_rejects_unsupported_precision_and_negative_work():
     with pytest.raises(InvalidInputError, match="int8"):
-        estimate_latency(get_profile("jetson-nano"), 1, 1, "int8")
+        roofline_bound(get_profile("jetson-nano"), 1, 1, "int8")
     with pytest.raises(InvalidInputError):
-        estimate_latency(get_profile("x86-cpu"), -1, 1, "fp32")
+        roofline_bound(get_profile("x86-cpu"), -1, 1, "fp32")
 
 
 def test_profile_validation_rejects_bad_runtime_and_missing_peaks():

@@ -29,3 +29,32 @@ def test_report_shows_target_and_gpu_without_transferred_figures(quick_compress)
     assert (result.out_dir / "devices.png").read_bytes()[:4] == b"\x89PNG"
     # the latency table shows no estimate for a target without points of its own
     assert not [row for row in result.metrics["latency_rows"] if row["kind"] != "measured"]
+
+
+@pytest.mark.slow
+def test_result_estimates_are_the_reports_calibrated_figures(quick_compress):
+    import edgekit
+    from edgekit.devices.calibrated import LayerEstimate
+
+    result = quick_compress("jetson")
+    rows = [r for r in result.metrics["device_estimates"]["rows"] if r["kind"] == "estimated"]
+    # the target (Orin Nano) has no points of its own: the report gives it no figure, and
+    # neither does the result
+    assert [e.device for e in result.estimates] == ["a10"]
+    for est, row in zip(result.estimates, rows, strict=True):
+        assert isinstance(est, LayerEstimate) and est.latency_ms == row["latency_ms"]
+        assert est.low_ms < est.latency_ms < est.high_ms and est.source
+        assert est.points == row["points"] == 9 and est.kind == "estimated"
+    # the same figure from the public function, on the deployed file
+    alone = edgekit.estimate_latency(result.deployed, "desktop-gpu")
+    assert alone.latency_ms == pytest.approx(result.estimates[0].latency_ms)
+    assert (alone.low_ms, alone.high_ms) == pytest.approx(
+        (result.estimates[0].low_ms, result.estimates[0].high_ms))
+    # asked for the target directly, the estimate is labelled as borrowed
+    target = edgekit.estimate_latency(result.deployed, "jetson")
+    assert target.device == "jetson-orin-nano"
+    assert target.kind == "transferred" and target.points == 0
+    # the roofline lower bound only under its own name, below the target's estimate
+    bounds = {b.precision: b for b in result.roofline_bounds}
+    assert bounds["int8"].kind == "lower bound"
+    assert bounds["int8"].latency_ms < target.latency_ms
