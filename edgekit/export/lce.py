@@ -56,14 +56,22 @@ def export_lce(model: Any, path: str | os.PathLike[str], *,
     provenance = {"format": "lce", "converter": "edgekit.export.lce", "input_shape": shape,
                   "ops": "LceQuantize, LceBconv2d, LceDequantize; first/last layer dense",
                   **(metadata or {})}
-    data = add_metadata(lce_model_bytes(model, shape), provenance)
-    out = atomic_write_bytes(path, data)
-    return Artifact(path=Path(out), format="lce", precision="binary",
+    data, bconvs = _convert(model, shape)
+    # Without a layer on binary inputs (ternary weights, ReLU activations) the file has no
+    # LCE op: int8 weights holding {-1, 0, +1} codes, float compute; LiteRT runs it too.
+    precision = "binary" if bconvs else "int8 weights"
+    provenance["precision"] = precision
+    out = atomic_write_bytes(path, add_metadata(data, provenance))
+    return Artifact(path=Path(out), format="lce", precision=precision,
                     input_shape=tuple(shape), sha256=sha256_file(out), metadata=provenance)
 
 
 def lce_model_bytes(model: Any, input_shape: tuple[int, ...]) -> bytes:
     """The LCE flatbuffer of ``model`` for one C×H×W input."""
+    return _convert(model, input_shape)[0]
+
+
+def _convert(model: Any, input_shape: tuple[int, ...]) -> tuple[bytes, int]:
     require("torch", purpose="LCE export")
     from edgekit.lowbit import materialize
     from edgekit.models.lowbit.nets import LowBitNet
@@ -76,7 +84,7 @@ def lce_model_bytes(model: Any, input_shape: tuple[int, ...]) -> bytes:
     steps = _steps(materialize(model))
     converter = _Converter(GraphBuilder(), tuple(int(s) for s in input_shape))
     converter.run(steps)
-    return converter.finish(type(model).__name__)
+    return converter.finish(type(model).__name__), converter.bconvs
 
 
 def _config_shape(model: Any) -> tuple[int, int, int]:
@@ -133,6 +141,7 @@ class _Converter:
         self.input = self.cur = g.tensor("input", (1, h, w, c))
         self.shape: tuple[int, ...] = (1, h, w, c)
         self.sign_next = False
+        self.bconvs = 0  # LceBconv2d ops written
         self.flat_from: tuple[int, int, int] | None = None  # torch's (C, H, W) before flatten
 
     def name(self, stem: str) -> str:
@@ -163,6 +172,8 @@ class _Converter:
 
         if isinstance(step, SignActivation):
             self.sign_next = True
+        elif isinstance(step, nn.ReLU):
+            self.relu()
         elif isinstance(step, nn.Flatten):
             self.flatten()
         elif isinstance(step, nn.MaxPool2d):
@@ -170,7 +181,7 @@ class _Converter:
         elif isinstance(step, nn.AdaptiveAvgPool2d) and step.output_size in (1, (1, 1)):
             self.cur = self.mean(self.cur, [1, 2])
             self.shape = (1, 1, 1, self.shape[3])
-        elif isinstance(step, BiRealBlock) and isinstance(step.act, SignActivation):
+        elif isinstance(step, BiRealBlock):
             self.bireal_block(step)
         else:
             raise UnsupportedOpError(f"LCE export has no mapping for {type(step).__name__}")
@@ -242,6 +253,7 @@ class _Converter:
                                                         np.float32)), -1],
                       [out], bconv_options(c, stride, pad, pad_values=0))
         self.cur, self.shape = out, (1, oh, ow, len(w))
+        self.bconvs += 1
 
     def dense(self, layer: Any, w: np.ndarray, mul: np.ndarray, shift: Any) -> None:
         """Float CONV_2D / FULLY_CONNECTED; int8 weights + DEQUANTIZE where that is exact."""
@@ -388,16 +400,21 @@ class _Converter:
         self.cur, self.shape = out, (1, oh, ow, self.shape[3])
 
     def bireal_block(self, block: Any) -> None:
-        """``shortcut(x) + BN(bconv(sign(x)))``; the shortcut is x or CONCAT(x, x)."""
+        """``shortcut(x) + BN(conv(act(x)))``; the shortcut is x or CONCAT(x, x)."""
         x, shape = self.cur, self.shape
         shortcut = x
         if block.doubles:
             shortcut = self.g.tensor(self.name("concat"), (*shape[:3], 2 * shape[3]))
             self.g.builtin("CONCATENATION", [x, x], [shortcut], self.g.options(
                 "ConcatenationOptions", axis=3, fusedActivationFunction=0))
-        g, h = _affine(block.bn, block.conv.out_channels)
-        self.bconv(block.conv, self.oriented_weight(block.conv), g, h)
+        self.other(block.act)
+        self.weight_layer(block.conv, block.bn, last=False)
         self.cur = self.binary_op("ADD", self.cur, shortcut, "block_out")
+
+    def relu(self) -> None:
+        out = self.g.tensor(self.name("relu"), self.shape)
+        self.g.builtin("RELU", [self.cur], [out])
+        self.cur = out
 
     def finish(self, description: str) -> bytes:
         if len(self.shape) == 4:

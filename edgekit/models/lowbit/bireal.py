@@ -12,7 +12,7 @@ binary convs become Larq Compute Engine ``LceBconv2d`` ops.
 name           layers                                                          weights
 =============  ==============================================================  =======
 bireal_net     stem 3x3/2 64 | block 64 | pool | 64->128, 128 | pool |          binary
-               128->256, 256 | global avg pool | fc (1.14 M binary weights)
+               128->256, 256 | global avg pool | fc (1.14 M binary weights)     (twn)
 =============  ==============================================================  =======
 """
 
@@ -22,22 +22,20 @@ import torch
 from torch import nn
 
 from edgekit.models.lowbit import layers as L
-from edgekit.models.lowbit.nets import LowBitNet, _check_kind, _finish
+from edgekit.models.lowbit.nets import _CONV, _LINEAR, LowBitNet, _check_kind, _finish
 from edgekit.models.registry import register_model
 
 
 class BiRealBlock(nn.Module):
-    """``shortcut(x) + BN(conv3x3(act(x)))``; act is sign (binary) or ReLU (the fp32 twin);
-    the shortcut is ``x``, or ``[x, x]`` along channels where the width doubles."""
+    """``shortcut(x) + BN(conv3x3(act(x)))``; act is sign (binary) or ReLU (ternary weights,
+    and the fp32 twin); the shortcut is ``x``, or ``[x, x]`` where the width doubles."""
 
     def __init__(self, weights: str, cin: int, cout: int) -> None:
         super().__init__()
         if cout not in (cin, 2 * cin):
             raise ValueError(f"a block keeps or doubles the width, got {cin} -> {cout}")
-        binary = weights == "binary"
-        self.act = L.BinaryActivation() if binary else nn.ReLU()
-        conv = L.BinaryConv2d if binary else nn.Conv2d
-        self.conv = conv(cin, cout, 3, padding=1, bias=False)
+        self.act = L.BinaryActivation() if weights == "binary" else nn.ReLU()
+        self.conv = _CONV[weights](cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
         self.doubles = cout == 2 * cin
 
@@ -50,10 +48,10 @@ class BiRealBlock(nn.Module):
                 input_size=28)
 def bireal_net(*, num_classes: int, in_channels: int, input_size: int, weights: str = "binary",
                width: int = 64, materialized: bool = False) -> nn.Module:
-    """Bi-Real-style binary conv net: binary-weight stem, 5 binary blocks, binary-weight fc."""
-    _check_kind(weights, ("binary", "fp32"))
-    conv = L.BinaryConv2d if weights == "binary" else nn.Conv2d
-    linear = L.BinaryLinear if weights == "binary" else nn.Linear
+    """Bi-Real-style binary conv net: binary-weight stem, 5 binary blocks, binary-weight fc.
+    ``weights="twn"``: the same net with ternary (TWN) weights and ReLU activations."""
+    _check_kind(weights, ("binary", "twn", "fp32"))
+    conv, linear = _CONV[weights], _LINEAR[weights]
     w1, w2, w3 = width, 2 * width, 4 * width
     features = nn.Sequential(
         conv(in_channels, w1, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w1),
