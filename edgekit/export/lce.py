@@ -101,7 +101,7 @@ def _steps(module: Any) -> list[Any]:
     from edgekit.models.lowbit.nets import LowBitNet
 
     if isinstance(module, LowBitNet):
-        return _steps(module.features) + [nn.Flatten()] + _steps(module.classifier)
+        return [*_steps(module.features), nn.Flatten(), *_steps(module.classifier)]
     if isinstance(module, nn.Sequential):
         return [s for m in module for s in _steps(m)]
     if isinstance(module, (nn.Identity, InputCheck)):

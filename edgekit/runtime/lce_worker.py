@@ -3,7 +3,8 @@
 Started by ``edgekit.runtime.lce.LceRunner`` as ``<lce python> lce_worker.py MODEL`` (it
 imports numpy and larq_compute_engine only, never edgekit). Protocol on stdin/stdout: the
 worker writes one ``.npy`` record describing the model (input shape as int64), then for each
-``.npy`` float32 batch it reads it answers with the ``.npy`` outputs; EOF ends it.
+``.npy`` float32 batch it reads it answers with its first output as ``.npy`` (its own dtype);
+EOF ends it.
 """
 
 import os
@@ -44,7 +45,8 @@ def main() -> None:
     stdin = sys.stdin.buffer
     while stdin.peek(1):
         x = np.lib.format.read_array(Stream(stdin), allow_pickle=False)
-        out.send(np.asarray(interpreter.predict(x), dtype=np.float32))
+        y = interpreter.predict(x)
+        out.send(np.asarray(y[0] if isinstance(y, list) else y))  # the first output
 
 
 if __name__ == "__main__":
