@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup lce-env clean
 
 # torch==2.13.0 first: on these machines it is a local CPU build; an unpinned torch
 # would pull a multi-GB CUDA build (see README, "Install by hand").
@@ -21,10 +21,22 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Larq Compute Engine's interpreter (the `lce` runtime, tests/lowbit/test_lce.py) in an
+# environment of its own: the package imports TensorFlow (1.5 GB; ~75 s to install
+# uncached), which stays out of edgekit's extras. Wheels exist for Python 3.10-3.12 only.
+LCE_VENV := .venv-lce
+LCE_STAMP := $(LCE_VENV)/.installed
+$(LCE_STAMP):
+	$(PYTHON) -m venv $(LCE_VENV)
+	$(LCE_VENV)/bin/python -m pip install -q larq-compute-engine==0.16.0 tensorflow-cpu==2.16.2
+	touch $(LCE_STAMP)
+
+lce-env: $(LCE_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/edgekit compress --target jetson
 
-test: $(STAMP)
+test: $(STAMP) $(LCE_STAMP)
 	bash scripts/setup-system.sh
 	$(BIN)/ruff check edgekit tests benchmarks
 	$(BIN)/lint-imports
@@ -35,4 +47,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(LCE_VENV) runs .pytest_cache

@@ -2,7 +2,7 @@
 
 The ``larq-compute-engine`` package imports TensorFlow when imported (its ``__init__``
 loads the converter), which is far heavier than edgekit's runtime extras, so it lives in a
-separate virtual environment (``make .venv-lce``) and runs as a subprocess
+separate virtual environment (``make lce-env``) and runs as a subprocess
 (``lce_worker.py``): ``$EDGEKIT_LCE_PYTHON``, else ``.venv-lce/bin/python`` of the checkout.
 On x86 LCE runs its reference binary kernels: the outputs are right, the timing is no
 measure of speed (LCE's optimized kernels are for 32/64-bit ARM).
@@ -31,7 +31,7 @@ def lce_python() -> Path:
     if not path.is_file():
         raise MissingBackendError(
             f"Larq Compute Engine's interpreter needs its own environment: {path} does not "
-            f"exist (run `make .venv-lce`, or set {LCE_PYTHON_ENV})")
+            f"exist (run `make lce-env`, or set {LCE_PYTHON_ENV})")
     return path
 
 

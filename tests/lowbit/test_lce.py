@@ -1,5 +1,5 @@
 """LCE export: bit-packing and padding conventions checked against Larq Compute Engine's own
-interpreter (``.venv-lce``, made by ``make .venv-lce``, which ``make test`` depends on),
+interpreter (``.venv-lce``, made by ``make lce-env``, which ``make test`` depends on),
 and whole binary nets verified in it against the PyTorch models.
 
 Nothing here re-implements LCE: the expected values come from PyTorch (conv of ±1 values)
@@ -46,7 +46,7 @@ def _lce_available() -> bool:
 
 
 needs_lce = pytest.mark.skipif(not _lce_available(),
-                               reason="no LCE environment (make .venv-lce)")
+                               reason="no LCE environment (make lce-env)")
 
 
 # ---------------------------------------------------------------- packing (numpy only)
@@ -224,5 +224,5 @@ def test_lce_export_rejects_other_models(tmp_path):
 
 def test_missing_lce_environment_is_a_typed_error(monkeypatch, tmp_path):
     monkeypatch.setenv(LCE_PYTHON_ENV, str(tmp_path / "no-python"))
-    with pytest.raises(MissingBackendError, match=r"make \.venv-lce"):
+    with pytest.raises(MissingBackendError, match=r"make lce-env"):
         open_runner(tmp_path / "m.tflite", runtime="lce")
