@@ -226,3 +226,21 @@ def test_missing_lce_environment_is_a_typed_error(monkeypatch, tmp_path):
     monkeypatch.setenv(LCE_PYTHON_ENV, str(tmp_path / "no-python"))
     with pytest.raises(MissingBackendError, match=r"make lce-env"):
         open_runner(tmp_path / "m.tflite", runtime="lce")
+
+
+@needs_lce
+def test_cli_export_format_lce_writes_and_verifies(tmp_path, capsys):
+    import json
+
+    from edgekit.cli import main
+    from edgekit.training.checkpoint import save_checkpoint
+
+    checkpoint = save_checkpoint(_calibrated("binary_mlp"), tmp_path / "ckpt",
+                                 extra={"data": "mnist5k"})
+    out, report = tmp_path / "bnn.tflite", tmp_path / "bnn.json"
+    assert main(["export", str(checkpoint), "--format", "lce", "--out", str(out),
+                 "--limit", "200", "--json", str(report)]) == 0
+    assert "PASSED: lce" in capsys.readouterr().out
+    written = json.loads(report.read_text())
+    assert written["format"] == "lce" and written["precision"] == "binary"
+    assert written["verify"]["runtime"] == "lce" and written["verify"]["agreement"] >= 0.995
