@@ -137,16 +137,12 @@ class _Converter:
 
     def __init__(self, g: GraphBuilder, shape_chw: tuple[int, int, int]) -> None:
         c, h, w = shape_chw
-        self.g, self.names = g, 0
+        self.g = g
         self.input = self.cur = g.tensor("input", (1, h, w, c))
         self.shape: tuple[int, ...] = (1, h, w, c)
         self.sign_next = False
         self.bconvs = 0  # LceBconv2d ops written
         self.flat_from: tuple[int, int, int] | None = None  # torch's (C, H, W) before flatten
-
-    def name(self, stem: str) -> str:
-        self.names += 1
-        return f"{stem}_{self.names}"
 
     def run(self, steps: list[Any]) -> None:
         from torch import nn
@@ -173,13 +169,13 @@ class _Converter:
         if isinstance(step, SignActivation):
             self.sign_next = True
         elif isinstance(step, nn.ReLU):
-            self.relu()
+            self.cur = self.g.elementwise("RELU", [self.cur], self.shape)
         elif isinstance(step, nn.Flatten):
             self.flatten()
         elif isinstance(step, nn.MaxPool2d):
             self.max_pool(step)
         elif isinstance(step, nn.AdaptiveAvgPool2d) and step.output_size in (1, (1, 1)):
-            self.cur = self.mean(self.cur, [1, 2])
+            self.cur = self.g.mean(self.cur, [1, 2], self.shape)
             self.shape = (1, 1, 1, self.shape[3])
         elif isinstance(step, BiRealBlock):
             self.bireal_block(step)
@@ -207,10 +203,10 @@ class _Converter:
             self.dense(layer, w, mul, 0.0 if xnor else shift)
         if xnor:
             if len(self.shape) == 2:  # beta of a linear: [1, 1, 1, 1] -> [1, 1]
-                scale = self.reshape(scale, (1, 1))
-            self.cur = self.binary_op("MUL", self.cur, scale, "xnor_scaled")
-            self.cur = self.binary_op("ADD", self.cur, self.g.constant(
-                self.name("xnor_bias"), shift.astype(np.float32)), "xnor_out")
+                scale = self.g.reshape(scale, (1, 1))
+            self.cur = self.g.elementwise("MUL", [self.cur, scale], self.shape)
+            self.cur = self.g.elementwise("ADD", [self.cur, self.g.constant(
+                self.g.unique("xnor_bias"), shift.astype(np.float32))], self.shape)
 
     def oriented_weight(self, layer: Any) -> np.ndarray:
         """The weight in TFLite layout: OHWI for convs, [O, I] (NHWC-flattened) for linears."""
@@ -240,15 +236,15 @@ class _Converter:
         _, hh, ww, c = self.shape
         k, stride, pad = ((layer.kernel_size, layer.stride, self.padding(layer)) if conv
                           else ((1, 1), (1, 1), VALID))
-        packed = self.g.tensor(self.name("packed"), (1, hh, ww, packed_size(c)), np.int32)
+        packed = self.g.tensor(self.g.unique("packed"), (1, hh, ww, packed_size(c)), np.int32)
         self.g.custom(LCE_QUANTIZE, [x], [packed])
         oh, ow = _out_hw((hh, ww), k, stride, pad)
-        out = self.g.tensor(self.name("bconv"), (1, oh, ow, len(w)))
-        filters = self.g.constant(self.name("bconv_filter"),
+        out = self.g.tensor(self.g.unique("bconv"), (1, oh, ow, len(w)))
+        filters = self.g.constant(self.g.unique("bconv_filter"),
                                   pack_signs(codes.reshape(len(w), *k, c)))
         self.g.custom(LCE_BCONV2D, [packed, filters,
-                                    self.g.constant(self.name("mul"), (a * mul).astype(np.float32)),
-                                    self.g.constant(self.name("bias"),
+                                    self.g.constant(self.g.unique("mul"), (a * mul).astype(np.float32)),
+                                    self.g.constant(self.g.unique("bias"),
                                                     np.broadcast_to(shift, len(w)).astype(
                                                         np.float32)), -1],
                       [out], bconv_options(c, stride, pad, pad_values=0))
@@ -260,18 +256,18 @@ class _Converter:
         from torch import nn
 
         weights = self.dense_weights(w, mul)
-        bias = self.g.constant(self.name("bias"), np.broadcast_to(shift, len(w)).astype(
+        bias = self.g.constant(self.g.unique("bias"), np.broadcast_to(shift, len(w)).astype(
             np.float32))
         if isinstance(layer, nn.Conv2d):
             pad = self.explicit_padding(layer)
             oh, ow = _out_hw(self.shape[1:3], layer.kernel_size, layer.stride, pad)
-            out = self.g.tensor(self.name("conv"), (1, oh, ow, len(w)))
+            out = self.g.tensor(self.g.unique("conv"), (1, oh, ow, len(w)))
             self.g.builtin("CONV_2D", [self.cur, weights, bias], [out], self.g.options(
                 "Conv2DOptions", padding=pad, strideH=layer.stride[0], strideW=layer.stride[1],
                 dilationHFactor=1, dilationWFactor=1, fusedActivationFunction=0))
             self.cur, self.shape = out, (1, oh, ow, len(w))
             return
-        out = self.g.tensor(self.name("fc"), (1, len(w)))
+        out = self.g.tensor(self.g.unique("fc"), (1, len(w)))
         self.g.builtin("FULLY_CONNECTED", [self.cur, weights, bias], [out], self.g.options(
             "FullyConnectedOptions", fusedActivationFunction=0, keepNumDims=False))
         self.cur, self.shape = out, (1, len(w))
@@ -280,13 +276,13 @@ class _Converter:
         levels = _levels(w)
         if levels is None:
             scaled = w * mul.reshape(-1, *([1] * (w.ndim - 1)))
-            return self.g.constant(self.name("weight"), scaled.astype(np.float32))
+            return self.g.constant(self.g.unique("weight"), scaled.astype(np.float32))
         codes, a = levels
         scale = a * mul  # per channel; its sign moves into the codes (scales are positive)
         codes = (codes * np.sign(scale).reshape(-1, *([1] * (w.ndim - 1)))).astype(np.int8)
         scale = np.where(scale == 0, 1.0, np.abs(scale))
-        q = self.g.constant(self.name("weight_int8"), codes, scale=scale.astype(np.float32))
-        out = self.g.tensor(self.name("weight"), w.shape)
+        q = self.g.constant(self.g.unique("weight_int8"), codes, scale=scale.astype(np.float32))
+        out = self.g.tensor(self.g.unique("weight"), w.shape)
         self.g.builtin("DEQUANTIZE", [q], [out])
         return out
 
@@ -311,15 +307,8 @@ class _Converter:
     def as_4d(self) -> int:
         if len(self.shape) == 2:
             self.shape = (1, 1, 1, self.shape[-1])
-            self.cur = self.reshape(self.cur, self.shape)
+            self.cur = self.g.reshape(self.cur, self.shape)
         return self.cur
-
-    def reshape(self, x: int, shape: tuple[int, ...]) -> int:
-        out = self.g.tensor(self.name("reshape"), shape)
-        self.g.builtin("RESHAPE", [x, self.g.constant(self.name("shape"),
-                                                      np.array(shape, np.int32))], [out],
-                       self.g.options("ReshapeOptions", newShape=list(shape)))
-        return out
 
     def explicit_padding(self, layer: Any) -> int:
         """A dense conv's padding: SAME/VALID, or a zero ``PAD`` op + VALID where torch's
@@ -328,51 +317,37 @@ class _Converter:
             return self.padding(layer)
         except UnsupportedOpError:
             (ph, pw), (_, h, w, c) = layer.padding, self.shape
-            out = self.g.tensor(self.name("pad"), (1, h + 2 * ph, w + 2 * pw, c))
+            out = self.g.tensor(self.g.unique("pad"), (1, h + 2 * ph, w + 2 * pw, c))
             pads = np.array([[0, 0], [ph, ph], [pw, pw], [0, 0]], np.int32)
-            self.g.builtin("PAD", [self.cur, self.g.constant(self.name("pads"), pads)], [out])
+            self.g.builtin("PAD", [self.cur, self.g.constant(self.g.unique("pads"), pads)], [out])
             self.cur, self.shape = out, (1, h + 2 * ph, w + 2 * pw, c)
             return VALID
 
     def signs(self, x: int) -> int:
         """sign(x) as float ±1 (LceQuantize + LceDequantize; sign(0) = +1 as in torch)."""
         shape = self.shape
-        packed = self.g.tensor(self.name("packed"), (*shape[:-1], packed_size(shape[-1])),
+        packed = self.g.tensor(self.g.unique("packed"), (*shape[:-1], packed_size(shape[-1])),
                                np.int32)
         self.g.custom(LCE_QUANTIZE, [x], [packed])
-        out = self.g.tensor(self.name("signs"), shape)
+        out = self.g.tensor(self.g.unique("signs"), shape)
         self.g.custom(LCE_DEQUANTIZE, [packed], [out])
-        return out
-
-    def mean(self, x: int, axes: list[int], shape: tuple[int, ...] | None = None) -> int:
-        kept = shape or tuple(1 if i in axes else d for i, d in enumerate(self.shape))
-        out = self.g.tensor(self.name("mean"), kept)
-        self.g.builtin("MEAN", [x, self.g.constant(self.name("axes"), np.array(axes, np.int32))],
-                       [out], self.g.options("ReducerOptions", keepDims=True))
-        return out
-
-    def binary_op(self, op: str, a: int, b: int, stem: str) -> int:
-        out = self.g.tensor(self.name(stem), self.shape)
-        kind = "AddOptions" if op == "ADD" else "MulOptions"
-        self.g.builtin(op, [a, b], [out], self.g.options(kind, fusedActivationFunction=0))
         return out
 
     def xnor_scale(self, layer: Any) -> int:
         """XNOR-Net's input scale from the real-valued input: K (conv) or beta (linear)."""
         from torch import nn
 
-        absolute = self.g.tensor(self.name("abs"), self.shape)
-        self.g.builtin("ABS", [self.cur], [absolute])
+        absolute = self.g.elementwise("ABS", [self.cur], self.shape)
         if not isinstance(layer, nn.Conv2d):
-            return self.mean(absolute, list(range(1, len(self.shape))))
-        a = self.mean(absolute, [3])
+            return self.g.mean(absolute, list(range(1, len(self.shape))), self.shape)
+        a = self.g.mean(absolute, [3], self.shape)
         kh, kw = layer.kernel_size
         pad = self.padding(layer)
         oh, ow = _out_hw(self.shape[1:3], layer.kernel_size, layer.stride, pad)
-        box = self.g.constant(self.name("box"), np.full((1, kh, kw, 1), 1.0 / (kh * kw),
+        box = self.g.constant(self.g.unique("box"), np.full((1, kh, kw, 1), 1.0 / (kh * kw),
                                                          np.float32))
-        out = self.g.tensor(self.name("xnor_k"), (1, oh, ow, 1))
-        self.g.builtin("CONV_2D", [a, box, self.g.constant(self.name("zero"),
+        out = self.g.tensor(self.g.unique("xnor_k"), (1, oh, ow, 1))
+        self.g.builtin("CONV_2D", [a, box, self.g.constant(self.g.unique("zero"),
                                                            np.zeros(1, np.float32))], [out],
                        self.g.options("Conv2DOptions", padding=pad, strideH=layer.stride[0],
                                       strideW=layer.stride[1], dilationHFactor=1,
@@ -385,7 +360,7 @@ class _Converter:
         _, h, w, c = self.shape
         self.flat_from = (c, h, w)
         self.shape = (1, 1, 1, h * w * c)
-        self.cur = self.reshape(self.cur, self.shape)
+        self.cur = self.g.reshape(self.cur, self.shape)
 
     def max_pool(self, pool: Any) -> None:
         k = _pair(pool.kernel_size)
@@ -393,7 +368,7 @@ class _Converter:
         if _pair(pool.padding) != (0, 0) or pool.ceil_mode or _pair(pool.dilation) != (1, 1):
             raise UnsupportedOpError("LCE export supports max-pooling without padding")
         oh, ow = _out_hw(self.shape[1:3], k, s, VALID)
-        out = self.g.tensor(self.name("maxpool"), (1, oh, ow, self.shape[3]))
+        out = self.g.tensor(self.g.unique("maxpool"), (1, oh, ow, self.shape[3]))
         self.g.builtin("MAX_POOL_2D", [self.cur], [out], self.g.options(
             "Pool2DOptions", padding=VALID, strideH=s[0], strideW=s[1], filterHeight=k[0],
             filterWidth=k[1], fusedActivationFunction=0))
@@ -404,22 +379,17 @@ class _Converter:
         x, shape = self.cur, self.shape
         shortcut = x
         if block.doubles:
-            shortcut = self.g.tensor(self.name("concat"), (*shape[:3], 2 * shape[3]))
+            shortcut = self.g.tensor(self.g.unique("concat"), (*shape[:3], 2 * shape[3]))
             self.g.builtin("CONCATENATION", [x, x], [shortcut], self.g.options(
                 "ConcatenationOptions", axis=3, fusedActivationFunction=0))
         self.other(block.act)
         self.weight_layer(block.conv, block.bn, last=False)
-        self.cur = self.binary_op("ADD", self.cur, shortcut, "block_out")
-
-    def relu(self) -> None:
-        out = self.g.tensor(self.name("relu"), self.shape)
-        self.g.builtin("RELU", [self.cur], [out])
-        self.cur = out
+        self.cur = self.g.elementwise("ADD", [self.cur, shortcut], self.shape)
 
     def finish(self, description: str) -> bytes:
         if len(self.shape) == 4:
             self.shape = (1, self.shape[-1])
-            self.cur = self.reshape(self.cur, self.shape)
+            self.cur = self.g.reshape(self.cur, self.shape)
         return self.g.finish([self.input], [self.cur], f"edgekit LCE export of {description}")
 
 

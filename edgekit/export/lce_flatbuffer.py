@@ -137,6 +137,32 @@ class GraphBuilder:
         o.customOptionsFormat = self.schema.CustomOptionsFormat.FLEXBUFFERS
         self.operators.append(o)
 
+    def unique(self, stem: str) -> str:
+        return f"{stem}_{len(self.tensors)}"
+
+    def reshape(self, x: int, shape: tuple[int, ...]) -> int:
+        out = self.tensor(self.unique("reshape"), shape)
+        target = self.constant(self.unique("shape"), np.array(shape, np.int32))
+        self.builtin("RESHAPE", [x, target], [out],
+                     self.options("ReshapeOptions", newShape=list(shape)))
+        return out
+
+    def mean(self, x: int, axes: list[int], shape: tuple[int, ...]) -> int:
+        """MEAN over ``axes`` (kept as size 1): ``shape`` is the input's."""
+        out = self.tensor(self.unique("mean"),
+                          tuple(1 if i in axes else d for i, d in enumerate(shape)))
+        self.builtin("MEAN", [x, self.constant(self.unique("axes"), np.array(axes, np.int32))],
+                     [out], self.options("ReducerOptions", keepDims=True))
+        return out
+
+    def elementwise(self, op: str, inputs: list[int], shape: tuple[int, ...]) -> int:
+        """ADD / MUL (broadcasting, no fused activation) or a one-input op (ABS, RELU)."""
+        out = self.tensor(self.unique(op.lower()), shape)
+        kind = {"ADD": "AddOptions", "MUL": "MulOptions"}.get(op)
+        self.builtin(op, inputs, [out],
+                     self.options(kind, fusedActivationFunction=0) if kind else None)
+        return out
+
     def options(self, kind: str, **values: object) -> object:
         """A builtin options object, e.g. ``options("Conv2DOptions", strideH=1)``."""
         obj = getattr(self.schema, kind + "T")()
