@@ -242,12 +242,12 @@ class _Converter:
         out = self.g.tensor(self.g.unique("bconv"), (1, oh, ow, len(w)))
         filters = self.g.constant(self.g.unique("bconv_filter"),
                                   pack_signs(codes.reshape(len(w), *k, c)))
-        self.g.custom(LCE_BCONV2D, [packed, filters,
-                                    self.g.constant(self.g.unique("mul"), (a * mul).astype(np.float32)),
-                                    self.g.constant(self.g.unique("bias"),
-                                                    np.broadcast_to(shift, len(w)).astype(
-                                                        np.float32)), -1],
-                      [out], bconv_options(c, stride, pad, pad_values=0))
+        multiplier = self.g.constant(self.g.unique("mul"), (a * mul).astype(np.float32))
+        bias = self.g.constant(self.g.unique("bias"),
+                               np.broadcast_to(shift, len(w)).astype(np.float32))
+        # -1: no output_threshold (used only for bit-packed output)
+        self.g.custom(LCE_BCONV2D, [packed, filters, multiplier, bias, -1], [out],
+                      bconv_options(c, stride, pad, pad_values=0))
         self.cur, self.shape = out, (1, oh, ow, len(w))
         self.bconvs += 1
 
