@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := constraints.txt
 PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
-.PHONY: demo test test-min-python test-latest lint setup clean
+.PHONY: demo test test-min-python test-latest lint setup lce-env clean
 
 # torch==2.13.0 first: on these machines it is a local CPU build; an unpinned torch
 # would pull a multi-GB CUDA build (see README, "Install by hand").
@@ -25,11 +25,27 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 setup: $(STAMP)
 
+# Larq Compute Engine's interpreter (the `lce` runtime, tests/lowbit/test_lce.py) in an
+# environment of its own: the package imports TensorFlow (1.5 GB; ~75 s to install
+# uncached), which stays out of edgekit's extras. Wheels exist for Python 3.10-3.12 only.
+LCE_VENV := .venv-lce
+LCE_STAMP := $(LCE_VENV)/.installed
+# constraints-lce.txt: its tested versions, apart from constraints.txt (TensorFlow 2.16 needs
+# numpy<2, edgekit's environment has numpy 2); test-latest keeps them too.
+$(LCE_STAMP): constraints-lce.txt
+	$(PYTHON) -m venv $(LCE_VENV)
+	$(LCE_VENV)/bin/python -m pip install -q -c constraints-lce.txt larq-compute-engine==0.16.0 \
+	    tensorflow-cpu==2.16.2
+	touch $(LCE_STAMP)
+
+lce-env: $(LCE_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/edgekit compress --target jetson
 
-# A skip not for missing hardware fails the run (tests/skip_policy.py).
-test: $(STAMP)
+# A skip not for missing hardware fails the run (tests/skip_policy.py). The LCE tests need
+# .venv-lce (tests/lowbit/test_lce.py skips without it only outside CI).
+test: $(STAMP) $(LCE_STAMP)
 	bash scripts/setup-system.sh
 	$(BIN)/ruff check edgekit tests benchmarks
 	$(BIN)/lint-imports
@@ -68,4 +84,4 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) $(MIN_VENV) .venv-latest runs .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) $(LCE_VENV) .venv-latest runs .pytest_cache
