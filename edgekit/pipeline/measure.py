@@ -13,7 +13,7 @@ from edgekit.core.io import atomic_write_bytes, atomic_write_json
 from edgekit.devices import roofline_bound
 from edgekit.pipeline.stages import HOST_RUNTIME, Context, test_outputs
 
-DEVICES_PLOT = "devices.png"  # the target vs the desktop GPU, beside report.md
+DEVICES_PLOT = "devices.png"  # the target vs the GPU (DESKTOP_GPU), beside report.md
 
 
 def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> dict[str, Any]:
