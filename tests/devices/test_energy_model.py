@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 (make test-min-python runs tests/devices): the tomli backport
+    import tomli as tomllib
 
 from edgekit.devices.calibrated import as_precision, published_layers
 from edgekit.devices.energy_model import energy_estimate_mj, fit_power, power_model, power_runs
