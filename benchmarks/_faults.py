@@ -19,9 +19,9 @@ def _weight_dequantizers(model) -> list:
     inits = {i.name: i for i in model.graph.initializer}
     found = []
     for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            if numpy_helper.to_array(inits[node.input[0]]).dtype == np.int8:
-                found.append(node)
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits \
+                and numpy_helper.to_array(inits[node.input[0]]).dtype == np.int8:
+            found.append(node)
     return found
 
 

@@ -86,16 +86,5 @@ def ort_quantize_recommended(fp32: Path, out: Path, calib: np.ndarray, *, vnni: 
     return out
 
 
-def cpu_flags() -> list[str]:
-    """The ISA flags that decide int8 speed on x86 (recorded beside every speed figure)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni",
-                                             "avx512_bf16", "amx_int8"))
-
-
 def has_vnni(flags: list[str]) -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags

@@ -29,7 +29,6 @@ N = 150 (1,500 for 10×N; ``--quick``: 30 / 300). ``rss_growth_10x`` = peak(10N)
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.metadata as md
 import json
 import os
@@ -280,16 +279,8 @@ def provenance(argv: list[str] | None) -> dict[str, Any]:
             versions[dist] = md.version(dist)
         except md.PackageNotFoundError:
             continue
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        flags = []
     return {**run_info("byo", argv, torch_threads=torch.get_num_threads()),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": platform.processor() or platform.machine(),
-            "cpu_features": sorted(f for f in flags if f.startswith(("avx", "fma", "sse4"))),
-            "versions": versions}
+            "cpu": platform.processor() or platform.machine(), "versions": versions}
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

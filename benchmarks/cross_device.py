@@ -210,10 +210,12 @@ def _compare(a_path: Path, b_paths: list[Path], json_path: str | None) -> int:
                     f"{kind}_values_differing_max": max(r["values_differing"] for r in part)}
     print(json.dumps(metrics))
     if json_path:
+        from _provenance import run_info
+
         from edgekit.core.io import atomic_write_json
 
-        atomic_write_json(json_path, {"a": machine_a, "b": machines, "rows": rows,
-                                      "metrics": metrics})
+        atomic_write_json(json_path, {**run_info("cross_device", None), "a": machine_a,
+                                      "b": machines, "rows": rows, "metrics": metrics})
     return 0
 
 

@@ -269,9 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics["decode_mb_per_s_wall"] = min(r["decode_mb_per_s_wall"] for r in rows.values())
     print(json.dumps(metrics, indent=2))
     if args.json:
-        atomic_write_json(args.json, {"benchmark": "deep_compression", "metrics": metrics,
-                                      "models": rows,
-                                      "machine": "2-core x86-64 CPU, no GPU (shared)"})
+        from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+
+        atomic_write_json(args.json, {**run_info("deep_compression", None),
+                                      "metrics": metrics, "models": rows})
     return 0
 
 

@@ -7,7 +7,10 @@ measured on this host for the zoo families.
    edgekit/devices/published/layers.json (package data; the estimates read it at run time).
 2. Per device with >= 5 published points: the latency model is fitted on them and each
    point is predicted by a refit without it (``loo_median_ratio_error``: the median of
-   max(est/meas, meas/est) over those folds).
+   max(est/meas, meas/est) over those folds); devices with measured power runs
+   (published/power/, benchmarks/mlperf_power.py) get ``energy_loo_median_ratio_error``
+   of their idle + dynamic power model; ``desktop_vs_orin_nano_latency_ratio``: MobileNetV2
+   (1.0, 224 px) int8 on the Jetson Orin Nano over the report's GPU, with its interval.
 3. This host (the x86-cpu profile): the zoo families at 224 px, fp32 and int8, in
    onnxruntime (edgekit's onnxruntime-target file) and LiteRT (edgekit's TFLite file), each
    timed by ``edgekit bench`` in a process of its own (batch 1, ``--threads``); the host
@@ -169,14 +172,24 @@ def points_from_quantization(path: Path, out: Path, threads: int) -> list[dict[s
 
 def device_errors() -> dict[str, Any]:
     from edgekit.devices import list_profiles
-    from edgekit.devices.calibrated import MIN_POINTS, calibration
+    from edgekit.devices.calibrated import MIN_POINTS, calibration, default_devices
+    from edgekit.devices.energy_model import power_model
 
     rows = {}
+    shown = default_devices()
     for name in list_profiles():
         if name == "x86-cpu":
             continue
         cal = calibration(name)
+        power = power_model(name)
         rows[name] = {"points": cal.points, "source": cal.source,
+                      "default_comparison": name in shown,
+                      "energy_points": power.points if power else 0,
+                      "energy_loo_median_ratio_error": (round(power.loo_median_ratio_error, 3)
+                                                        if power else None),
+                      "energy_interval_factors": power.interval_factors() if power else None,
+                      "power_model": ({"idle_w": power.idle_w, "dynamic_w": power.dynamic_w}
+                                      if power else None),
                       "loo_median_ratio_error": (round(cal.loo_median_ratio_error, 3)
                                                  if cal.loo_median_ratio_error else None),
                       "leave_model_out": (round(cal.loo_model_median_ratio_error, 3)
@@ -185,8 +198,30 @@ def device_errors() -> dict[str, Any]:
                       "constants": cal.constants.to_dict(),
                       "calibrated": cal.points >= MIN_POINTS}
         print(f"{name:<18} points={cal.points:<3} loo_median_ratio_error="
-              f"{rows[name]['loo_median_ratio_error']} ({cal.source})", flush=True)
+              f"{rows[name]['loo_median_ratio_error']} energy_points="
+              f"{rows[name]['energy_points']} energy_loo="
+              f"{rows[name]['energy_loo_median_ratio_error']} ({cal.source})", flush=True)
     return rows
+
+
+def desktop_vs_orin_nano(out: Path) -> dict[str, Any]:
+    """MobileNetV2 (1.0, 224 px) as an int8 graph: the report's GPU against the Jetson Orin
+    Nano. The Orin Nano has no published points of its own, so its figure is transferred
+    (labelled); the ratio's interval combines both intervals' extremes."""
+    from edgekit.bench.compare import DESKTOP_GPU
+    from edgekit.devices.calibrated import as_precision, estimate, published_layers
+
+    records = as_precision(published_layers()["mobilenet_v2_1.0_224"], "int8")
+    gpu, nano = estimate(DESKTOP_GPU, records), estimate("jetson-orin-nano", records)
+    ratio = nano.latency_ms / gpu.latency_ms
+    low = high = None
+    if None not in (gpu.low_ms, gpu.high_ms, nano.low_ms, nano.high_ms):
+        low, high = nano.low_ms / gpu.high_ms, nano.high_ms / gpu.low_ms
+    print(f"MobileNetV2-224 int8: {DESKTOP_GPU} {gpu.text()}; jetson-orin-nano {nano.text()}; "
+          f"Orin Nano / GPU latency ratio {ratio:.2f} ({low}–{high})", flush=True)
+    return {"model": "mobilenet_v2_1.0_224 int8", "gpu": DESKTOP_GPU, "ratio": ratio,
+            "interval": [low, high], "gpu_estimate": gpu.to_dict(),
+            "orin_nano_estimate": nano.to_dict()}
 
 
 def host_fit(points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -235,8 +270,7 @@ def write_host_toml(points: list[dict[str, Any]], threads: int, flags: list[str]
 def main() -> int:
     args = _parser().parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    from _provenance import run_info
-    from _quantization_outputs import cpu_flags
+    from _provenance import cpu_flags, run_info
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -255,12 +289,27 @@ def main() -> int:
     metrics: dict[str, Any] = {}
     for name, row in result["devices"].items():
         metrics[f"{name}.points"] = row["points"]
+        metrics[f"{name}.default_comparison"] = row["default_comparison"]
         if row["points"]:
             metrics[f"{name}.loo_median_ratio_error"] = row["loo_median_ratio_error"]
             metrics[f"{name}.leave_model_out_median_ratio_error"] = row["leave_model_out"]
         else:  # borrowed constants: the error of predicting one donor from the others
             metrics[f"{name}.leave_device_out_median_ratio_error"] = row[
                 "loo_median_ratio_error"]
+        if row["energy_points"]:
+            metrics[f"{name}.energy_points"] = row["energy_points"]
+            metrics[f"{name}.energy_loo_median_ratio_error"] = row[
+                "energy_loo_median_ratio_error"]
+    result["desktop_vs_orin_nano"] = desktop_vs_orin_nano(out)
+    ratio = result["desktop_vs_orin_nano"]
+    metrics["desktop_vs_orin_nano_latency_ratio"] = round(ratio["ratio"], 3)
+    metrics["desktop_vs_orin_nano_latency_ratio_low"] = (
+        round(ratio["interval"][0], 3) if ratio["interval"][0] else None)
+    metrics["desktop_vs_orin_nano_latency_ratio_high"] = (
+        round(ratio["interval"][1], 3) if ratio["interval"][1] else None)
+    metrics["desktop_vs_orin_nano_gpu"] = ratio["gpu"]
+    metrics["orin_nano_basis"] = ratio["orin_nano_estimate"]["source"]
+    metrics["gpu_measured"] = False  # no GPU machine in this run: nothing timed on a GPU
     if not args.skip_host:
         points = (points_from_quantization(Path(args.host_from), out, args.threads)
                   if args.host_from else

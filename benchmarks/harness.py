@@ -330,11 +330,12 @@ def main() -> int:
                   f"p50 {res['int8_p50_ms']:.2f} ms  speedup {res['speedup']:.2f}x")
     print(f"overhead_pct_max {metrics['overhead_pct_max']:.2f}%")
     if args.json:
+        from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+
         atomic_write_json(args.json, {
-            "benchmark": "harness", "metrics": metrics, "details": details,
+            **run_info("harness", None), "metrics": metrics, "details": details,
             "mobilenet_v2_source": source, "threads": THREADS,
-            "machine": f"{platform.machine()} {platform.processor()}".strip(),
-            "command": " ".join(["python", *sys.argv]),
+            "cpu": f"{platform.machine()} {platform.processor()}".strip(),
         })
     return 0
 

@@ -11,6 +11,18 @@ equal to the PyTorch low-bit model's. HashedNets at compression 1/8 and 1/64 are
 with a dense MLP with as many weights ("equivalent size", the paper's baseline) and with
 the full-size dense net.
 
+LCE (``edgekit.export.lce``): each binary net is written with Larq Compute Engine's 1-bit
+ops and verified with ``edgekit.export.verify`` in LCE's interpreter (``make lce-env``) on
+the test split (``<model>_lce_verify_agreement``); its whole file is compared with the fp32
+``.tflite`` of the same model (``<model>_lce_file_ratio``, first/last layers included). The
+ternary bireal_net goes the same path as int8 weights holding {-1, 0, +1} (LCE has no
+ternary op): ``bireal_net_twn_int8_file_ratio``. Only file sizes and agreement: this host
+runs LCE's reference kernels, whose timing says nothing about speed on ARM.
+
+Headline metrics: ``lce_verify_agreement`` (lowest over the binary nets), ``lce_file_ratio``
+(bireal_net), ``binary_storage_ratio`` / ``ternary_storage_ratio`` (whole ``.ekz`` files of
+bireal_net with binary / ternary weights against the same container all-fp32).
+
     python benchmarks/lowbit.py --json results/lowbit.json [--epochs 6] [--no-tflite]
 """
 
@@ -29,7 +41,11 @@ PAIRS = {
     "xnor_convnet": ("xnor_convnet", {}, 3e-3),
     "ternary_lenet5": ("ternary_lenet5", {}, 3e-3),
     "ttq_resnet8": ("ttq_resnet8", {}, 3e-3),
+    "bireal_net": ("bireal_net", {}, 3e-3),
+    "bireal_net_twn": ("bireal_net", {"weights": "twn"}, 3e-3),
 }
+LCE_BINARY = ("binary_mlp", "xnor_convnet", "bireal_net")  # LceBconv2d files, verified in LCE
+LCE_INT8 = ("bireal_net_twn",)  # ternary: int8 weights, no LCE op
 HASHED = {"hashed_1_8": 1 / 8, "hashed_1_64": 1 / 64}
 HASHED_LR = 3e-3
 
@@ -59,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         pairs = {k: v for k, v in PAIRS.items() if not args.only or k in args.only}
         hashed = {k: v for k, v in HASHED.items() if not args.only or k in args.only}
+        twins: dict[str, object] = {}  # bireal_net's fp32 twin serves both weight kinds
         for label, (name, extra, lr) in pairs.items():
             low = _trained(name, extra, lr, args.epochs, train_data)
-            twin = _trained(name, {**extra, "weights": "fp32"}, lr, args.epochs, train_data)
-            _measure(label, low, twin, test_data, work, metrics, rows, not args.no_tflite)
+            if name not in twins:
+                twins[name] = _trained(name, {**extra, "weights": "fp32"}, lr, args.epochs,
+                                       train_data)
+            _measure(label, low, twins[name], test_data, work, metrics, rows,
+                     not args.no_tflite)
+            if label in (*LCE_BINARY, *LCE_INT8) and not args.no_tflite:
+                metrics.update(_lce(label, low, test_data, work, metrics))
         if hashed:
             full = _trained("hashed_mlp", {"weights": "fp32"}, HASHED_LR, args.epochs,
                             train_data)
@@ -83,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             metrics[f"{label}_dense_equiv_hidden"] = hidden
             metrics[f"{label}_dense_equiv_params"] = sum(p.numel() for p in small.parameters())
             metrics[f"{label}_params"] = sum(p.numel() for p in low.parameters())
-    for alias, key in (("binary_storage_ratio", "binary_mlp_storage_ratio"),
+    for alias, key in (("binary_storage_ratio", "bireal_net_storage_ratio"),
                        ("xnor_storage_ratio", "xnor_convnet_storage_ratio"),
-                       ("ternary_storage_ratio", "ternary_lenet5_storage_ratio")):
+                       ("ternary_storage_ratio", "bireal_net_twn_storage_ratio"),
+                       ("lce_file_ratio", "bireal_net_lce_file_ratio")):
         if key in metrics:
             metrics[alias] = metrics[key]
+    lce_agreements = [metrics[f"{m}_lce_verify_agreement"] for m in LCE_BINARY
+                      if f"{m}_lce_verify_agreement" in metrics]
+    if lce_agreements:
+        metrics["lce_verify_agreement"] = min(lce_agreements)
     agreements = [v for k, v in metrics.items() if k.endswith("_agreement")]
     metrics["export_agreement_min"] = min(agreements)
     metrics["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -181,6 +208,23 @@ def _export_agreement(label, plain, x, reference, work, tflite: bool) -> dict[st
     return out
 
 
+def _lce(label, low, test, work, metrics) -> dict[str, float]:
+    """The LCE file of ``low``: verified in LCE's interpreter, its size against the fp32
+    .tflite that ``_export_agreement`` wrote for the same model."""
+    from edgekit.export.lce import export_lce
+    from edgekit.export.verify import verify
+
+    artifact = export_lce(low, work / f"{label}_lce.tflite")
+    report = verify(artifact.path, low, test, runtime="lce", batch_size=256)
+    size = artifact.path.stat().st_size
+    key = "lce" if artifact.precision == "binary" else "int8"
+    out = {f"{label}_{key}_bytes": size,
+           f"{label}_{key}_file_ratio": round(metrics[f"{label}_tflite_bytes"] / size, 2),
+           f"{label}_{key}_verify_agreement": report.agreement}
+    print(f"{label}: {artifact.precision} file {size:,} bytes; {report.summary()}")
+    return out
+
+
 def _print_table(rows, metrics) -> None:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}"
@@ -193,6 +237,10 @@ def _print_table(rows, metrics) -> None:
                           pct(a1), pct(a2), pct(a3)]))
     if "hashed_full_dense_acc" in metrics:
         print(f"full-size dense 784-1000-10: {pct(metrics['hashed_full_dense_acc'])} %")
+    for key in ("lce_verify_agreement", "lce_file_ratio", "binary_storage_ratio",
+                "ternary_storage_ratio", "bireal_net_twn_int8_file_ratio"):
+        if key in metrics:
+            print(f"{key} = {metrics[key]}")
     print(f"export_agreement_min = {metrics['export_agreement_min']:.4f}; "
           f"total {metrics['total_seconds']} s")
 

@@ -67,10 +67,11 @@ def main() -> int:
         print(f"MobileNetV2 CUDA {precision}: p50 {result['latency_ms']['p50']:.3f} ms; {energy}")
     gpu = results["fp32"]["power"].get("gpu") or torch.cuda.get_device_name(0)
     if args.json:
-        atomic_write_json(args.json, {"benchmark": "nvml_energy", "gpu": gpu,
+        from _provenance import run_info
+
+        atomic_write_json(args.json, {**run_info("nvml_energy", None), "gpu": gpu,
                                       "mobilenet_v2_source": source, "batch": args.batch,
-                                      "metrics": metrics, "results": results,
-                                      "command": " ".join(["python", *sys.argv])})
+                                      "metrics": metrics, "results": results})
     return 0
 
 

@@ -166,20 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         from _provenance import run_info  # benchmarks/, on sys.path when run as a script
 
         record = {**run_info("pipeline", argv, torch_threads=torch.get_num_threads()),
-                  "cpu_flags": _cpu_flags(), "load_before": load_before,
+                  "load_before": load_before,
                   "metrics": metrics}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("flags")).split(":")[1].split()
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni"))
 
 
 if __name__ == "__main__":

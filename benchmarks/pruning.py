@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _quantization_outputs import cpu_flags
+from _provenance import cpu_flags
 from quantization import FAMILY_LR, _median_ms, data_splits, train_fp32
 
 FAMILIES = ("mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "squeezenet1_1",

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _quantization_outputs import cpu_flags
+from _provenance import cpu_flags
 from quantization import FAMILY_LR, data_splits, train_fp32
 
 

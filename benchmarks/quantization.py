@@ -59,8 +59,8 @@ from typing import Any
 import numpy as np
 
 # sibling modules in benchmarks/, on sys.path when run as a script
+from _provenance import cpu_flags
 from _quantization_outputs import (
-    cpu_flags,
     has_vnni,
     ort_out,
     ort_quantize_recommended,

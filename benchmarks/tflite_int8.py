@@ -222,10 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in metrics.items():
         print(f"{key:40s} {value:.4g}" if isinstance(value, float) else f"{key:40s} {value}")
     if args.json:
+        from _provenance import run_info  # benchmarks/, on sys.path when run as a script
+
         from edgekit.core.io import atomic_write_json
 
-        atomic_write_json(args.json, {"machine": "2-core x86-64 CPU, no GPU",
-                                      "out_dir": str(out), "metrics": metrics, "models": rows})
+        atomic_write_json(args.json, {**run_info("tflite_int8", None), "out_dir": str(out),
+                                      "metrics": metrics, "models": rows})
     print(json.dumps({"out_dir": str(out)}))
     return 0
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Lists every skip and fails the run on one that is not for missing hardware.
+pytest_plugins = ("tests.skip_policy",)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread_per_worker():

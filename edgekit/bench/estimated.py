@@ -11,7 +11,7 @@ from typing import Any
 
 from edgekit.bench.results import SCHEMA_VERSION, validate_result
 from edgekit.devices import get_profile
-from edgekit.devices.calibrated import energy_per_inference_mj, estimate
+from edgekit.devices.calibrated import energy_upper_bound_mj, estimate
 from edgekit.devices.latency_model import LayerRecord
 
 
@@ -28,7 +28,7 @@ def estimated_result(profile_name: str, model: str | Path | list[LayerRecord], *
     profile = get_profile(profile_name)
     est = estimate(profile.name, records)
     ms = est.latency_ms
-    energy, how = energy_per_inference_mj(profile.name, ms)
+    energy, how = energy_upper_bound_mj(profile.name, ms)
     return validate_result({
         "schema_version": SCHEMA_VERSION,
         "kind": "estimated",
@@ -46,6 +46,6 @@ def estimated_result(profile_name: str, model: str | Path | list[LayerRecord], *
         "latency_ms": {"p50": ms, "p90": ms, "p99": ms, "mean": ms, "std": 0.0,
                        "median_ci95": [ms, ms], "samples": []},
         "throughput_ips": 1e3 / ms if ms > 0 else None,
-        "estimate": {**est.to_dict(), "energy_per_inference_mj": energy, "energy_basis": how},
+        "estimate": {**est.to_dict(), "energy_upper_bound_mj": energy, "energy_basis": how},
         "power": {"available": False, "reason": "estimated result: nothing was measured"},
     })

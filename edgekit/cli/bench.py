@@ -74,6 +74,9 @@ def register(sub: Any) -> None:
     devices.add_argument("--plot", metavar="PNG",
                          help="with --compare: also write the comparison as a bar chart "
                          "(needs the `report` extra)")
+    devices.add_argument("--include-unmeasured", action="store_true",
+                         help="with --compare: also the profiles with no published points "
+                         "of their own (estimates transferred from devices of their runtime)")
     devices.add_argument("--model", metavar="MODEL_FILE",
                          help="with a profile name: its calibrated estimate for this file")
     devices.add_argument("--macs", type=float,
@@ -202,6 +205,9 @@ def run_devices(args: argparse.Namespace) -> int:
 
     if args.plot and not args.compare:
         raise InvalidInputError("--plot draws the comparison: give --compare MODEL_FILE")
+    if args.include_unmeasured and not args.compare:
+        raise InvalidInputError("--include-unmeasured widens the comparison: give --compare "
+                                "MODEL_FILE")
     if args.compare:
         return _compare(args)
     if args.result and not args.model:
@@ -211,19 +217,25 @@ def run_devices(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([p.to_dict() for p in profiles], indent=2))
             return 0
-        print(f"{'name':18} {'runtime':12} {'precisions':16} {'aliases'}")
+        from edgekit.devices.calibrated import MIN_POINTS, own_points
+
+        print(f"{'name':18} {'runtime':12} {'precisions':16} {'points':>6}  {'aliases'}")
         for p in profiles:
-            print(f"{p.name:18} {p.runtime:12} {','.join(p.precisions):16} {', '.join(p.aliases)}")
+            n = own_points(p.name)
+            note = "" if n >= MIN_POINTS else "  (no published points of its own: left out " \
+                "of --compare unless --include-unmeasured)"
+            print(f"{p.name:18} {p.runtime:12} {','.join(p.precisions):16} {n:>6}  "
+                  f"{', '.join(p.aliases)}{note}")
         return 0
     profile = get_profile(args.name)
     data: dict[str, Any] = {"profile": profile.to_dict()}
     if args.macs is not None or args.bytes_moved is not None:
         if args.macs is None or args.bytes_moved is None:
             raise InvalidInputError("a roofline bound needs both --macs and --bytes")
-        from edgekit.devices import estimate_latency
+        from edgekit.devices import roofline_bound
 
-        data["roofline_lower_bound"] = estimate_latency(profile, args.macs, args.bytes_moved,
-                                                        args.precision).to_dict()
+        data["roofline_lower_bound"] = roofline_bound(profile, args.macs, args.bytes_moved,
+                                                      args.precision).to_dict()
     if args.model:
         from edgekit.bench.estimated import estimated_result
 
@@ -259,7 +271,8 @@ def _compare(args: argparse.Namespace) -> int:
             raise InvalidInputError(f"--results {folder}: not a folder")
         results = load_results(sorted(folder.glob("*.json")))
     devices = [args.name] if args.name else None
-    rows = compare_devices(args.compare, devices=devices, results=results)
+    rows = compare_devices(args.compare, devices=devices, results=results,
+                           include_unmeasured=args.include_unmeasured)
     if args.plot:
         atomic_write_bytes(args.plot, plot_png(rows, f"{Path(args.compare).name} on each "
                                                "device profile"))
@@ -267,6 +280,6 @@ def _compare(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         print(f"{Path(args.compare).name}, batch 1 (interval: 10th-90th percentile of the "
-              "model's leave-one-out errors)")
+              "model's leave-one-out errors; points: the device's own published points)")
         print("\n".join(table_lines(rows)))
     return 0

@@ -107,17 +107,20 @@ def run(args: argparse.Namespace) -> int:
         return launch(args)
     from edgekit.pipeline.run import compress
 
-    result = compress(
-        args.model, args.target, recipe=args.recipe, out=args.out, overwrite=args.overwrite,
-        data=args.data, weights=args.weights, model_args=args.model_args,
+    flags = dict(
+        weights=args.weights, model_args=args.model_args,
         input_size=args.input_size, resize=args.resize, mean=args.mean, std=args.std,
         channel_order=args.channel_order, epochs=args.epochs, train_limit=args.train_limit,
         qat_epochs=args.qat_epochs, precision=args.precision, bench_runs=args.bench_runs,
         threads=args.threads, bench_threads=args.threads, bench_power=args.bench_power,
         seed=args.seed, prune=args.prune, sparsity=args.sparsity,
-        prune_epochs=args.prune_epochs,
-        third_party_log=not args.verbose, resume=args.resume,
-        sync_batchnorm=args.sync_batchnorm,
+        prune_epochs=args.prune_epochs, sync_batchnorm=args.sync_batchnorm,
+    )
+    # a flag not given is None: it leaves the recipe's value (None there would clear it)
+    result = compress(
+        args.model, args.target, recipe=args.recipe, out=args.out, overwrite=args.overwrite,
+        data=args.data, third_party_log=not args.verbose, resume=args.resume,
+        **{k: v for k, v in flags.items() if v is not None},
     )
     if result is not None:  # None: a torchrun rank other than 0
         print((result.out_dir / "report.md").read_text())

@@ -1,15 +1,19 @@
 """`edgekit prune`, `pack`, `unpack`, `inspect`: Deep Compression and the `.ekz` file;
-`prune --structured channel:R` / `--sparsity 2:4` and `inspect FILE.onnx` (issue 24)."""
+`prune --prune channel:R` / `--sparsity 2:4` and `inspect FILE.onnx` (issue 24)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from edgekit.core.errors import EdgekitError, InvalidInputError
 from edgekit.core.io import check_writable
+from edgekit.pipeline.recipe import CompressRecipe
 
 _RAW = argparse.RawDescriptionHelpFormatter
+# prune fine-tunes as compress does (rate, epochs, distillation share): one measured setting
+_COMPRESS = CompressRecipe()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,14 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Unstructured (default): iterative magnitude pruning (threshold = quality x\n"
         "std per layer, or a global/local ratio via nncf.prune) with masks enforced while\n"
         "retraining; makes files smaller, not inference faster.\n"
-        "--structured channel:R removes whole channels until R of the MACs are left (a\n"
+        "--prune channel:R removes whole channels until R of the MACs are left (a\n"
         "thinner dense model: faster in every runtime), fine-tuned with distillation from\n"
         "the dense model. --sparsity 2:4 masks Conv/Gemm weights in TensorRT's 2:4 pattern\n"
         "(faster only in TensorRT on Ampere+/Orin GPUs). Both write DIR/pruned.safetensors\n"
-        "and DIR/pruning.json. --sensitivity prunes one layer at a time without retraining.",
+        "and DIR/pruning.json. --sensitivity prunes one layer at a time without retraining.\n"
+        "Scored on the data's test split, or, for a folder or .npz without one, on a\n"
+        "held-out 20% (seeded as at training) that pruning never trains on.",
         epilog="examples:\n  edgekit prune runs/lenet --quality 2.5 --out runs/lenet-pruned\n"
         "  edgekit prune runs/lenet --sensitivity\n"
-        "  edgekit prune runs/mnv2 --structured channel:0.5 --out runs/mnv2-c50\n"
+        "  edgekit prune runs/mnv2 --prune channel:0.5 --out runs/mnv2-c50\n"
         "  edgekit prune runs/mnv2-c50 --sparsity 2:4 --out runs/mnv2-c50-24")
     p.add_argument("checkpoint", help="checkpoint directory or .safetensors file")
     p.add_argument("--data", default="mnist5k", help="training/eval data (default: %(default)s)")
@@ -37,25 +43,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ratio", type=float, default=0.9, help="global/local: fraction removed "
                    "(default: %(default)s)")
     p.add_argument("--steps", type=int, default=3, help="pruning rounds (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=2, help="retraining epochs per round "
-                   "(default: %(default)s)")
-    p.add_argument("--lr", type=float, default=1e-3, help="default: %(default)s")
+    p.add_argument("--epochs", type=int, default=_COMPRESS.prune_epochs,
+                   help="retraining epochs per round (default, as compress: %(default)s)")
+    p.add_argument("--lr", type=float, default=_COMPRESS.prune_lr,
+                   help="fine-tuning rate (default, as compress: %(default)s)")
     p.add_argument("--sensitivity", action="store_true", help="only scan per-layer sensitivity")
-    p.add_argument("--structured", metavar="channel:R", help="channel pruning keeping R of the "
-                   "MACs (0 < R <= 1); --steps rounds of --epochs fine-tuning epochs")
+    p.add_argument("--prune", metavar="channel:R", help="channel pruning keeping R of the "
+                   "MACs (0 < R <= 1), spelled as in compress; --steps rounds of --epochs "
+                   "fine-tuning epochs")
+    p.add_argument("--structured", metavar="channel:R", help=argparse.SUPPRESS)  # old name
     p.add_argument("--sparsity", metavar="2:4", help="2:4 semi-structured sparsity for TensorRT "
-                   "(after --structured when both are given); --epochs fine-tuning epochs")
-    p.add_argument("--round-to", type=int, default=8, help="--structured: kept channel counts "
+                   "(after --prune when both are given); --epochs fine-tuning epochs")
+    p.add_argument("--round-to", type=int, default=8, help="--prune: kept channel counts "
                    "are multiples of this (default: %(default)s)")
     p.add_argument("--importance", choices=("auto", "l2", "l1", "taylor", "bn_scale"),
-                   default="auto", help="--structured: channel ranking; auto = taylor "
+                   default="auto", help="--prune: channel ranking; auto = taylor "
                    "(|weight x gradient| on labelled batches) when the data has labels, "
                    "else l2 (default: %(default)s)")
     p.add_argument("--scope", choices=("global", "local"), default="global",
-                   help="--structured: rank channels across layers or per layer "
+                   help="--prune: rank channels across layers or per layer "
                    "(default: %(default)s)")
-    p.add_argument("--distill", type=float, default=0.5, help="--structured/--sparsity: "
-                   "share of the loss distilled from the dense model (default: %(default)s)")
+    p.add_argument("--distill", type=float, default=_COMPRESS.prune_distill,
+                   help="--prune/--sparsity: share of the loss distilled from the dense model "
+                   "(default, as compress: %(default)s)")
     p.add_argument("--out", help="checkpoint directory to write (required unless --sensitivity)")
     p.add_argument("--json", metavar="PATH", help="also write the result as JSON")
     p.set_defaults(func=run_prune)
@@ -121,9 +131,14 @@ def _write_json(path: str | None, obj: object) -> None:
 def run_prune(args: argparse.Namespace) -> int:
     check_writable(args.out, kind="dir")  # outputs first: pruning retrains for minutes
     check_writable(args.json)
-    if args.structured or args.sparsity:
+    if args.structured:
+        if args.prune:
+            raise InvalidInputError("give --prune channel:R alone (--structured is its old name)")
+        print("edgekit prune: --structured is deprecated; it is now --prune channel:R, as in "
+              "compress", file=sys.stderr)
+        args.prune = args.structured
+    if args.prune or args.sparsity:
         return _run_structured(args)
-    from edgekit.calibration import load_dataset
     from edgekit.deep_compression.prune import PruneConfig, prune, sensitivity_scan
     from edgekit.training import TrainConfig, evaluate
     from edgekit.training.checkpoint import check_output_dir, load_checkpoint, save_checkpoint
@@ -132,10 +147,9 @@ def run_prune(args: argparse.Namespace) -> int:
         raise InvalidInputError("--out is required unless --sensitivity is given")
     if args.out:
         check_output_dir(args.out)
-    model, _ = load_checkpoint(args.checkpoint)
+    model, config = load_checkpoint(args.checkpoint)
     cfg = model.edgekit_config
-    kw = {"input_size": cfg.get("input_size"), "channels": cfg.get("in_channels")}
-    test = load_dataset(args.data, split="test", **kw)
+    train_data, test = _splits(args.data, cfg, config)
     if args.sensitivity:
         scan = sensitivity_scan(model, test)
         for layer, rows in scan.items():
@@ -145,7 +159,6 @@ def run_prune(args: argparse.Namespace) -> int:
                       f"accuracy {r['accuracy']:.4f}")
         _write_json(args.json, scan)
         return 0
-    train_data = load_dataset(args.data, split="train", **kw)
     config = PruneConfig(mode=args.mode, quality=args.quality, ratio=args.ratio,
                          steps=args.steps, retrain_epochs=args.epochs)
     import torch
@@ -154,7 +167,8 @@ def run_prune(args: argparse.Namespace) -> int:
     example = torch.zeros(1, int(cfg.get("in_channels", 1)), size, size)
     result = prune(model, train_data, config, train_config=TrainConfig(lr=args.lr,
                    progress=False), example_input=example, log=print)
-    metrics = {"accuracy": evaluate(model, test)["accuracy"], "density": result.density}
+    metrics = {"accuracy": evaluate(model, test)["accuracy"], "density": result.density,
+               "scored_on": _scored_on(test, train_data)}
     save_checkpoint(model, args.out, metrics=metrics, extra={"pruning": vars(config)})
     print(f"accuracy {metrics['accuracy']:.4f}; wrote {args.out}")
     _write_json(args.json, metrics)
@@ -164,35 +178,47 @@ def run_prune(args: argparse.Namespace) -> int:
 PRUNED_FILE = "pruned.safetensors"
 
 
+def _scored_on(test, train) -> dict:
+    return {"data": test.name, "samples": len(test), "train_samples": len(train)}
+
+
+def _splits(data: str, model_cfg: dict, checkpoint: dict | None):
+    """(train, test): the data's own test split, or for a folder or .npz without one a
+    stratified held-out 20%, seeded as ``edgekit train`` seeded it (so the part it trained
+    on is not scored); pruning fine-tunes on the train part only."""
+    from edgekit.calibration import load_splits
+
+    extra = (checkpoint or {}).get("extra") or {}
+    return load_splits(data, input_size=model_cfg.get("input_size"),
+                       channels=model_cfg.get("in_channels"), seed=int(extra.get("seed", 0)))
+
+
 def _run_structured(args: argparse.Namespace) -> int:
-    """--structured channel:R and/or --sparsity 2:4 on a zoo checkpoint or a pruned folder."""
+    """--prune channel:R and/or --sparsity 2:4 on a zoo checkpoint or a pruned folder."""
     from edgekit.pruning import ChannelPruneConfig, SparsityConfig
 
     if args.sensitivity:
-        raise InvalidInputError("--sensitivity scans unstructured pruning; drop --structured/"
+        raise InvalidInputError("--sensitivity scans unstructured pruning; drop --prune/"
                                 "--sparsity")
     if not args.out:
-        raise InvalidInputError("--out is required with --structured/--sparsity")
+        raise InvalidInputError("--out is required with --prune/--sparsity")
     if args.epochs < 0 or args.steps < 1:
         raise InvalidInputError("need --epochs >= 0 and --steps >= 1")
     channel = ChannelPruneConfig.parse(
-        args.structured, round_to=args.round_to, importance=args.importance, scope=args.scope,
+        args.prune, round_to=args.round_to, importance=args.importance, scope=args.scope,
         steps=args.steps, epochs_per_step=args.epochs, distill=args.distill) \
-        if args.structured else None
+        if args.prune else None
     sparsity = SparsityConfig.parse(args.sparsity) if args.sparsity else None
     import copy
 
-    from edgekit.calibration import load_dataset
     from edgekit.pruning import prune_and_finetune, save_pruned, sparse_finetune
     from edgekit.training import TrainConfig, evaluate
 
-    model = _load_prunable(args.checkpoint)
-    cfg = model.edgekit_config
-    kw = {"input_size": cfg.get("input_size"), "channels": cfg.get("in_channels")}
-    train_data = load_dataset(args.data, split="train", **kw)
-    test = load_dataset(args.data, split="test", **kw)
+    model, checkpoint = _load_prunable(args.checkpoint)
+    train_data, test = _splits(args.data, model.edgekit_config, checkpoint)
     metric = "accuracy" if test.task == "classification" else "miou"
-    report: dict = {"dense": {metric: evaluate(model, test)[metric]}}
+    report: dict = {"scored_on": _scored_on(test, train_data),
+                    "dense": {metric: evaluate(model, test)[metric]}}
     dense = copy.deepcopy(model).eval()
     train_cfg = TrainConfig(epochs=max(1, args.epochs), lr=args.lr, progress=False)
     if channel is not None:
@@ -236,7 +262,8 @@ def _out_dir(path: str):
 
 
 def _load_prunable(path: str):
-    """A zoo checkpoint, or a folder/file ``prune --structured`` wrote."""
+    """(model, checkpoint config or None): a zoo checkpoint, or what ``prune --prune``
+    wrote."""
     from pathlib import Path
 
     from edgekit.pruning import load_pruned
@@ -252,8 +279,8 @@ def _load_prunable(path: str):
         except EdgekitError:
             pass
         else:
-            return load_pruned(pruned)
-    return load_checkpoint(path)[0]
+            return load_pruned(pruned), None
+    return load_checkpoint(path)
 
 
 def run_pack(args: argparse.Namespace) -> int:

@@ -62,9 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _data_args(q)
     q.set_defaults(func=run_quantize)
 
-    e = subparsers.add_parser("export", help="export a float checkpoint (onnx, tflite, engine)")
+    e = subparsers.add_parser("export", help="export a float checkpoint (onnx, tflite, engine; "
+                              "lce: a binary net with Larq Compute Engine's 1-bit ops)")
     e.add_argument("checkpoint", help="checkpoint directory or .safetensors")
-    e.add_argument("--format", required=True, choices=("onnx", "tflite", "engine"))
+    e.add_argument("--format", required=True, choices=("onnx", "tflite", "engine", "lce"))
     e.add_argument("--out", required=True, help="file to write")
     e.add_argument("--opset", type=int, help="ONNX opset (13-21, default 17)")
     _data_args(e)
@@ -186,7 +187,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _check_suffix(out: str, fmt: str) -> None:
-    want = {"onnx": ".onnx", "tflite": ".tflite", "engine": ".engine"}[fmt]
+    want = {"onnx": ".onnx", "tflite": ".tflite", "engine": ".engine", "lce": ".tflite"}[fmt]
     if Path(out).suffix != want:
         raise InvalidInputError(f"--out for {fmt} must end in {want}, got {out}")
 

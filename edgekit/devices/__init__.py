@@ -2,6 +2,6 @@
 calibrated per-layer estimates are in ``edgekit.devices.calibrated``."""
 
 from edgekit.devices.profiles import DeviceProfile, get_profile, list_profiles
-from edgekit.devices.roofline import Estimate, estimate_latency
+from edgekit.devices.roofline import RooflineBound, roofline_bound
 
-__all__ = ["DeviceProfile", "Estimate", "estimate_latency", "get_profile", "list_profiles"]
+__all__ = ["DeviceProfile", "RooflineBound", "get_profile", "list_profiles", "roofline_bound"]

@@ -102,6 +102,22 @@ def _dataset(device: str) -> tuple[list[list[LayerRecord]], list[float], list[st
     return models, seconds, names
 
 
+def own_points(device: str) -> int:
+    """How many published (or measured) batch-1 points of its own the device is fitted on."""
+    return len(_dataset(get_profile(device).name)[0])
+
+
+def has_own_points(device: str) -> bool:
+    """Whether the device's estimates rest on at least MIN_POINTS points of its own."""
+    return own_points(device) >= MIN_POINTS
+
+
+def default_devices() -> list[str]:
+    """The profiles a comparison shows unless asked for the unmeasured ones too: those
+    calibrated on points of their own (a transferred estimate is shown only on request)."""
+    return [n for n in list_profiles() if has_own_points(n)]
+
+
 def _family(profile: DeviceProfile) -> list[str]:
     """Calibrated devices of the same runtime (the donors of an uncalibrated one)."""
     return [n for n in list_profiles() if n != profile.name
@@ -183,14 +199,14 @@ class LayerEstimate:
     points: int
     source: str
     loo_median_ratio_error: float | None
-    kind: str = "estimated"
+    kind: str = "estimated"  # "transferred": no points of its own, a donor family's constants
 
     def text(self) -> str:
         span = (f"{self.low_ms:.3g}–{self.high_ms:.3g}, " if self.low_ms is not None
                 else "no interval, ")
         kind = "published" if self.source == "published" else "measured"
         basis = f"from {self.points} {kind} points" if self.points else self.source
-        return f"estimated {self.latency_ms:.3g} ms ({span}{basis})"
+        return f"{self.kind} {self.latency_ms:.3g} ms ({span}{basis})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "precision": self.precision, "kind": self.kind,
@@ -211,12 +227,13 @@ def estimate(device: str, records: list[LayerRecord]) -> LayerEstimate:
     return LayerEstimate(profile.name, "+".join(precisions), ms,
                          ms * factors[0] if factors else None,
                          ms * factors[1] if factors else None,
-                         cal.points, cal.source, cal.loo_median_ratio_error)
+                         cal.points, cal.source, cal.loo_median_ratio_error,
+                         "estimated" if cal.points else "transferred")
 
 
-def energy_per_inference_mj(device: str, latency_ms: float) -> tuple[float | None, str]:
-    """Energy of one inference at the device's highest power mode (its budget, an upper
-    bound on the draw: the profiles hold no idle figure to subtract)."""
+def energy_upper_bound_mj(device: str, latency_ms: float) -> tuple[float, str]:
+    """An upper bound on the energy of one inference: the device's highest power mode (its
+    budget) times the latency. Not an estimate: no measured power stands behind it."""
     profile = get_profile(device)
     watts = max(profile.power_modes.values(), default=profile.tdp_w)
-    return latency_ms * watts, f"{watts:g} W power-mode budget x latency (upper bound)"
+    return latency_ms * watts, f"<= {watts:g} W power-mode budget x latency (upper bound)"

@@ -11,8 +11,9 @@ from edgekit.devices.profiles import DeviceProfile
 
 
 @dataclass(frozen=True)
-class Estimate:
-    """A roofline estimate. ``kind`` is always "estimated" so reports can label it."""
+class RooflineBound:
+    """A roofline lower bound on latency (what the device's peaks allow, not what a model
+    reaches); ``kind`` says so wherever it is printed."""
 
     device: str
     precision: str
@@ -20,7 +21,7 @@ class Estimate:
     compute_s: float
     memory_s: float
     bound: str  # "compute" or "memory"
-    kind: str = "estimated"
+    kind: str = "lower bound"
     method: str = "roofline lower bound: max(2*MACs/peak_ops, bytes/bandwidth)"
 
     @property
@@ -31,10 +32,10 @@ class Estimate:
         return {**asdict(self), "latency_ms": self.latency_ms}
 
 
-def estimate_latency(
+def roofline_bound(
     profile: DeviceProfile, macs: float, bytes_moved: float, precision: str
-) -> Estimate:
-    """Roofline estimate of one inference: the slower of compute and memory traffic.
+) -> RooflineBound:
+    """Roofline bound of one inference: the slower of compute and memory traffic.
 
     A lower bound: real kernels reach a fraction of the peak, so measured latency is higher.
     """
@@ -47,7 +48,7 @@ def estimate_latency(
     compute_s = 2.0 * macs / profile.peak_ops_s[precision]
     memory_s = bytes_moved / profile.memory_bandwidth_bytes_s
     bound = "compute" if compute_s >= memory_s else "memory"
-    return Estimate(
+    return RooflineBound(
         device=profile.name,
         precision=precision,
         latency_s=max(compute_s, memory_s),

@@ -42,5 +42,5 @@ def export(
 
         report_path = report_path or Path(str(artifact.path) + ".verify.json")
         artifact.verify_report = verify(artifact.path, model, data, threshold=threshold,
-                                        report_path=report_path)
+                                        report_path=report_path, runtime=spec.runtime)
     return artifact

@@ -48,6 +48,7 @@ class ExportFormat:
     requires: tuple[str, ...]  # importable modules the host must have
     options: Mapping[str, Option] = field(default_factory=dict)
     description: str = ""
+    runtime: str | None = None  # the runtime that verifies the file (None: by its suffix)
 
     def validate(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Reject unknown or ill-typed options; return them (``None`` values dropped)."""
@@ -73,6 +74,7 @@ class ExportFormat:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "suffix": self.suffix, "precisions": list(self.precisions),
                 "requires": list(self.requires), "description": self.description,
+                "runtime": self.runtime,
                 "options": {k: {"types": [t.__name__ for t in o.types], "default": o.default,
                                 "choices": list(o.choices) if o.choices else None, "help": o.help}
                             for k, o in self.options.items()}}
@@ -97,6 +99,13 @@ FORMATS.register("tflite")(ExportFormat(
     options={"calibration": Option((object,), help="N×C×H×W float32 samples"),
              "io_dtype": Option((str,), None, choices=("int8", "uint8", "float32")),
              "input_shape": _SHAPE, "metadata": _META},
+))
+FORMATS.register("lce")(ExportFormat(
+    name="lce", suffix=".tflite", precisions=("binary", "int8 weights"),
+    function="edgekit.export.lce:export_lce", requires=("torch", "ai_edge_litert"),
+    description="TFLite with Larq Compute Engine's 1-bit ops (LceBconv2d) for the low-bit "
+                "zoo's binary nets; ternary nets as int8 weights; verified in LCE's interpreter",
+    options={"input_shape": _SHAPE, "metadata": _META}, runtime="lce",
 ))
 FORMATS.register("engine")(ExportFormat(
     name="engine", suffix=".engine", precisions=("fp32", "fp16", "int8"),

@@ -63,6 +63,8 @@ def verify(
     kernels = "runtime default"
     if runtime == "onnxruntime":
         kernels = onnx_kernels or kernels_for_onnx(path)
+    elif runtime == "lce":  # edgekit.runtime.lce runs LceBconv2d's reference kernel
+        kernels = "LCE reference bconv"
     deployed, file_quant, version = run_deployed(path, x, runtime=runtime, kernels=kernels,
                                                  threads=threads, batch_size=batch_size)
     if reference_outputs is None:

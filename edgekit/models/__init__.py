@@ -22,6 +22,7 @@ from edgekit.models import (
     shufflenet_v2,
     squeezenet,
 )
+from edgekit.models.lowbit import bireal as lowbit_bireal
 from edgekit.models.lowbit import nets as lowbit_nets
 from edgekit.models.registry import (
     ModelSpec,
@@ -37,7 +38,7 @@ from edgekit.models.registry import (
 # imported, and this package imports every one of them, so the registry is full as soon as
 # any part of ``edgekit.models`` is imported. A new family adds one line here.
 FAMILIES = (mobilenet_v1, mobilenet_v2, mobilenet_v3, shufflenet_v1, shufflenet_v2, squeezenet,
-            espnet, espnetv2, lenet, lowbit_nets)
+            espnet, espnetv2, lenet, lowbit_nets, lowbit_bireal)
 
 __all__ = [
     "FAMILIES",

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.core.io import atomic_write_bytes, atomic_write_json
-from edgekit.devices import estimate_latency
+from edgekit.devices import roofline_bound
 from edgekit.pipeline.stages import HOST_RUNTIME, Context, test_outputs
 
-DEVICES_PLOT = "devices.png"  # the target vs the desktop GPU, beside report.md
+DEVICES_PLOT = "devices.png"  # the target vs the GPU (DESKTOP_GPU), beside report.md
 
 
 def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> dict[str, Any]:
@@ -102,9 +102,9 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     return results
 
 
-def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
-    """Roofline lower bounds on the target: weights read once, plus the input (kept in the
-    result's ``estimates``; the report shows the calibrated estimates instead)."""
+def roofline_bounds(ctx: Context, model: Any) -> list[dict[str, Any]]:
+    """Roofline lower bounds on the target: weights read once, plus the input (the result's
+    ``roofline_bounds``; its ``estimates`` and the report are the calibrated estimates)."""
     from edgekit.models import count_macs, count_params
 
     macs = count_macs(model, input_size=ctx.input_shape[-1], in_channels=ctx.input_shape[0])
@@ -112,15 +112,14 @@ def target_estimates(ctx: Context, model: Any) -> list[dict[str, Any]]:
     rows = []
     for precision, width in (("fp32", 4), ("int8", 1)):
         if precision in ctx.profile.peak_ops_s:
-            est = estimate_latency(ctx.profile, macs, params * width + inputs * 4, precision)
+            est = roofline_bound(ctx.profile, macs, params * width + inputs * 4, precision)
             rows.append(est.to_dict())
     return rows
 
 
 def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str, Any],
-                    files: dict[str, Path], estimates: list[dict[str, Any]],
-                    bundle_check: dict[str, Any], device_rows: dict[str, Any]
-                    ) -> dict[str, Any]:
+                    files: dict[str, Path], bundle_check: dict[str, Any],
+                    device_rows: dict[str, Any]) -> dict[str, Any]:
     from edgekit.pipeline.report import power_text
     from edgekit.runtime.parity import this_host
 
@@ -181,8 +180,9 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
 
 
 def device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
-    """Calibrated estimates of the deployed file on the target and the desktop GPU, and
-    their plot beside the report."""
+    """Calibrated estimates of the deployed file on the target and the GPU (devices without
+    points of their own get an 'unmeasured' row, no figure), and their plot beside the
+    report."""
     from edgekit.bench.compare import DESKTOP_GPU, compare_devices
     from edgekit.core.errors import EdgekitError
 
@@ -196,7 +196,7 @@ def device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
         from edgekit.bench.compare import plot_png
 
         atomic_write_bytes(ctx.out / DEVICES_PLOT, plot_png(
-            block["rows"], f"{deployed.name}: {ctx.profile.name} vs desktop GPU"))
+            block["rows"], f"{deployed.name}: {ctx.profile.name} vs {DESKTOP_GPU}"))
         block["plot"] = DEVICES_PLOT
     return block
 

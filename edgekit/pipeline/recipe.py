@@ -51,8 +51,8 @@ class CompressRecipe:
     batch_size: int = 64
     precision: str = "int8"
     qat_epochs: int = 2  # 0 = post-training quantization only
-    # 1e-3 dipped 1.5 pp on validation in QAT's first epoch; 1e-4 kept held-out int8
-    # within 0.5 pp of fp32 in 15 of 15 runs (benchmarks/qat_recipe.py, docs/results.md)
+    # 1e-3 undid calibration in QAT's first epoch; 1e-4 kept held-out int8 close to fp32
+    # in every run (benchmarks/qat_recipe.py; figures in docs/results.md)
     qat_lr: float = 1e-4
     calibration_size: int = 300
     # post-training weight rounding before the target's quantizer (QAT starts from it too):
@@ -65,12 +65,12 @@ class CompressRecipe:
     prune: str | None = None
     sparsity: str | None = None
     prune_epochs: int = 2  # fine-tuning epochs after each of them, distilled from the dense
-    # 3e-3 (the fp32 rate): 1e-3 left MobileNetV2 at 50% MACs 7.5 pp further from its dense
-    # model after the same epochs (docs/results.md, pruning)
+    # 3e-3 (the fp32 rate): 1e-3 left MobileNetV2 at 50% MACs well further from its dense
+    # model after the same epochs (docs/results.md, structured pruning)
     prune_lr: float = 3e-3
-    # weight of the distillation term in channel pruning's fine-tuning; at 0.9 SqueezeNet
-    # 1.1 (no BatchNorm, slow at its 3e-4 rate) went from 1.6 pp below its dense model to
-    # 4.6 pp above it (benchmarks/pruning.py, docs/pruning.md); the other families: 0.5
+    # weight of the distillation term in channel pruning's fine-tuning; SqueezeNet 1.1 (no
+    # BatchNorm, slow at its 3e-4 rate) did better at 0.9, the other families at 0.5
+    # (benchmarks/pruning.py; figures in docs/pruning.md, docs/results.md)
     prune_distill: float = 0.5
     bench_runs: int = 200
     bench_threads: int = 1
@@ -192,9 +192,9 @@ class CompressRecipe:
         return cls.from_mapping(values.get("compress", values))
 
     def replace(self, **overrides: Any) -> CompressRecipe:
-        """A copy with the given fields changed; ``None`` values leave a field as it is."""
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        return self.from_mapping({**self._fields(), **changes})
+        """A copy with the given fields changed; ``None`` clears an optional field (such as
+        ``prune``) and is refused for one that needs a value."""
+        return self.from_mapping({**self._fields(), **overrides})
 
 
 def _is_kind(value: Any, kind: str) -> bool:

@@ -46,18 +46,21 @@ def _figures(parity: dict[str, Any]) -> str:
 
 
 def _device_estimates(block: dict[str, Any] | None) -> list[str]:
-    """The target and the desktop GPU side by side (edgekit.bench.compare)."""
+    """The target and the GPU side by side (edgekit.bench.compare): only figures resting on
+    the device's own points; no transferred estimate and no power-budget bound."""
     if not block:
         return []
     from edgekit.bench.compare import table_lines
 
     if not block.get("rows"):
-        return ["## Target vs desktop GPU", "", f"Estimates unavailable: {block.get('error')}", ""]
-    return ["## Target vs desktop GPU", "",
-            f"`{block['file']}`, batch 1. Estimated: per-layer model fitted to published "
-            "measurements of real models (docs/estimates.md); interval: 10th–90th percentile "
-            "of its leave-one-out errors; energy at the power mode's budget (an upper bound).",
-            "", *table_lines(block["rows"]), "",
+        return ["## Target vs GPU", "", f"Estimates unavailable: {block.get('error')}", ""]
+    return ["## Target vs GPU", "",
+            f"`{block['file']}`, batch 1. Estimated: per-layer model fitted to the device's own "
+            "published measurements of real models (docs/estimates.md); points: how many; "
+            "interval: 10th–90th percentile of its leave-one-out errors. A device without "
+            "points of its own is not estimated here (`edgekit devices --compare FILE "
+            "--include-unmeasured`).",
+            "", *table_lines(block["rows"], bounds=False), "",
             *([f"![latency per device]({block['plot']})", ""] if block.get("plot") else [])]
 
 

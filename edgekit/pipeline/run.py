@@ -29,7 +29,8 @@ from edgekit.core.io import (
     check_writable,
     sha256_file,
 )
-from edgekit.devices.roofline import Estimate
+from edgekit.devices.calibrated import LayerEstimate
+from edgekit.devices.roofline import RooflineBound
 from edgekit.export.verify import VerifyReport
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
@@ -63,7 +64,11 @@ class CompressResult:
     ``bundle`` the folder the board needs (``edgekit deploy`` copies it),
     ``verification`` its parity with the trained model in its runtime on this host,
     ``benchmarks`` the host measurements per precision (``edgekit bench`` records),
-    ``estimates`` the roofline figures on the target's profile. Paths are in ``out_dir``.
+    ``estimates`` the calibrated latency estimates of the deployed file (target first, then
+    the GPU), each with its interval and points, as the report shows them: only devices with
+    published points of their own (the report names a target without them 'unmeasured' and
+    gives it no figure); ``roofline_bounds`` the roofline lower bounds on the target per
+    precision. Paths are in ``out_dir``.
     """
 
     out_dir: Path
@@ -74,7 +79,8 @@ class CompressResult:
     bundle: Path  # the folder to copy to the board (DEVICE.md inside says what to run)
     verification: VerifyReport
     benchmarks: dict[str, dict[str, Any]]
-    estimates: list[Estimate]
+    estimates: list[LayerEstimate]
+    roofline_bounds: list[RooflineBound]
     metrics: dict[str, Any]
     manifest: dict[str, Any] = field(repr=False)
 
@@ -121,8 +127,8 @@ def compress(
     module, model_name = _model_argument(model)
     data_given = data is not None and not isinstance(data, (str, os.PathLike))
     data_name = f"<{type(data).__name__}>" if data_given else data and os.fspath(data)
-    recipe = (recipe or CompressRecipe()).replace(model=model_name, data=data_name,
-                                                  **overrides)
+    named = {k: v for k, v in (("model", model_name), ("data", data_name)) if v is not None}
+    recipe = (recipe or CompressRecipe()).replace(**named, **overrides)
     recipe.check_start(module_given=module is not None)
     profile = get_profile(target)
     if recipe.sparsity is not None and not profile.sparse_24:
@@ -172,7 +178,8 @@ def compress(
         out_dir, profile.name, profile.runtime, final,
         deployed=final["int8" if "int8" in final else "fp32"], bundle=out_dir / "bundle",
         verification=_typed(VerifyReport, done.verification), benchmarks=done.bench,
-        estimates=[_typed(Estimate, e) for e in done.estimates],
+        estimates=_calibrated(done.manifest["metrics"]["device_estimates"]),
+        roofline_bounds=[_typed(RooflineBound, e) for e in done.roofline_bounds],
         metrics=done.manifest["metrics"], manifest=done.manifest)
 
 
@@ -183,7 +190,7 @@ class _StageOutputs:
     verification: dict[str, Any]  # against the torch model, on this host
     bundle_check: dict[str, Any]  # the board's check (reference.npz), on this host
     bench: dict[str, Any]
-    estimates: list[dict[str, Any]]
+    roofline_bounds: list[dict[str, Any]]
     reused: list[str]  # what came from an unfinished run
 
 
@@ -239,13 +246,13 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
             lambda: prune_stage.bench_dense(ctx, artifacts["fp32_dense"]))
         ctx.metrics["pruning"]["target_estimates"] = prune_stage.target_estimates(
             ctx, artifacts)
-    estimates = measure.target_estimates(ctx, fp32)
-    metrics = measure.collect_metrics(ctx, verification, bench, artifacts, estimates,
-                                      bundle_check, device_rows)
+    bounds = measure.roofline_bounds(ctx, fp32)
+    metrics = measure.collect_metrics(ctx, verification, bench, artifacts, bundle_check,
+                                      device_rows)
     manifest = _manifest(recipe, profile, ctx, artifacts, metrics, started, staging)
     atomic_write_json(staging / "manifest.json", manifest)
     atomic_write_text(staging / "report.md", render_report(manifest))
-    return _StageOutputs(manifest, artifacts, verification, bundle_check, bench, estimates,
+    return _StageOutputs(manifest, artifacts, verification, bundle_check, bench, bounds,
                          ctx.reused)
 
 
@@ -274,6 +281,14 @@ def _typed(cls: type[T], record: dict[str, Any]) -> T:
     """The dataclass ``cls`` from a record holding its fields (and maybe more)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def _calibrated(block: dict[str, Any]) -> list[LayerEstimate]:
+    """The report's estimated device rows (``measure.device_estimates``) as typed values."""
+    return [LayerEstimate(r["device"], r["precision"], r["latency_ms"], *r["interval_ms"],
+                          points=r["points"], source=r.get("source", ""),
+                          loo_median_ratio_error=r["loo_median_ratio_error"])
+            for r in block.get("rows", []) if r["kind"] == "estimated"]
 
 
 def _model_argument(model: Any) -> tuple[Any, str | None]:

@@ -1,8 +1,8 @@
 """The stages of `edgekit compress`, each an explicit function of explicit values.
 
 prepare → build_model → preflight → train_or_load → quantize → export, then the measuring
-stages in ``measure`` (verify → bench → target_estimates → collect_metrics). ``run`` strings
-them together; tests and users may call them one by one.
+stages in ``measure`` (verify → bench → device_estimates → roofline_bounds →
+collect_metrics). ``run`` strings them together; tests and users may call them one by one.
 """
 
 from __future__ import annotations

@@ -60,9 +60,8 @@ SCHEMES: dict[str, QuantScheme] = {
     # at fp32 speed): uint8 activations, zero point 0 where non-negative. Its u8s8 kernel
     # sums pairs of products in 16 bits (vpmaddubsw) and saturates with 8-bit weights;
     # 7-bit weights keep 2 x 255 x 64 in range (onnxruntime's own advice, "reduce_range").
-    # With 8-bit weights the fused kernels agreed with the file's reference arithmetic on
-    # 97.2% of 1,000 digits for a PTQ MobileNetV2, with 7-bit weights on 98.7% (2026-11-23;
-    # 100% once the biases were also rounded to their int32 grid, as the kernels do).
+    # 7-bit weights and biases on their int32 grid (as the kernels round them) brought the
+    # fused kernels to the file's reference arithmetic (docs/results.md, "One-off checks").
     "onnxruntime": QuantScheme(target="onnxruntime", **{
         **_QDQ, "activation_signed": False, "weight_bits": 7, "int32_bias": True,
         "weights": "7-bit symmetric per-channel (axis 0), levels [-63, 63] in int8; "
@@ -94,8 +93,8 @@ def scheme_for(target: str) -> QuantScheme:
 
 
 MODES = ("qat", "ptq")
-# off: a paired one-off check (2026-11-23, docs/results.md) found no gain from 0.5 on
-# four families (-0.4 to +0.5 pp, all within test noise)
+# off: a paired one-off check found no gain from 0.5 beyond test noise on four families
+# (docs/results.md, "One-off checks")
 DEFAULT_DISTILL = 0.0
 
 

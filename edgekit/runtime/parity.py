@@ -22,6 +22,8 @@ from edgekit.runtime.registry import open_runner
 
 RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".engine": "tensorrt",
             ".plan": "tensorrt"}
+# Runtimes a file is checked in only when named: an LCE file is a .tflite LiteRT cannot run.
+NAMED_RUNTIMES = ("lce",)
 # The parity target (README, docs/results.md): the deployed file must agree with the trained
 # model on at least 99.5% of top-1 decisions (of pixels, for segmentation). Not 100%: the
 # runtime's int8 kernels round requantization their own way, and a one-step difference at a
@@ -96,9 +98,10 @@ def this_host() -> str:
 
 def runtime_of(path: Path, runtime: str | None = None) -> str:
     runtime = runtime or RUNTIMES.get(path.suffix.lower())
-    if runtime not in RUNTIMES.values():
+    known = {*RUNTIMES.values(), *NAMED_RUNTIMES}
+    if runtime not in known:
         raise InvalidInputError(f"cannot tell the runtime of {path.name}; pass runtime= one of "
-                                f"{', '.join(sorted(set(RUNTIMES.values())))}")
+                                f"{', '.join(sorted(known))}")
     return runtime
 
 

@@ -12,13 +12,14 @@ from typing import Any
 from edgekit.core.errors import InvalidInputError
 from edgekit.core.registry import Registry
 from edgekit.runtime.base import Runner
+from edgekit.runtime.lce import LceRunner
 from edgekit.runtime.litert import LiteRTRunner
 from edgekit.runtime.ort import OrtRunner
 from edgekit.runtime.tensorrt_engine import TensorRTRunner
 from edgekit.runtime.torch_eager import TorchRunner
 
 RUNNERS: Registry[type[Runner]] = Registry("runtime")
-for _runner in (OrtRunner, LiteRTRunner, TensorRTRunner, TorchRunner):
+for _runner in (OrtRunner, LiteRTRunner, TensorRTRunner, TorchRunner, LceRunner):
     RUNNERS.register(_runner.name)(_runner)
 
 

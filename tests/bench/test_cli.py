@@ -83,17 +83,30 @@ def test_devices_lists_profiles_and_estimates():
 def test_devices_compare_estimates_every_profile_with_an_interval(fixture, request):
     model = request.getfixturevalue(fixture)
     rows = json.loads(edgekit("devices", "--compare", str(model), "--json").stdout)
-    assert {"jetson-orin-nano", "desktop-rtx", "raspberry-pi-4", "x86-cpu"} <= {
-        row["device"] for row in rows}
+    devices = {row["device"] for row in rows}
+    assert {"a10", "jetson-agx-orin", "raspberry-pi-4", "x86-cpu"} <= devices
+    assert "jetson-orin-nano" not in devices  # no points of its own: not in the default
     for row in rows:
         low, high = row["interval_ms"]
-        assert row["kind"] == "estimated" and row["latency_ms"] > 0
+        assert row["kind"] == "estimated" and row["latency_ms"] > 0 and row["points"] >= 5
         assert low is None or low <= row["latency_ms"] <= high
-        assert row["energy_mj"] == pytest.approx(row["latency_ms"] * _watts(row["device"]))
         assert row["basis"].startswith(f"estimated {row['latency_ms']:.3g} ms (")
-    basis = {row["device"]: row["basis"] for row in rows}
-    assert "from 76 published points" in basis["raspberry-pi-4"]  # its MLPerf points
-    assert "transferred from" in basis["jetson-orin-nano"]  # no points of its own
+        # the budget is a bound beside the row, never its energy figure
+        assert row["energy_upper_bound_mj"] == pytest.approx(
+            row["latency_ms"] * _watts(row["device"]))
+        if row["energy_mj"] is not None:  # fitted on measured power
+            e_low, e_high = row["energy_interval_mj"]
+            assert e_low <= row["energy_mj"] <= e_high and row["energy_points"] >= 3
+            assert "wall power" in row["energy_basis"]
+    rows = {row["device"]: row for row in rows}
+    assert "from 76 published points" in rows["raspberry-pi-4"]["basis"]  # its MLPerf points
+    assert rows["raspberry-pi-4"]["energy_points"] == 76  # Krai's power logs beside them
+    assert rows["a10"]["energy_mj"] is None  # one power run only: no energy figure
+    wide = json.loads(edgekit("devices", "--compare", str(model), "--json",
+                              "--include-unmeasured").stdout)
+    nano = next(row for row in wide if row["device"] == "jetson-orin-nano")
+    assert nano["kind"] == "transferred" and nano["points"] == 0
+    assert "transferred from" in nano["basis"]
 
 
 def test_devices_compare_prints_a_table_and_plots_it(onnx_model, tmp_path):
@@ -102,11 +115,30 @@ def test_devices_compare_prints_a_table_and_plots_it(onnx_model, tmp_path):
     run = edgekit("devices", "jetson", "--compare", str(onnx_model), "--plot", str(plot))
     assert run.returncode == 0, run.stderr
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ")][2:]
-    assert len(rows) == 1 and rows[0].startswith("| jetson-orin-nano | estimated |")
-    assert "transferred from" in rows[0]
+    # the Orin Nano has no published points: named, not estimated, unless asked for
+    assert len(rows) == 1 and rows[0].startswith("| jetson-orin-nano | unmeasured | 0 |")
+    assert "--include-unmeasured" in rows[0]
+    run = edgekit("devices", "jetson", "--compare", str(onnx_model), "--include-unmeasured")
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ")][2:]
+    assert rows[0].startswith("| jetson-orin-nano | transferred | 0 |")
+    assert "transferred from" in rows[0] and "≤ " in rows[0] and "(bound)" in rows[0]
+    run = edgekit("devices", "xavier-nx", "--compare", str(onnx_model), "--plot", str(plot))
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ")][2:]
+    # measured power behind the energy: a figure with an interval, not a bound
+    assert rows[0].startswith("| jetson-xavier-nx | estimated | 8 |") and "(bound)" not in rows[0]
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     run = edgekit("devices", "jetson", "--plot", str(plot))
     assert run.returncode == 2 and "give --compare" in run.stderr
+    run = edgekit("devices", "--include-unmeasured")
+    assert run.returncode == 2 and "give --compare" in run.stderr
+
+
+def test_devices_list_says_which_profiles_have_no_points():
+    run = edgekit("devices")
+    assert run.returncode == 0, run.stderr
+    lines = {line.split()[0]: line for line in run.stdout.splitlines()[1:]}
+    assert "no published points of its own" in lines["jetson-orin-nano"]
+    assert "no published points" not in lines["a10"] and " 9 " in lines["a10"]
 
 
 def test_devices_compare_on_a_damaged_file_is_one_line(tmp_path):
@@ -135,7 +167,7 @@ def test_devices_compare_merges_a_measured_record(onnx_model, tmp_path):
     data = json.loads(edgekit("devices", "--compare", str(onnx_model), "--results",
                               str(results), "--json").stdout)
     kinds = {row["device"]: row["kind"] for row in data}
-    assert kinds["x86-cpu"] == "measured" and kinds["jetson-orin-nano"] == "estimated"
+    assert kinds["x86-cpu"] == "measured" and kinds["jetson-agx-orin"] == "estimated"
 
 
 def test_unwritable_outputs_fail_before_any_work(tmp_path, capsys):

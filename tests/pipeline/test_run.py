@@ -121,7 +121,28 @@ def test_recipe_rejects_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(InvalidInputError, match="precision"):
         CompressRecipe(precision="int4")
     toml.write_text('[compress]\nmodel = "lenet5"\nqat_epochs = 2\n')
-    assert CompressRecipe.from_toml(toml).replace(epochs=5, data=None).qat_epochs == 2
+    assert CompressRecipe.from_toml(toml).replace(epochs=5).qat_epochs == 2
+
+
+def test_replace_clears_an_optional_field_and_refuses_to_clear_a_required_one(tmp_path):
+    toml = tmp_path / "r.toml"
+    toml.write_text('[compress]\nmodel = "lenet5"\nprune = "channel:0.5"\nepochs = 3\n')
+    recipe = CompressRecipe.from_toml(toml)
+    cleared = recipe.replace(prune=None, epochs=None)
+    assert cleared.prune is None and cleared.epochs is None and recipe.prune == "channel:0.5"
+    assert cleared.model == "lenet5"
+    with pytest.raises(InvalidInputError, match="data takes str"):
+        recipe.replace(data=None)
+
+
+def test_cli_flags_not_given_leave_the_recipes_values(tmp_path, capsys):
+    # sparsity comes from the TOML alone; a flag left out must not clear it (the recipe's
+    # 2:4 on a CPU target is refused before any work, which shows it survived)
+    toml = tmp_path / "r.toml"
+    toml.write_text('[compress]\nmodel = "lenet5"\nsparsity = "2:4"\n')
+    code = main(["compress", "--target", "x86-cpu", "--recipe", str(toml),
+                 "--out", str(tmp_path / "run")])
+    assert code == 2 and "2:4 sparsity pays only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("line", "message"), [

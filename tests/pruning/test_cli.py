@@ -1,4 +1,4 @@
-"""`edgekit prune --structured/--sparsity` and `edgekit inspect FILE.onnx`."""
+"""`edgekit prune --prune/--sparsity` and `edgekit inspect FILE.onnx`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def dense_checkpoint(tmp_path_factory):
 
 def test_structured_then_sparsity_then_inspect(dense_checkpoint, tmp_path, capsys):
     c50 = tmp_path / "c60"
-    assert main(["prune", str(dense_checkpoint), "--structured", "channel:0.6", "--steps", "1",
+    assert main(["prune", str(dense_checkpoint), "--prune", "channel:0.6", "--steps", "1",
                  "--epochs", "0", "--out", str(c50)]) == 0
     out = capsys.readouterr().out
     assert "MACs" in out and "target 60%" in out
@@ -53,10 +53,11 @@ def test_structured_then_sparsity_then_inspect(dense_checkpoint, tmp_path, capsy
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--structured", "channel:1.5"], "channel:R needs"),
-    (["--structured", "half"], "channel:R"),
+    (["--prune", "channel:1.5"], "channel:R needs"),
+    (["--prune", "half"], "channel:R"),
     (["--sparsity", "4:8"], "--sparsity takes 2:4"),
-    (["--structured", "channel:0.5", "--sensitivity"], "--sensitivity"),
+    (["--prune", "channel:0.5", "--sensitivity"], "--sensitivity"),
+    (["--prune", "channel:0.5", "--structured", "channel:0.5"], "--prune channel:R alone"),
     (["--sparsity", "2:4"], "--out is required"),
 ])
 def test_bad_input_is_one_line(dense_checkpoint, tmp_path, capsys, argv, message):
@@ -71,5 +72,24 @@ def test_help_names_the_new_options(capsys):
     with pytest.raises(SystemExit):
         main(["prune", "--help"])
     text = capsys.readouterr().out
-    assert "--structured channel:R" in text and "--sparsity 2:4" in text
-    assert "TensorRT" in text
+    assert "--prune channel:R" in text and "--sparsity 2:4" in text
+    assert "TensorRT" in text and "--structured" not in text
+    # compress's fine-tuning settings (CompressRecipe.prune_lr/_epochs/_distill)
+    assert "(default, as compress: 0.003)" in " ".join(text.split())
+
+
+def test_user_npz_is_scored_on_a_held_out_part_and_old_flag_still_works(
+        dense_checkpoint, tmp_path, capsys):
+    from edgekit.calibration import load_dataset
+
+    digits = load_dataset("mnist5k", split="train").subset(200, seed=0)
+    np = pytest.importorskip("numpy")
+    np.savez(tmp_path / "mine.npz", x=digits.x, y=digits.y)
+    assert main(["prune", str(dense_checkpoint), "--structured", "channel:0.6", "--steps", "1",
+                 "--epochs", "0", "--data", str(tmp_path / "mine.npz"),
+                 "--out", str(tmp_path / "c60")]) == 0
+    err = capsys.readouterr().err
+    assert "--structured is deprecated; it is now --prune channel:R" in err
+    scored = json.loads((tmp_path / "c60" / "pruning.json").read_text())["scored_on"]
+    # the .npz has no split of its own: 20% held out, never trained on
+    assert (scored["samples"], scored["train_samples"]) == (40, 160)

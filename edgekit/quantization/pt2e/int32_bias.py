@@ -5,11 +5,10 @@ whose scale is input scale × weight scale (per output channel). litert's quanti
 the bias float in the PT2E graph and the converter rounds it to that grid, so a model that
 trained with the float bias is not the one deployed: each output is off by up to half a
 bias step, and where that straddles a rounding boundary of the output the file gives one
-step more or less. Over a deep net these steps compound into changed predictions. On a
-random three-conv net (one-off probe, 2026-11-23) 0.16% of output elements were one step
-off in XNNPACK with float biases and 0.003% with the biases rounded as here. TFLite's
-builtin kernels stay at about 0.3% either way: their fixed-point requantization rounds
-differently again, which this does not emulate.
+step more or less. Over a deep net these steps compound into changed predictions.
+Rounding as here removes nearly all of them in XNNPACK; TFLite's builtin kernels are
+unchanged: their fixed-point requantization rounds differently again, which this does not
+emulate (docs/results.md, "One-off checks").
 
 The converter cannot lower an int32 Q/DQ pair on a bias, so the rounding is done in two
 places instead:

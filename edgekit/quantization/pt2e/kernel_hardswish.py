@@ -5,10 +5,9 @@ int8 HARD_SWISH with TFLite's own kernel (XNNPACK does not take it: its outputs 
 builtin kernels' on every input), which works in 16-bit fixed point
 (``tflite::reference_ops::HardSwish``): the input on a 2^7 finer scale, its output-scale
 value and its "relu-ish" gate each from a rounded 16-bit multiplier, their product
-truncated, then a rounding shift. On 0.4–0.8% of the int8 inputs of a one-op file its
-result is a step away from the float formula's (one-off probe, 2026-11-24); in
-MobileNetV3-large the first hard-swish had 0.18% of its outputs a step off while its input
-matched, and the net's 21 hard-swishes compounded that to half its logits.
+truncated, then a rounding shift. On a few int8 inputs its result is a step away from the
+float formula's, and over MobileNetV3-large's hard-swishes those steps compounded to half
+its logits (docs/results.md, "One-off checks").
 ``tflite_hardswish`` reproduces the kernel: it matches LiteRT on all 256 inputs of a one-op
 file at every range tried (tests/quantization/pt2e/test_kernel_hardswish.py runs four).
 
@@ -16,9 +15,8 @@ During QAT a ``KernelHardswish`` sits between each hard-swish and its output qua
 its value is the kernel's result on the quantized input, its gradient the float
 hard-swish's (straight-through). ``quantize_for_tflite`` inserts it after calibration:
 the kernel needs the output quantizer's calibrated scale (inserted before, it skewed
-MobileNetV3-small's calibrated ranges: 0.876 test accuracy after QAT against 0.956,
-one-off 2026-11-24). ``qat_tflite._convert`` removes it before ``convert_pt2e``; the
-file's kernel computes it.
+MobileNetV3-small's calibrated ranges and its accuracy after QAT).
+``qat_tflite._convert`` removes it before ``convert_pt2e``; the file's kernel computes it.
 """
 
 from __future__ import annotations

@@ -237,10 +237,10 @@ def _calibrate(prepared: torch.fx.GraphModule, calib: torch.Tensor, batch_size: 
 
     A moving-average observer moves 1% toward each tensor it sees. When several tensors
     share one quantizer (a concat and its private producers) the first one seen sets the
-    range and the others are clipped to it: ESPNet's calibrated QAT graph scored mIoU 0.196
-    against 0.664 for PTQ from the same checkpoint (one-off check, 2026-11-23), 0.666 with
-    min/max calibration. So calibration runs them as the plain min/max observer they
-    subclass (same buffers), and QAT's moving average starts from that range.
+    range and the others are clipped to it (ESPNet's calibrated QAT graph fell far below PTQ
+    from the same checkpoint; docs/results.md, "One-off checks"). So calibration runs them
+    as the plain min/max observer they subclass (same buffers), and QAT's moving average
+    starts from that range.
     """
     import torch
     from torchao.quantization.pt2e.observer import MinMaxObserver, MovingAverageMinMaxObserver

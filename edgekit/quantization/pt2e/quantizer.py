@@ -184,9 +184,8 @@ def _input_spec(arg: Node, act: QuantizationSpec) -> QuantizationSpecBase:
     LOGISTIC and SOFTMAX write int8 at the fixed 1/256 scale, and the converter lets the
     consumer read that tensor as it is, also through same-scale ops (RESHAPE, …). With
     ``act`` on the edge, PT2E re-quantized it to an observed range first (a second rounding
-    the file does not have): ESPNetv2's gate MUL (``x * sigmoid(g)``) was then 1.7% of
-    elements a step off in XNNPACK while both of its inputs matched exactly (one-off
-    probe, 2026-11-23).
+    the file does not have): ESPNetv2's gate MUL (``x * sigmoid(g)``) was then a step off
+    in XNNPACK on some elements while both of its inputs matched exactly.
     """
     spec = _output_spec(arg)
     return spec if isinstance(spec, FixedQParamsQuantizationSpec) else act
@@ -217,8 +216,8 @@ def _annotate_concat(node: Node, tensors: list[Node], act, out_act, order: dict)
     other input with one int8→int8 QUANTIZE. A Q/DQ graph with separate quantizers rounds
     such inputs twice (own scale, then the concat's), which is not what LiteRT runs:
     ShuffleNetV2's branch outputs were off by up to 4 steps at every concat, and so were a
-    quarter of an ESPNetv2 EESP unit's concat outputs, its last hierarchical sum (one-off
-    probe, 2026-11-23: 30% of those elements one step off, 0 with every input shared).
+    quarter of an ESPNetv2 EESP unit's concat outputs, its last hierarchical sum (none with
+    every input shared; docs/results.md, "One-off checks").
     The private producers and the concat output share one quantizer (rooted at the
     earliest producer: observers are created in graph order); the other inputs' edges
     share it too, so each is re-scaled once, as the QUANTIZE does. PT2E then puts those

@@ -3,11 +3,11 @@
 A concat runs in int8 with one scale for its inputs and its output, so PT2E gives them one
 shared fake-quant, called at each of those places in the graph. Its moving-average
 observer moves 1% toward each tensor it is called with. With tensors of different ranges
-it settles between them, and the widest is clipped. In a one-off check (2026-11-23), two
-branches whose ranges were 10x apart shared one range; 300 training forwards after
-calibration pulled it to about half of the wider branch's range, and the deployed file
-keeps the learned range. Here the observer gathers the min and max of all its call sites
-and moves once per forward, toward their union, as it would for a single tensor.
+it settles between them, and the widest is clipped (two branches whose ranges were 10x
+apart ended near half of the wider one's; docs/results.md, "One-off checks"), and the
+deployed file keeps the learned range. Here the observer gathers the min and max of all
+its call sites and moves once per forward, toward their union, as it would for a single
+tensor.
 """
 
 from __future__ import annotations

@@ -5,9 +5,7 @@ input's scale; the Q/DQ graph computes in float and rounds half to even. Where t
 kernel's exact result lands on a half step the two differ by one step:
 
 - AVERAGE_POOL_2D divides the raw sum with rounding half away from zero. A 2×2 pool's
-  mean is a k/4 fraction, a tie on about 1 in 8 outputs (one-off probe, 2026-11-23:
-  12.6% of outputs one step off with half to even, 0 in XNNPACK and 0.04% in the builtin
-  kernels with half away from zero).
+  mean is a k/4 fraction, a tie on about 1 in 8 outputs.
 - RESIZE_BILINEAR: XNNPACK's ``s8-ibilinear`` (the default CPU path) interpolates with
   Q11 weights and rounds half up (``asr(acc + 2^21, 22)``). A ×2 half-pixel resize has
   weights 1/4 and 3/4, so its outputs are k/16 fractions and ties are common. (TFLite's
@@ -16,9 +14,8 @@ kernel's exact result lands on a half step the two differ by one step:
   XNNPACK rounds the raw mean half to even. The Q/DQ graph rounds half to even too, but
   after subtracting the zero point, so with an odd zero point every tie lands one step
   apart; and its float sum of N dequantized values puts a tie a few ulps to either side.
-  Over 2×2 a quarter of the means are ties (one-off probe, 2026-11-23: 24.9% of outputs
-  one step off with zero point 5, 0 with this rule; over 8×8, 0.34% off from float noise).
-  The builtin kernel rounds differently again (1–6% off under every rule we tried).
+  Over 2×2 a quarter of the means are ties. The builtin kernel rounds differently again
+  (no rule we tried matched it). Figures: docs/results.md, "One-off checks".
 
 During QAT a ``TieBreak`` module sits between each such op and its output quantizer
 (which shares the input's scale): it moves an exact tie a hundredth of a step in the

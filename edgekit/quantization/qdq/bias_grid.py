@@ -5,9 +5,8 @@ channel); onnxruntime rounds a float bias onto that grid when it fuses a QDQ Con
 ONNX reference arithmetic (DequantizeLinear → float Conv → QuantizeLinear) adds the float
 bias instead, so near a rounding boundary the deployed output is one step off, and over a
 deep net the steps compound. Rounding the trained model's biases to the grid before export
-makes the model, the file and the fused kernels compute the same thing: a PTQ MobileNetV2
-(7-bit weights) went from 98.9% to 100% agreement between the fused kernels and the file's
-reference arithmetic on 1,000 digits (2026-11-23, docs/results.md).
+makes the model, the file and the fused kernels compute the same thing (a PTQ MobileNetV2
+reached full agreement between them; docs/results.md, "One-off checks").
 
 The grid is read from an export of the model itself: the scales there are the ones the
 deployed file will hold, whatever quantizer placement nncf chose.

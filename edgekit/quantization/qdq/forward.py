@@ -7,9 +7,8 @@ deployed arithmetic: ``q = saturate(round_half_even(x / scale) + zero_point)``, 
 reaches the same grid by another float formula (it shifts by the range's low end and
 multiplies by levels/range), and torch's fake-quant multiplies by 1/scale instead of
 dividing. Near a rounding boundary either one lands a step away from the file, and in a
-deep residual net those steps compound. In a one-off check (2026-11-23, a PTQ ESPNetv2,
-1,000 canvases) nncf's model and the stripped one agreed on 98.86% of the pixels, and
-onnxruntime agreed with the trained model on 98.78%; with this forward, on 99.57%.
+deep residual net those steps compound (a PTQ ESPNetv2 lost about a pixel in a hundred to
+them; docs/results.md, "One-off checks", has the figures).
 
 So each quantizer's forward value here is the ONNX formula, with the scale and zero point
 that strip writes. Its gradients stay nncf's: straight-through to the input, and to the
@@ -17,12 +16,11 @@ learnable range. QAT therefore trains with the arithmetic of the exported file.
 
 Three paths compute that value. With gradients on (QAT steps) one autograd node computes
 only the ONNX value and hands nncf's backward the tensors nncf's own node saves: the same
-gradients, and a MobileNetV2 QAT epoch about a quarter faster (46 → 34 s in one timing on
-a 2-core box). While nncf traces its graph (``strip``, graph checks) nncf's own op runs and
-its output is overwritten, so the trace sees the quantizer: ``strip`` finds each weight
-through it to clamp the weight into the narrow range, and without that the file stored -128
-where QAT had used -127 (in 2026-12-03's check, 571 MobileNetV2 weights, verifying at 99.5%
-instead of 100%). Any other evaluation computes the ONNX value alone (nncf's op was half
+gradients, in less time than nncf's node. While nncf traces its graph (``strip``, graph
+checks) nncf's own op runs and its output is overwritten, so the trace sees the quantizer:
+``strip`` finds each weight through it to clamp the weight into the narrow range, and
+without that the file stored -128 where QAT had used -127, and the file verified below
+100%. Any other evaluation computes the ONNX value alone (nncf's op was a large part of
 the cost of evaluating the QAT model).
 """
 

@@ -7,8 +7,8 @@ written:
   becomes uint8 with zero point z + 128. ``saturate_u8(round(x/s) + z + 128)`` is the int8
   value plus 128 and dequantizes to the same float. onnxruntime fuses Conv/Add into
   QLinearConv/QLinearAdd only when input and output have one type; with post-ReLU tensors
-  in uint8 and signed ones in int8, MobileNetV2 kept 15 of its 52 convs in float, between
-  Q/DQ and layout transposes (2026-11-23, docs/results.md).
+  in uint8 and signed ones in int8, MobileNetV2 kept many of its convs in float, between
+  Q/DQ and layout transposes (docs/results.md, "One-off checks").
 * ``requantize_after_data_movement``: after each op that only moves quantized values
   (Reshape, Transpose, Slice, Concat of one grid, ...), a Q/DQ pair with the source grid.
   Re-quantizing a value already on the grid returns it unchanged, and the pair lets

@@ -66,8 +66,8 @@ def quantize_qdq(
     from edgekit.quantization.qdq.forward import use_qdq_forward
 
     # nncf builds its CPU extension on first use (and again whenever another environment
-    # built the shared cache last) under a 60 s limit; on a busy 2-core box the build alone
-    # took longer (2026-11-23). Allow 10 min unless the user chose a limit.
+    # built the shared cache last) under a 60 s limit, which a busy 2-core box can exceed
+    # with the build alone. Allow 10 min unless the user chose a limit.
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(NNCF_EXTENSION_TIMEOUT_S))
     torch.manual_seed(config.seed)
     calib = sample_inputs(source, config.calibration_size, seed=config.seed)

@@ -70,9 +70,8 @@ def use_7bit_weights(qmodel: Any, example: Any) -> int:
     values on the 7-bit step. (nncf's own overflow fix instead doubles an 8-bit
     quantizer's range for the torch backend, which QAT's trainable scale can shrink back.)
     Depthwise convs keep 8 bits: onnxruntime runs them in a kernel that sums in 32 bits
-    (a PTQ MobileNetV2 and ShuffleNetV2 with 8-bit depthwise weights agreed with their
-    fused kernels on 100% of 1,000 digits, 2026-11-23), and with 9 weights per channel
-    they lose the most from a coarser step.
+    (8-bit depthwise weights agreed with the fused kernels: docs/results.md, "One-off
+    checks"), and with 9 weights per channel they lose the most from a coarser step.
     """
     from nncf.torch.function_hook.hook_storage import decode_hook_name
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph

@@ -12,7 +12,7 @@ from edgekit.models import create_model, get_model_spec, list_models  # noqa: E4
 from edgekit.models.lowbit.nets import dense_equivalent_hidden  # noqa: E402
 
 LOWBIT_MODELS = {"binary_mlp": "binary", "xnor_convnet": "xnor", "ternary_lenet5": "twn",
-                 "ttq_resnet8": "ttq", "hashed_mlp": "hashed"}
+                 "ttq_resnet8": "ttq", "hashed_mlp": "hashed", "bireal_net": "binary"}
 
 
 def test_all_lowbit_models_are_registered():
