@@ -1,5 +1,5 @@
-"""Quantizers on conv outputs that feed an activation onnxruntime cannot fuse, so the conv
-runs as an int8 kernel (onnxruntime target only).
+"""Quantizers on conv (and linear) outputs that feed an activation onnxruntime cannot fuse,
+so the layer runs as an int8 kernel (onnxruntime target only).
 
 onnxruntime fuses ``DequantizeLinear → Conv → QuantizeLinear`` into ``QLinearConv`` only
 when a QuantizeLinear reads the conv's output. ReLU (and Clip) between them is dropped when
@@ -9,10 +9,13 @@ MobileNetV3-small file (224 px, 1 thread, AVX-512 VNNI CPU, 2026-12-07) 36 of 52
 in float behind a DequantizeLinear of their int8 weights, and the int8 file was ~3x slower
 than fp32. onnxruntime's own ``quantize_static`` quantizes every conv output instead.
 
-Here each such conv gets a signed int8 per-tensor quantizer on its output, calibrated to
-the largest magnitude it produces on the calibration samples. It is an nncf quantizer like
-the others: QAT learns its range, the ONNX Q/DQ forward and ``nncf.strip`` handle it, and
-the exported pair sits between the conv and the activation, where onnxruntime fuses it.
+(MobileNetV3's classifier Linear + hard-swish: the same, DQ → Gemm in float.)
+
+Here each such conv or linear layer gets a signed int8 per-tensor quantizer on its output,
+calibrated to the largest magnitude it produces on the calibration samples. It is an nncf
+quantizer like the others: QAT learns its range, the ONNX Q/DQ forward and ``nncf.strip``
+handle it, and the exported pair sits between the layer and the activation, where
+onnxruntime fuses it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 # nncf metatype names of activations onnxruntime runs in float after an int8 conv
 UNFUSED_ACTIVATIONS = frozenset({"hardswish", "hardsigmoid", "silu", "gelu", "sigmoid",
                                  "tanh", "elu", "mish"})
-_CONVS = frozenset({"conv2d", "conv1d", "conv_transpose2d"})
+_KERNELS = frozenset({"conv2d", "conv1d", "conv_transpose2d", "linear"})
 
 
 class _MaxAbs(torch.nn.Module):
@@ -41,8 +44,8 @@ class _MaxAbs(torch.nn.Module):
 
 
 def convs_before_unfused_activations(qmodel: Any, example: torch.Tensor) -> list[str]:
-    """nncf op names of the weight-quantized convs whose every reader is an activation
-    onnxruntime cannot fold into a QuantizeLinear."""
+    """nncf op names of the weight-quantized convs and linear layers whose every reader is
+    an activation onnxruntime cannot fold into a QuantizeLinear."""
     from nncf.torch.function_hook.hook_storage import decode_hook_name
     from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
     from nncf.torch.function_hook.wrapper import get_hook_storage
@@ -53,7 +56,7 @@ def convs_before_unfused_activations(qmodel: Any, example: torch.Tensor) -> list
     graph = build_nncf_graph(qmodel, example)
     names = []
     for node in graph.get_all_nodes():
-        if node.node_type not in _CONVS or node.node_name not in weight_quantized:
+        if node.node_type not in _KERNELS or node.node_name not in weight_quantized:
             continue
         if node.node_name in output_quantized:
             continue
@@ -64,7 +67,7 @@ def convs_before_unfused_activations(qmodel: Any, example: torch.Tensor) -> list
 
 
 def quantize_conv_outputs(qmodel: Any, calib: torch.Tensor, batch_size: int) -> int:
-    """Add a calibrated signed int8 quantizer on the output of each conv
+    """Add a calibrated signed int8 quantizer on the output of each layer
     ``convs_before_unfused_activations`` names; return how many."""
     from nncf.torch.function_hook.wrapper import get_hook_storage, register_post_function_hook
     from nncf.torch.quantization.layers import SymmetricQuantizer
