@@ -10,7 +10,8 @@ written:
   in uint8 and signed ones in int8, MobileNetV2 kept 15 of its 52 convs in float, between
   Q/DQ and layout transposes (2026-11-23, docs/results.md).
 * ``requantize_after_data_movement``: after each op that only moves quantized values
-  (Reshape, Transpose, Slice, Concat of one grid, ...), a Q/DQ pair with the source grid.
+  (Reshape, Transpose, Slice, Concat of one grid, MaxPool, ...), a Q/DQ pair with the
+  source grid.
   Re-quantizing a value already on the grid returns it unchanged, and the pair lets
   onnxruntime run the op on uint8 and fuse the conv behind it (ShuffleNet's channel
   shuffle and split sit between a DQ and the next conv).
@@ -24,9 +25,11 @@ import numpy as np
 
 from edgekit.quantization.qdq.onnx_fold import drop_unused
 
-# ops whose data output holds (a selection or rearrangement of) their data inputs' values
+# ops whose data output holds (a selection or rearrangement of) their data inputs' values;
+# a max of values on one grid is one of them. (LeNet-5 at 224 px: DQ → MaxPool → Flatten →
+# Gemm kept its 70 MB fc1 in float, dequantizing the weights on every call, 2026-12-07.)
 DATA_MOVEMENT = {"Reshape", "Transpose", "Slice", "Flatten", "Squeeze", "Unsqueeze",
-                 "Split", "Concat"}
+                 "Split", "Concat", "MaxPool", "GlobalMaxPool"}
 
 
 class GraphIndex:
@@ -108,7 +111,8 @@ def requantize_after_data_movement(proto: Any) -> int:
         if not grids or any(gr is None or not _same(gr[:2], grids[0][:2]) for gr in grids):
             continue
         _, _, scale, zero = grids[0]
-        for out in node.output:
+        # Split's outputs are all data; MaxPool's second one (if any) holds indices
+        for out in node.output if node.op_type == "Split" else node.output[:1]:
             if out in g.outputs:
                 continue
             readers = g.consumers.get(out, [])

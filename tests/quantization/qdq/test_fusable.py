@@ -84,3 +84,31 @@ def test_qat_file_with_conv_output_quantizers_matches_the_trained_model(trained,
     assert len(conv_outputs) == 3
     x = block_data(8, seed=4).x
     assert np.isfinite(qm.model(torch.from_numpy(x)).detach().numpy()).all()
+
+
+class PoolThenLinear(torch.nn.Module):
+    """LeNet-5's pattern: conv, max-pool, flatten, then a linear layer and a ReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.features = nn.Sequential(nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.fc1 = nn.Linear(6 * 6 * 6, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(torch.flatten(self.features(x), 1))))
+
+
+def test_linear_after_max_pool_fuses_into_an_int8_gemm(tmp_path):
+    torch.manual_seed(0)
+    net = PoolThenLinear().eval()
+    qm = quantize(net, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=64),
+                  calib_data=block_data(64))
+    path = export_onnx(qm, tmp_path / "ort.onnx").path
+    ops = _optimized_ops(path, tmp_path)
+    # fc1 reads a re-quantized max-pool output; fc2 writes the float logits, so it has no
+    # QuantizeLinear to fuse with and stays a float Gemm
+    assert ops.count("QGemm") == 1 and ops.count("QLinearConv") == 1
+    assert ops.count("Gemm") == 1
+    assert verify(path, qm.model, block_data(256, seed=3)).agreement >= 0.995
