@@ -107,6 +107,10 @@ class QuantConfig:
     (``TrainConfig.distill``, temperature 2); 0 (the default) trains on the labels alone.
     ``bias_correction``: nncf's fast bias correction at calibration (TensorRT and
     onnxruntime targets; ``nncf_advanced_parameters`` says why it is off by default).
+    ``keep_float``: module paths (``features.1``, ``classifier.0``) whose ops stay float,
+    without quantizers (TensorRT and onnxruntime targets): a per-layer precision plan, e.g.
+    the blocks whose int8 form was measured slower than float
+    (``edgekit.bench.layer_latency.compare_layers``).
     ``checkpoint``: a file the QAT epochs are saved to after each epoch; a run stopped
     mid-QAT and started again with the same file continues after its last epoch
     (``edgekit.training.train(checkpoint=...)``).
@@ -122,6 +126,7 @@ class QuantConfig:
     distill: float = DEFAULT_DISTILL
     bias_correction: bool = False
     checkpoint: str | None = None
+    keep_float: tuple[str, ...] = ()
     progress: bool = True  # a line per QAT epoch (on a terminal, a bar with ETA)
 
     def __post_init__(self) -> None:
@@ -138,6 +143,13 @@ class QuantConfig:
             raise InvalidInputError(f"QuantConfig.lr must be > 0, got {self.lr!r}")
         if not 0 <= self.distill <= 1:
             raise InvalidInputError(f"QuantConfig.distill must be in [0, 1], got {self.distill!r}")
+        if isinstance(self.keep_float, str) or not all(
+                isinstance(m, str) and m.strip(".") for m in self.keep_float):
+            raise InvalidInputError("QuantConfig.keep_float must be a sequence of module "
+                                    f"paths, got {self.keep_float!r}")
+        if self.keep_float and self.target == "tflite":
+            raise InvalidInputError("QuantConfig.keep_float is for the tensorrt and "
+                                    "onnxruntime targets")
         if self.bias_correction and self.target == "tflite":
             raise InvalidInputError("QuantConfig.bias_correction is nncf's; the tflite target "
                                     "quantizes with PT2E, which has none")

@@ -22,6 +22,7 @@ from edgekit.quantization.finetune import fine_tune
 from edgekit.quantization.qdq.fusable import quantize_conv_outputs
 from edgekit.quantization.qdq.scheme import (
     force_signed_activations,
+    kept_float_scope,
     nncf_advanced_parameters,
     use_7bit_weights,
 )
@@ -73,6 +74,9 @@ def quantize_qdq(
     calib = sample_inputs(source, config.calibration_size, seed=config.seed)
     scheme = scheme_for(config.target)
     prepared = _prepare(model, calib[: min(len(calib), 8)])
+    unknown = set(config.keep_float) - {name for name, _ in prepared.named_modules()}
+    if unknown:
+        raise InvalidInputError(f"keep_float names no module of the model: {sorted(unknown)}")
     batches = list(torch.split(calib, config.batch_size))
     try:
         qmodel = nncf.quantize(
@@ -82,6 +86,7 @@ def quantize_qdq(
             subset_size=len(batches),
             advanced_parameters=nncf_advanced_parameters(
                 scheme, bias_correction=config.bias_correction),
+            ignored_scope=kept_float_scope(config.keep_float),
         )
     except EdgekitError:
         raise

@@ -44,6 +44,17 @@ def nncf_advanced_parameters(scheme: QuantScheme, *, bias_correction: bool = Fal
     )
 
 
+def kept_float_scope(modules: tuple[str, ...]) -> Any:
+    """nncf's IgnoredScope for every op inside the given module paths (nncf names an op
+    ``features/1/0/conv2d/0``: the module path with slashes, the op, its call index)."""
+    import re
+
+    import nncf
+
+    patterns = [f"^{re.escape(m.strip('.').replace('.', '/'))}/" for m in modules]
+    return nncf.IgnoredScope(patterns=patterns, validate=False)
+
+
 def force_signed_activations(qmodel: Any) -> int:
     """Make every unsigned (post-ReLU, uint8) nncf quantizer signed int8; return how many.
 

@@ -112,3 +112,19 @@ def test_linear_after_max_pool_fuses_into_an_int8_gemm(tmp_path):
     assert ops.count("QGemm") == 1 and ops.count("QLinearConv") == 1
     assert ops.count("Gemm") == 1
     assert verify(path, qm.model, block_data(256, seed=3)).agreement >= 0.995
+
+
+def test_kept_float_modules_get_no_quantizers_and_still_verify(trained, tmp_path):
+    from edgekit.core.errors import InvalidInputError
+
+    config = QuantConfig(target="onnxruntime", mode="ptq", calibration_size=64,
+                         keep_float=("body.3",))  # the depthwise conv
+    qm = quantize(trained, config, calib_data=block_data(64))
+    path = export_onnx(qm, tmp_path / "mixed.onnx").path
+    ops = _optimized_ops(path, tmp_path)
+    assert ops.count("QLinearConv") == 2  # the other two convs stay int8
+    assert ops.count("Conv") + ops.count("FusedConv") == 1
+    assert verify(path, qm.model, block_data(256, seed=3)).agreement >= 0.995
+    with pytest.raises(InvalidInputError, match="no module"):
+        quantize(trained, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=64,
+                                      keep_float=("body.99",)), calib_data=block_data(64))
