@@ -23,6 +23,9 @@ interleaving is there so the *ratios* of one family compare files under the same
 convs and Gemms onnxruntime runs as int8 kernels (QLinearConv, QGemm, ...) against float
 Conv/Gemm nodes left in the int8 file. ``--layers FAMILY`` adds the per-layer table of
 that family (``edgekit.bench.layer_latency.compare_layers``, fp32 vs edgekit int8).
+``--plan``: each family's measured keep-float plan (``QuantConfig.keep_float``: the blocks
+whose int8 kernels the profiler timed slower than float), made, verified and timed again
+with the other files (``planned_*``; ``plan_round.*`` are that second round's times).
 
     python benchmarks/precision.py --out results/precision --json results/precision.json
 """
@@ -62,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse-files", action="store_true",
                    help="time the files already in --out instead of making them again")
     p.add_argument("--layers", default="", help="family whose per-layer table is added")
+    p.add_argument("--plan", action="store_true",
+                   help="also make and time each family's measured keep-float plan")
     return p
 
 
@@ -123,7 +128,47 @@ def _family(name: str, out: Path, args: argparse.Namespace, flags: list[str]
         fused, left = _fused_kernels(paths[key])
         row[f"{key}_int8_kernels"], row[f"{key}_float_kernels"] = fused, left
     row["bytes"] = {key: p.stat().st_size for key, p in paths.items()}
+    if args.plan:
+        row.update(_planned(name, paths, args))
     return row
+
+
+def _planned(name: str, paths: dict[str, Path], args: argparse.Namespace) -> dict[str, Any]:
+    """The family's keep-float plan: every model block whose int8 kernels were measured
+    slower than its float ones (``compare_layers``, interleaved rounds, medians) stays float.
+    The planned file is made, verified, and timed again beside the other four."""
+    from edgekit.bench.layer_latency import compare_layers
+    from edgekit.calibration import calibration_crops
+    from edgekit.export.onnx import export_onnx
+    from edgekit.export.verify import verify
+    from edgekit.models import create_model
+    from edgekit.quantization import QuantConfig, quantize
+
+    model = create_model(name, num_classes=10, in_channels=3, input_size=SIZE).eval()
+    modules = {m for m, _ in model.named_modules() if m}
+    rows = compare_layers(paths["fp32"], paths["int8"], runs=args.runs, rounds=args.rounds)
+    plan = sorted(str(r["layer"]) for r in rows if r["layer"] in modules
+                  and 0 < float(r["fp32_us"]) < float(r["int8_us"]))
+    # a block inside a kept one is kept with it
+    plan = [m for m in plan if not any(m.startswith(k + ".") for k in plan)]
+    out: dict[str, Any] = {"plan": plan}
+    if not plan:
+        return out
+    calib = calibration_crops(32, size=SIZE, channels=3)
+    qm = quantize(model, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=32,
+                                     batch_size=8, keep_float=tuple(plan)), calib_data=calib)
+    planned = paths["int8"].with_name(f"{name}-{SIZE}.planned.onnx")
+    export_onnx(qm, planned)
+    check = calibration_crops(64, size=SIZE, channels=3, seed=1)
+    out["planned_verify_agreement"] = round(float(verify(planned, qm.model, check,
+                                                         batch_size=16).agreement), 4)
+    ms = _interleaved_medians({**paths, "planned": planned}, rounds=args.rounds, runs=args.runs)
+    best = min(ms["vendor_u8s8"], ms["vendor_s8s8"])
+    out.update({f"plan_round.{key}_ms": round(v, 3) for key, v in ms.items()})
+    out["planned_vs_fp32"] = round(ms["fp32"] / ms["planned"], 3)
+    out["planned_vs_vendor_best"] = round(best / ms["planned"], 3)
+    out["planned_vs_int8"] = round(ms["int8"] / ms["planned"], 3)
+    return out
 
 
 def _make_files(name: str, paths: dict[str, Path], flags: list[str]) -> float:
@@ -204,6 +249,11 @@ def _metrics(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
         agreements = [r["verify_agreement"] for r in ok.values() if "verify_agreement" in r]
         if agreements:
             metrics["verify_agreement_min"] = min(agreements)
+    planned = [r for r in ok.values() if "planned_vs_fp32" in r]
+    if planned:
+        metrics["ort_planned_vs_fp32_min"] = min(r["planned_vs_fp32"] for r in planned)
+        metrics["ort_planned_vs_vendor_best_min"] = min(r["planned_vs_vendor_best"]
+                                                        for r in planned)
     for name, row in ok.items():
         metrics[f"{name}.int8_vs_fp32"] = row["int8_vs_fp32"]
         metrics[f"{name}.int8_vs_vendor_best"] = row["int8_vs_vendor_best"]
@@ -213,12 +263,20 @@ def _metrics(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
 def _line(name: str, row: dict[str, Any]) -> str:
     if "error" in row:
         return f"{name:<20}error: {row['error']}"
+    plan = ""
+    if "planned_vs_fp32" in row:
+        plan = (f"\n{'  planned':<20}keep float {','.join(row['plan'])}: "
+                f"{row['planned_vs_fp32']:.2f}x fp32, {row['planned_vs_vendor_best']:.2f}x "
+                f"vendor best, {row['planned_vs_int8']:.2f}x int8 (same rounds), "
+                f"agreement {row['planned_verify_agreement']:.4f}")
+    elif "plan" in row:
+        plan = f"\n{'  planned':<20}no block measured slower in int8"
     fused = f"{row['int8_int8_kernels']}/{row['int8_int8_kernels'] + row['int8_float_kernels']}"
     agree = row.get("verify_agreement")
     return (f"{name:<20}{row['fp32_ms']:>9.3f}{row['int8_ms']:>9.3f}"
             f"{row['vendor_u8s8_ms']:>9.3f}{row['vendor_s8s8_ms']:>9.3f}"
             f"{row['int8_vs_fp32']:>8.2f}x{row['int8_vs_vendor_best']:>8.2f}x{fused:>8}"
-            f"{'' if agree is None else f'{agree:.4f}':>8}")
+            f"{'' if agree is None else f'{agree:.4f}':>8}{plan}")
 
 
 def _print_layers(rows: list[dict[str, Any]], top: int = 15) -> None:

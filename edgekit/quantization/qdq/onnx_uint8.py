@@ -124,6 +124,37 @@ def requantize_after_data_movement(proto: Any) -> int:
     return inserted
 
 
+def shapes_from_quantized(proto: Any) -> int:
+    """Let each Shape node that reads a dequantized activation read the quantized tensor
+    (same shape), and drop the DequantizeLinear nodes nothing reads any more; return how
+    many Shape nodes were rewired.
+
+    A dynamic-batch export computes reshape targets at run time (``b, c, h, w = x.shape``
+    in ShuffleNet's channel shuffle). A Shape fed by a DequantizeLinear makes onnxruntime
+    dequantize the whole tensor for its shape alone: ShuffleNetV2 at 224 px ran 79
+    DequantizeLinear nodes against the vendor file's 30, 14% of its time (2026-12-07).
+    """
+    g = GraphIndex(proto.graph)
+    rewired = 0
+    for node in proto.graph.node:
+        source = g.producer.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is None or source.op_type != "DequantizeLinear" \
+                or source.input[0] in g.constants:
+            continue
+        node.input[0] = source.input[0]
+        rewired += 1
+    while True:
+        read = {name for n in proto.graph.node for name in n.input} | g.outputs
+        dead = [n for n in proto.graph.node
+                if n.op_type == "DequantizeLinear" and n.output[0] not in read]
+        for n in dead:
+            proto.graph.node.remove(n)
+        if not dead:
+            break
+    drop_unused(proto.graph)
+    return rewired
+
+
 def _insert_qdq(graph: Any, after: Any, tensor: str, readers: list[Any], scale: str,
                 zero: str) -> None:
     from onnx import helper

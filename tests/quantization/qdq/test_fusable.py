@@ -128,3 +128,22 @@ def test_kept_float_modules_get_no_quantizers_and_still_verify(trained, tmp_path
     with pytest.raises(InvalidInputError, match="no module"):
         quantize(trained, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=64,
                                       keep_float=("body.99",)), calib_data=block_data(64))
+
+
+def test_shapes_are_read_from_quantized_tensors(tmp_path):
+    """ShuffleNet's channel shuffle reads x.shape at run time: no Shape may make
+    onnxruntime dequantize a whole tensor (arithmetic: test_ort_target's rewrite test)."""
+    from edgekit.export.onnx import read_metadata
+    from edgekit.quantization.qdq.onnx_uint8 import GraphIndex
+    from tests.export.test_ort_target import SIZE, ShuffleBlockNet
+
+    torch.manual_seed(1)
+    qm = quantize(ShuffleBlockNet().eval(), QuantConfig(target="onnxruntime", mode="ptq",
+                                                        calibration_size=64),
+                  calib_data=block_data(64, size=SIZE))
+    path = export_onnx(qm, tmp_path / "shuffle.onnx").path
+    assert int(read_metadata(path)["shapes_read_from_quantized"]) >= 1
+    g = GraphIndex(onnx.load(str(path)).graph)
+    shapes = [n for n in g.graph.node if n.op_type == "Shape"]
+    assert shapes and all(g.producer[n.input[0]].op_type != "DequantizeLinear" for n in shapes)
+    assert verify(path, qm.model, block_data(128, seed=3, size=SIZE)).agreement >= 0.995
