@@ -257,9 +257,9 @@ def _metrics(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
         metrics["ort_deployed_vs_fp32_min"] = min(r["int8_vs_fp32"] for r in ok.values())
         metrics["ort_deployed_vs_vendor_best_min"] = min(r["int8_vs_vendor_best"]
                                                          for r in ok.values())
-        metrics["ort_vendor_u8s8_vs_fp32_min"] = min(r["vendor_u8s8_vs_fp32"]
-                                                     for r in ok.values()
-                                                     if "vendor_u8s8_vs_fp32" in r)
+        u8s8 = [r["vendor_u8s8_vs_fp32"] for r in ok.values() if "vendor_u8s8_vs_fp32" in r]
+        if u8s8:
+            metrics["ort_vendor_u8s8_vs_fp32_min"] = min(u8s8)
         agreements = [r["verify_agreement"] for r in ok.values() if "verify_agreement" in r]
         if agreements:
             metrics["verify_agreement_min"] = min(agreements)
