@@ -107,9 +107,9 @@ class QuantConfig:
     (``TrainConfig.distill``, temperature 2); 0 (the default) trains on the labels alone.
     ``bias_correction``: nncf's fast bias correction at calibration (TensorRT and
     onnxruntime targets; ``nncf_advanced_parameters`` says why it is off by default).
-    ``keep_float``: module paths (``features.1``, ``classifier.0``) whose ops stay float,
-    without quantizers (TensorRT and onnxruntime targets): a per-layer precision plan, e.g.
-    the blocks whose int8 form was measured slower than float
+    ``keep_float``: module paths (``features.1``, ``classifier.0``) whose weights stay
+    float, their inputs still quantized (TensorRT and onnxruntime targets): a per-layer
+    precision plan, e.g. the blocks whose int8 form was measured slower than float
     (``edgekit.bench.layer_latency.compare_layers``).
     ``checkpoint``: a file the QAT epochs are saved to after each epoch; a run stopped
     mid-QAT and started again with the same file continues after its last epoch

@@ -22,7 +22,7 @@ from edgekit.quantization.finetune import fine_tune
 from edgekit.quantization.qdq.fusable import quantize_conv_outputs
 from edgekit.quantization.qdq.scheme import (
     force_signed_activations,
-    kept_float_scope,
+    keep_weights_float,
     nncf_advanced_parameters,
     use_7bit_weights,
 )
@@ -86,12 +86,13 @@ def quantize_qdq(
             subset_size=len(batches),
             advanced_parameters=nncf_advanced_parameters(
                 scheme, bias_correction=config.bias_correction),
-            ignored_scope=kept_float_scope(config.keep_float),
         )
     except EdgekitError:
         raise
     except Exception as exc:  # nncf/torch raise many types for an untraceable model
         raise ExportError(f"nncf could not quantize the model: {first_line(exc)}") from exc
+    if config.keep_float:
+        keep_weights_float(qmodel, config.keep_float)
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
     seven_bit = use_7bit_weights(qmodel, calib[:1]) if scheme.weight_bits == 7 else 0
     if config.target == "onnxruntime":  # so its convs fuse into int8 kernels

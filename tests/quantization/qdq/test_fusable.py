@@ -125,6 +125,14 @@ def test_kept_float_modules_get_no_quantizers_and_still_verify(trained, tmp_path
     assert ops.count("QLinearConv") == 2  # the other two convs stay int8
     assert ops.count("Conv") + ops.count("FusedConv") == 1
     assert verify(path, qm.model, block_data(256, seed=3)).agreement >= 0.995
+
+    # a kept layer still reads a quantized input, so the layer before it stays fused
+    torch.manual_seed(0)
+    qm = quantize(PoolThenLinear().eval(), QuantConfig(
+        target="onnxruntime", mode="ptq", calibration_size=64, keep_float=("fc2",)),
+        calib_data=block_data(64))
+    ops = _optimized_ops(export_onnx(qm, tmp_path / "lenet.onnx").path, tmp_path)
+    assert ops.count("QGemm") == 1 and ops.count("Gemm") == 1  # fc1 int8, fc2 float
     with pytest.raises(InvalidInputError, match="no module"):
         quantize(trained, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=64,
                                       keep_float=("body.99",)), calib_data=block_data(64))
