@@ -132,7 +132,10 @@ def _family(name: str, out: Path, args: argparse.Namespace, flags: list[str]
         row[f"{key}_int8_kernels"], row[f"{key}_float_kernels"] = fused, left
     row["bytes"] = {key: p.stat().st_size for key, p in paths.items()}
     if args.plan:
-        row.update(_planned(name, paths, args))
+        try:
+            row.update(_planned(name, paths, args))
+        except Exception as exc:  # the plan's failure must not lose the family's row
+            row["plan_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return row
 
 
