@@ -109,6 +109,10 @@ class QuantConfig:
     error on the calibration inputs, ``edgekit.quantization.rounding``).
     ``bias_correction``: give each layer's output channels back, through the bias, the mean
     its weight rounding shifted (on the calibration inputs, weights on the target's grid).
+    ``keep_float``: module paths (``features.1``, ``classifier.0``) whose weights stay
+    float, their inputs still quantized (TensorRT and onnxruntime targets): a per-layer
+    precision plan, e.g. the blocks whose int8 form was measured slower than float
+    (``edgekit.bench.layer_latency.compare_layers``).
     ``checkpoint``: a file the QAT epochs are saved to after each epoch; a run stopped
     mid-QAT and started again with the same file continues after its last epoch
     (``edgekit.training.train(checkpoint=...)``).
@@ -125,6 +129,7 @@ class QuantConfig:
     rounding: str = "nearest"
     bias_correction: bool = False
     checkpoint: str | None = None
+    keep_float: tuple[str, ...] = ()
     progress: bool = True  # a line per QAT epoch (on a terminal, a bar with ETA)
 
     def __post_init__(self) -> None:
@@ -146,6 +151,13 @@ class QuantConfig:
         if self.rounding not in ROUNDING_METHODS:
             raise InvalidInputError(f"QuantConfig.rounding must be one of {ROUNDING_METHODS}, "
                                     f"not {self.rounding!r}")
+        if isinstance(self.keep_float, str) or not all(
+                isinstance(m, str) and m.strip(".") for m in self.keep_float):
+            raise InvalidInputError("QuantConfig.keep_float must be a sequence of module "
+                                    f"paths, got {self.keep_float!r}")
+        if self.keep_float and self.target == "tflite":
+            raise InvalidInputError("QuantConfig.keep_float is for the tensorrt and "
+                                    "onnxruntime targets")
 
 
 @dataclass

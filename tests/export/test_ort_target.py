@@ -72,8 +72,8 @@ def _run(path, x, *, optimized, saved=None):
 def _float_ops(path, tmp_path):
     """(convs onnxruntime's optimized CPU graph runs in float, fused int8 convs and adds).
 
-    (A conv that feeds h-swish stays float in any format: onnxruntime has no fused int8
-    h-swish.)
+    (Convs that feed h-swish get a quantizer on their output for this target:
+    tests/quantization/qdq/test_fusable.py.)
     """
     saved = tmp_path / f"{path.stem}.optimized.onnx"
     _run(path, np.zeros((1, 1, SIZE, SIZE), np.float32), optimized=True, saved=saved)

@@ -15,6 +15,7 @@ from edgekit.core.errors import ExportError, first_line
 from edgekit.quantization.qdq.onnx_fold import fold_weight_quantizers
 from edgekit.quantization.qdq.onnx_uint8 import (
     requantize_after_data_movement,
+    shapes_from_quantized,
     signed_activations_as_uint8,
 )
 from edgekit.quantization.types import QdqQuantizedModel
@@ -57,6 +58,7 @@ def rewrite_for_target(proto: Any, target: str) -> dict[str, str]:
     if target == "onnxruntime":  # TensorRT's Q/DQ must stay int8
         done["activations_as_uint8"] = str(signed_activations_as_uint8(proto))
         done["requantized_after_data_movement"] = str(requantize_after_data_movement(proto))
+        done["shapes_read_from_quantized"] = str(shapes_from_quantized(proto))
     return done
 
 

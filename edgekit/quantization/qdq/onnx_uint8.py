@@ -10,7 +10,8 @@ written:
   in uint8 and signed ones in int8, MobileNetV2 kept many of its convs in float, between
   Q/DQ and layout transposes (docs/results.md, "One-off checks").
 * ``requantize_after_data_movement``: after each op that only moves quantized values
-  (Reshape, Transpose, Slice, Concat of one grid, ...), a Q/DQ pair with the source grid.
+  (Reshape, Transpose, Slice, Concat of one grid, MaxPool, ...), a Q/DQ pair with the
+  source grid.
   Re-quantizing a value already on the grid returns it unchanged, and the pair lets
   onnxruntime run the op on uint8 and fuse the conv behind it (ShuffleNet's channel
   shuffle and split sit between a DQ and the next conv).
@@ -24,9 +25,11 @@ import numpy as np
 
 from edgekit.quantization.qdq.onnx_fold import drop_unused
 
-# ops whose data output holds (a selection or rearrangement of) their data inputs' values
+# ops whose data output holds (a selection or rearrangement of) their data inputs' values;
+# a max of values on one grid is one of them. (LeNet-5 at 224 px: DQ → MaxPool → Flatten →
+# Gemm kept its 70 MB fc1 in float, dequantizing the weights on every call, 2026-12-07.)
 DATA_MOVEMENT = {"Reshape", "Transpose", "Slice", "Flatten", "Squeeze", "Unsqueeze",
-                 "Split", "Concat"}
+                 "Split", "Concat", "MaxPool", "GlobalMaxPool"}
 
 
 class GraphIndex:
@@ -108,7 +111,8 @@ def requantize_after_data_movement(proto: Any) -> int:
         if not grids or any(gr is None or not _same(gr[:2], grids[0][:2]) for gr in grids):
             continue
         _, _, scale, zero = grids[0]
-        for out in node.output:
+        # Split's outputs are all data; MaxPool's second one (if any) holds indices
+        for out in node.output if node.op_type == "Split" else node.output[:1]:
             if out in g.outputs:
                 continue
             readers = g.consumers.get(out, [])
@@ -118,6 +122,37 @@ def requantize_after_data_movement(proto: Any) -> int:
             _insert_qdq(proto.graph, node, out, readers, scale, zero)
             grid_of[f"{out}_requantized"] = grids[0]
     return inserted
+
+
+def shapes_from_quantized(proto: Any) -> int:
+    """Let each Shape node that reads a dequantized activation read the quantized tensor
+    (same shape), and drop the DequantizeLinear nodes nothing reads any more; return how
+    many Shape nodes were rewired.
+
+    A dynamic-batch export computes reshape targets at run time (``b, c, h, w = x.shape``
+    in ShuffleNet's channel shuffle). A Shape fed by a DequantizeLinear makes onnxruntime
+    dequantize the whole tensor for its shape alone: ShuffleNetV2 at 224 px ran 79
+    DequantizeLinear nodes against the vendor file's 30, 14% of its time (2026-12-07).
+    """
+    g = GraphIndex(proto.graph)
+    rewired = 0
+    for node in proto.graph.node:
+        source = g.producer.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is None or source.op_type != "DequantizeLinear" \
+                or source.input[0] in g.constants:
+            continue
+        node.input[0] = source.input[0]
+        rewired += 1
+    while True:
+        read = {name for n in proto.graph.node for name in n.input} | g.outputs
+        dead = [n for n in proto.graph.node
+                if n.op_type == "DequantizeLinear" and n.output[0] not in read]
+        for n in dead:
+            proto.graph.node.remove(n)
+        if not dead:
+            break
+    drop_unused(proto.graph)
+    return rewired
 
 
 def _insert_qdq(graph: Any, after: Any, tensor: str, readers: list[Any], scale: str,

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 from edgekit.calibration.forms import sample_inputs
 from edgekit.core.errors import EdgekitError, ExportError, InvalidInputError, first_line
 from edgekit.quantization.finetune import fine_tune
+from edgekit.quantization.qdq.fusable import quantize_conv_outputs
 from edgekit.quantization.qdq.scheme import (
     force_signed_activations,
+    keep_weights_float,
     nncf_advanced_parameters,
     use_7bit_weights,
 )
@@ -74,6 +76,9 @@ def quantize_qdq(
     scheme = scheme_for(config.target)
     prepared = _prepare(model, calib[: min(len(calib), 8)])
     rounding = refine_weights(prepared, calib, config, scheme)
+    unknown = set(config.keep_float) - {name for name, _ in prepared.named_modules()}
+    if unknown:
+        raise InvalidInputError(f"keep_float names no module of the model: {sorted(unknown)}")
     batches = list(torch.split(calib, config.batch_size))
     try:
         qmodel = nncf.quantize(
@@ -87,8 +92,12 @@ def quantize_qdq(
         raise
     except Exception as exc:  # nncf/torch raise many types for an untraceable model
         raise ExportError(f"nncf could not quantize the model: {first_line(exc)}") from exc
+    if config.keep_float:
+        keep_weights_float(qmodel, config.keep_float)
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
     seven_bit = use_7bit_weights(qmodel, calib[:1]) if scheme.weight_bits == 7 else 0
+    if config.target == "onnxruntime":  # so its convs fuse into int8 kernels
+        quantize_conv_outputs(qmodel, calib, config.batch_size)
     use_qdq_forward(qmodel)
     history = None
     if config.mode == "qat" and config.epochs > 0:

@@ -45,6 +45,25 @@ def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
     )
 
 
+def keep_weights_float(qmodel: Any, modules: tuple[str, ...]) -> int:
+    """Remove the weight quantizers of the ops inside the given module paths; return how
+    many. Their activation quantizers stay: a kept layer reads a quantized input (so the
+    layer before it still ends in a QuantizeLinear and fuses) and computes in float. (With
+    nncf's ignored scope instead, LeNet-5's float fc2 lost its input quantizer, so fc1 lost
+    its fused int8 kernel too: 0.31x the all-int8 file, 2026-12-07.)"""
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+
+    storage = get_hook_storage(qmodel)
+    prefixes = tuple(m.strip(".").replace(".", "/") + "/" for m in modules)
+    weights = [name for name, _ in storage.named_hooks()
+               if decode_hook_name(name)[0] == "pre_hooks"
+               and decode_hook_name(name)[1].startswith(prefixes)]
+    for name in weights:
+        storage.delete_hook(name)
+    return len(weights)
+
+
 def force_signed_activations(qmodel: Any) -> int:
     """Make every unsigned (post-ReLU, uint8) nncf quantizer signed int8; return how many.
 
