@@ -25,6 +25,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
+# edgekit.quantization.rounding.ROUNDING_METHODS, named here so that reading a recipe (the
+# board's CLI does) imports no torch
+PTQ_ROUNDINGS = ("nearest", "gptq")
 PRECISIONS = ("int8", "fp32")
 # what a value of each annotation may be (TOML gives int where a float is meant, the API
 # may give a Path for a file); bool is an int to Python but never a number here
@@ -99,10 +102,8 @@ class CompressRecipe:
         for name in ("epochs", "qat_epochs", "prune_epochs"):
             if (getattr(self, name) or 0) < 0:
                 raise InvalidInputError(f"{name} must be >= 0")
-        from edgekit.quantization.rounding import ROUNDING_METHODS
-
-        if self.ptq_rounding not in ROUNDING_METHODS:
-            raise InvalidInputError(f"ptq_rounding must be one of {', '.join(ROUNDING_METHODS)}"
+        if self.ptq_rounding not in PTQ_ROUNDINGS:
+            raise InvalidInputError(f"ptq_rounding must be one of {', '.join(PTQ_ROUNDINGS)}"
                                     f", not {self.ptq_rounding!r}")
         if not 0 <= self.prune_distill <= 1:
             raise InvalidInputError(f"prune_distill must be in [0, 1], got {self.prune_distill}")

@@ -74,3 +74,10 @@ def test_levels_follow_the_scheme_and_depthwise_convs_keep_8_bits():
     net, _ = _net_and_data()
     assert levels_for(net.grouped, 7) == 63 and levels_for(net.head, 7) == 63
     assert levels_for(net.depthwise, 7) == 127 and levels_for(net.grouped, 8) == 127
+
+
+def test_the_recipe_names_the_same_rounding_methods():
+    from edgekit.pipeline.recipe import PTQ_ROUNDINGS
+    from edgekit.quantization.rounding import ROUNDING_METHODS
+
+    assert PTQ_ROUNDINGS == ROUNDING_METHODS

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from edgekit.calibration.forms import sample_inputs
 from edgekit.core.errors import EdgekitError, ExportError, InvalidInputError, first_line
 from edgekit.quantization.finetune import fine_tune
-from edgekit.quantization.qdq.fusable import quantize_conv_outputs
 from edgekit.quantization.qdq.scheme import (
     force_signed_activations,
     keep_weights_float,
@@ -97,6 +96,8 @@ def quantize_qdq(
     flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
     seven_bit = use_7bit_weights(qmodel, calib[:1]) if scheme.weight_bits == 7 else 0
     if config.target == "onnxruntime":  # so its convs fuse into int8 kernels
+        from edgekit.quantization.qdq.fusable import quantize_conv_outputs
+
         quantize_conv_outputs(qmodel, calib, config.batch_size)
     use_qdq_forward(qmodel)
     history = None
