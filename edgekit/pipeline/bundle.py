@@ -58,14 +58,20 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
             entry["output_step"], entry["step_source"] = step
         entries[path.name] = entry
     deployed = files["int8" if qm is not None else "fp32"].name
+    import uuid
+
     from edgekit import __version__
 
+    # one id per bundle, in reference.npz and bundle.json: a board's verify record names it,
+    # so `edgekit deploy` can tell results made with another bundle's reference
+    bundle_id = uuid.uuid4().hex
     record = {"task": ctx.task, "deployed": entries[deployed]["outputs"], "files": entries,
               "edgekit_version": __version__, "target": ctx.profile.name,
-              "input": ctx.input_spec()}
+              "input": ctx.input_spec(), "bundle_id": bundle_id}
     out = {"reference": write_reference(folder / REFERENCE, x, outputs, labels, record),
            "agent_wheel": write_agent_wheel(folder)}
-    manifest = _manifest(ctx, deployed, {p: files[p].name for p in outputs}, len(x))
+    manifest = {**_manifest(ctx, deployed, {p: files[p].name for p in outputs}, len(x)),
+                "bundle_id": bundle_id}
     out["device_guide"] = atomic_write_text(folder / GUIDE, device_guide(manifest))
     manifest["files"] = _listing(folder)  # DEVICE.md too: `edgekit deploy` copies what is listed
     out["bundle_manifest"] = atomic_write_json(folder / MANIFEST, manifest)

@@ -71,17 +71,28 @@ def _deploying(manifest: dict[str, Any]) -> list[str]:
             + "verifies, benchmarks and adds the board's figures below).", ""]
 
 
-def device_section(record: dict[str, Any]) -> list[str]:
-    """The figures measured on one board by `edgekit deploy`, labelled with where."""
-    name = record.get("hostname") or record["host"]
-    lines = [f"## Measured on {name}", "",
+def device_section(record: dict[str, Any], runtime: str = "") -> list[str]:
+    """The figures measured on one board by `edgekit deploy`, labelled with where: the
+    board as the user named it, then the host and architecture the board reported."""
+    host, arch = _host_and_arch(record)
+    board = record.get("board") or record["host"]
+    lines = [f"## Measured on {board}: host {host} ({arch or 'architecture not recorded'})",
+             "",
              f"`edgekit deploy` to {record['host']} on {record['when']} (edgekit "
              f"{record.get('edgekit_version', '?')} on the board, profile {record['profile']}).",
              ""]
+    expected = _profile_arch(record["profile"])
+    if arch and expected and arch != expected:
+        lines += [f"**Warning:** the board reported a {arch} CPU, but profile "
+                  f"{record['profile']} describes an {expected} device: these figures may not be "
+                  "from that device.", ""]
     engine = record.get("engine_build")
     if engine is not None:
         lines += [("TensorRT engine built on the board with trtexec."
                    if engine["built"] else f"TensorRT engine NOT built: {engine['error']}"), ""]
+    elif runtime == "tensorrt" and not _ran_an_engine(record):
+        lines += ["TensorRT engine not built: these figures are of the ONNX file, not of "
+                  "a TensorRT engine.", ""]
     verify = record.get("verify", {})
     if "error" in verify:
         lines += [f"Verification could not run: {verify['error']}", ""]
@@ -103,6 +114,35 @@ def device_section(record: dict[str, Any]) -> list[str]:
                      f"| {result['throughput_ips']:.1f} | {rt.get('name', '')} "
                      f"{rt.get('version', '')} | {power_text(result['power'])} |")
     return [*lines, ""]
+
+
+def _host_and_arch(record: dict[str, Any]) -> tuple[str, str]:
+    """(host name, architecture) as the board reported them: verify's "<host> (<arch>)",
+    else a bench result's hostname and device arch."""
+    verify = record.get("verify", {})
+    if verify.get("host"):
+        name, _, arch = verify["host"].partition(" (")
+        return name, arch.rstrip(")")
+    for result in record.get("bench", {}).values():
+        if result.get("hostname"):
+            return result["hostname"], (result.get("device") or {}).get("arch", "")
+    return record.get("hostname") or "not recorded", ""
+
+
+def _profile_arch(name: str) -> str:
+    from edgekit.core.errors import UnknownNameError
+    from edgekit.devices.profiles import get_profile
+
+    try:
+        return get_profile(name).arch
+    except UnknownNameError:
+        return ""
+
+
+def _ran_an_engine(record: dict[str, Any]) -> bool:
+    names = [r.get("model", {}).get("name", "") for r in record.get("bench", {}).values()]
+    names.append(record.get("verify", {}).get("artifact", ""))
+    return any(str(n).endswith((".engine", ".plan")) for n in names)
 
 
 def power_text(power: dict[str, Any]) -> str:
@@ -170,7 +210,7 @@ def render_report(manifest: dict[str, Any]) -> str:
     lines += _device_estimates(metrics.get("device_estimates"))
     lines += _deploying(manifest)
     for record in manifest.get("device_runs", {}).values():
-        lines += device_section(record)
+        lines += device_section(record, target["runtime"])
     notes = metrics.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
