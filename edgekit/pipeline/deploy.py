@@ -226,7 +226,10 @@ def summary(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"FAILED: {record['error']}"
     verify = record.get("verify", {})
-    parts = [f"verify {'error: ' + verify['error'] if 'error' in verify else _verdict(verify)}"]
+    if not verify:
+        parts = ["verify not run (no verify JSON)"]
+    else:
+        parts = [f"verify {'error: ' + verify['error'] if 'error' in verify else _verdict(verify)}"]
     for label, result in record.get("bench", {}).items():
         if "error" in result:
             parts.append(f"{label} bench error: {result['error']}")

@@ -25,7 +25,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
-PRECISIONS = ("int8", "fp32")
+PRECISIONS = ("int8", "fp16", "fp32")
 # what a value of each annotation may be (TOML gives int where a float is meant, the API
 # may give a Path for a file); bool is an int to Python but never a number here
 _KINDS: dict[str, tuple[type, ...]] = {
@@ -49,7 +49,8 @@ class CompressRecipe:
     epochs: int | None = None
     lr: float = 3e-3  # Adam, cosine schedule (edgekit.training defaults)
     batch_size: int = 64
-    precision: str = "int8"
+    # None: the best the target runs: int8, else fp16 on TensorRT (no QAT), else fp32
+    precision: str | None = None
     qat_epochs: int = 2  # 0 = post-training quantization only
     # 1e-3 dipped 1.5 pp on validation in QAT's first epoch; 1e-4 kept held-out int8
     # within 0.5 pp of fp32 in 15 of 15 runs (benchmarks/qat_recipe.py, docs/results.md)
@@ -87,7 +88,7 @@ class CompressRecipe:
 
     def __post_init__(self) -> None:
         self._check_types()
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise InvalidInputError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
             )

@@ -116,6 +116,22 @@ def device_section(record: dict[str, Any], runtime: str = "") -> list[str]:
     return [*lines, ""]
 
 
+def _precision_reason(profile: str) -> str:
+    from edgekit.pipeline.preflight import precision_note
+
+    try:
+        note = precision_note(_get_profile(profile))
+    except KeyError:  # UnknownNameError: a manifest from elsewhere
+        return ""
+    return f" {note}" if note else ""
+
+
+def _get_profile(name: str) -> Any:
+    from edgekit.devices.profiles import get_profile
+
+    return get_profile(name)
+
+
 def _host_and_arch(record: dict[str, Any]) -> tuple[str, str]:
     """(host name, architecture) as the board reported them: verify's "<host> (<arch>)",
     else a bench result's hostname and device arch."""
@@ -130,12 +146,9 @@ def _host_and_arch(record: dict[str, Any]) -> tuple[str, str]:
 
 
 def _profile_arch(name: str) -> str:
-    from edgekit.core.errors import UnknownNameError
-    from edgekit.devices.profiles import get_profile
-
     try:
-        return get_profile(name).arch
-    except UnknownNameError:
+        return _get_profile(name).arch
+    except KeyError:  # UnknownNameError: a record made with a profile this edgekit lacks
         return ""
 
 
@@ -160,7 +173,8 @@ def render_report(manifest: dict[str, Any]) -> str:
         "",
         f"Data `{recipe['data']}`, precision {recipe['precision']}, "
         f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
-        f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s.",
+        f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s."
+        + _precision_reason(target["profile"]),
         "",
         "## Accuracy: trained vs deployed",
         "",
