@@ -103,13 +103,16 @@ def _manifest(ctx: Context, deployed: str, models: dict[str, str], samples: int
     }
 
 
+# `pip install --user` fails inside a virtual environment, the usual place on a board: the
+# guide makes one (with the system's packages visible: JetPack's TensorRT bindings live there)
+VENV = "~/edgekit-env"
 _RUNTIME_INSTALL = {
     "tensorrt": "JetPack provides TensorRT (`trtexec` in /usr/src/tensorrt/bin) and its Python "
-                "bindings; running the engine from Python also needs `cuda-python` "
-                "(`python3 -m pip install --user cuda-python`). To check the ONNX without "
-                "TensorRT as well: `python3 -m pip install --user onnxruntime`.",
-    "tflite": "`python3 -m pip install --user ai-edge-litert` (LiteRT, the TFLite runtime).",
-    "onnxruntime": "`python3 -m pip install --user onnxruntime`.",
+                "bindings, which the environment above sees; running the engine from Python "
+                "also needs `cuda-python` (`python3 -m pip install cuda-python`). To check the "
+                "ONNX without TensorRT as well: `python3 -m pip install onnxruntime`.",
+    "tflite": "`python3 -m pip install ai-edge-litert` (LiteRT, the TFLite runtime).",
+    "onnxruntime": "`python3 -m pip install onnxruntime`.",
 }
 
 
@@ -139,11 +142,14 @@ def device_guide(manifest: dict[str, Any]) -> str:
         "## 1. Install the agent",
         "",
         "```sh",
-        f"python3 -m pip install --user {wheel}   # edgekit itself, needs numpy only",
+        f"python3 -m venv --system-site-packages {VENV}   # once; skip it inside your own venv",
+        f". {VENV}/bin/activate",
+        f"python3 -m pip install {wheel}   # edgekit itself, needs numpy only",
         "```",
         "",
-        f"The runtime: {_RUNTIME_INSTALL[runtime]} Without installing edgekit: "
-        f"`export PYTHONPATH=$PWD/{wheel}` and use `python3 -m edgekit` below.",
+        f"The runtime, in the same environment: {_RUNTIME_INSTALL[runtime]} Without "
+        f"installing edgekit: `export PYTHONPATH=$PWD/{wheel}` and use `python3 -m edgekit` "
+        "below.",
         "",
     ]
     step = 2

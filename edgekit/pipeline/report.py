@@ -116,6 +116,14 @@ def device_section(record: dict[str, Any], runtime: str = "") -> list[str]:
     return [*lines, ""]
 
 
+def _resumed(resumed: dict[str, Any] | None) -> list[str]:
+    if resumed is None:
+        return []
+    reused = ", ".join(resumed["reused"]) or "nothing (every stage ran again)"
+    return ["", f"**Resumed** from an unfinished run (`--resume`); reused: {reused}. The run "
+            "time above covers the resumed part only."]
+
+
 def _precision_reason(profile: str) -> str:
     from edgekit.pipeline.preflight import precision_note
 
@@ -175,6 +183,7 @@ def render_report(manifest: dict[str, Any]) -> str:
         f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
         f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s."
         + _precision_reason(target["profile"]),
+        *_resumed(manifest.get("resumed")),
         "",
         "## Accuracy: trained vs deployed",
         "",

@@ -40,6 +40,7 @@ from edgekit.pipeline.resume import (
     intact_files,
     mark_stage,
     open_partial,
+    resumed_record,
     stage_key,
     toolchain,
     unfinished_default,
@@ -370,6 +371,7 @@ def _manifest(recipe, profile, ctx, artifacts, metrics, started, staging) -> dic
             for name, path in artifacts.items()
         },
         "metrics": metrics,
+        "resumed": resumed_record(staging, ctx.reused),  # None: made in one go
     }
 
 

@@ -166,7 +166,8 @@ def test_deploy_refuses_a_reference_from_another_run(pi_run, lenet5_pi_run, tmp_
     _refused(pi_run, copied, capsys, "reference.npz that is not this run's")
     # the bench result alone (this run's file) is not enough to smuggle a foreign verify in:
     (copied / "verify-device.json").unlink()
-    assert main(["deploy", str(pi_run), "--results", str(copied), "--host-name", "b"]) == 0
+    # exit 1: merged, but nothing verified
+    assert main(["deploy", str(pi_run), "--results", str(copied), "--host-name", "b"]) == 1
     assert "b" in json.loads((pi_run / "manifest.json").read_text())["device_runs"]
 
 

@@ -121,3 +121,4 @@ def test_jetson_nano_gets_an_fp16_engine_plan_without_qat(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "jetson-nano has no int8 (fp32, fp16 only): no QAT" in report
     assert "fp16 TensorRT engine" in report
+    assert manifest["resumed"] is None and "Resumed" not in report  # made in one go
