@@ -70,7 +70,10 @@ def test_deploy_tflite_bundle_verifies_and_benchmarks_on_the_board(
     assert (pi_run / "device" / next(iter(manifest["device_runs"])) / "record.json").is_file()
 
     report = (pi_run / "report.md").read_text()
-    assert f"## Measured on {record['hostname']}" in report
+    # the board as named (here its SSH destination), then the host and arch it reported
+    assert f"## Measured on {record['board']}: host {record['hostname']}" in report
+    assert record["verify"]["identity"]["file_sha256"] == bundle["files"][
+        "model_int8.tflite"]["sha256"]  # checked against the run before it was merged
     assert "Verification PASSED" in report.split("## Measured on")[1]
     assert "this workstation" in report  # host figures stay, labelled as such
     assert "PASSED" in out.out and "report:" in out.out
