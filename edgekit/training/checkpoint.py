@@ -248,9 +248,10 @@ def _load_state_dict_pt(path: Path) -> dict:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         if found:
             raise CheckpointError(
-                f"{path}: holds a pickled {found.group(1)} (a whole model, not its weights), "
-                "which edgekit does not unpickle; save model.state_dict() instead "
-                "(torch.save(model.state_dict(), path), or safetensors)") from None
+                f"{path}: holds a pickled {found.group(1)} (a Python object such as a whole "
+                "model, not plain weights), which edgekit does not unpickle; save "
+                "model.state_dict() instead (torch.save(model.state_dict(), path), or "
+                "safetensors)") from None
         raise CheckpointError(f"{path}: {_NOT_WEIGHTS} (torch.load with weights_only=True "
                               f"failed: {type(exc).__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
