@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit.core.io import atomic_write_json, atomic_write_text, sha256_file
 from edgekit.pipeline.stages import Context
 
@@ -58,16 +60,14 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
             entry["output_step"], entry["step_source"] = step
         entries[path.name] = entry
     deployed = files["int8" if qm is not None else "fp32"].name
-    import uuid
-
     from edgekit import __version__
 
-    # one id per bundle, in reference.npz and bundle.json: a board's verify record names it,
-    # so `edgekit deploy` can tell results made with another bundle's reference
-    bundle_id = uuid.uuid4().hex
     record = {"task": ctx.task, "deployed": entries[deployed]["outputs"], "files": entries,
               "edgekit_version": __version__, "target": ctx.profile.name,
-              "input": ctx.input_spec(), "bundle_id": bundle_id}
+              "input": ctx.input_spec()}
+    # in reference.npz and bundle.json: a board's verify record names it, so `edgekit
+    # deploy` can tell results made with another bundle's reference
+    record["bundle_id"] = bundle_id = _content_id(record, x, outputs, labels)
     out = {"reference": write_reference(folder / REFERENCE, x, outputs, labels, record),
            "agent_wheel": write_agent_wheel(folder)}
     manifest = {**_manifest(ctx, deployed, {p: files[p].name for p in outputs}, len(x)),
@@ -76,6 +76,19 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
     manifest["files"] = _listing(folder)  # DEVICE.md too: `edgekit deploy` copies what is listed
     out["bundle_manifest"] = atomic_write_json(folder / MANIFEST, manifest)
     return out
+
+
+def _content_id(record: dict[str, Any], x: Any, outputs: dict[str, Any], labels: Any) -> str:
+    """The bundle's id: a hash of what it deploys and records (the files' SHA-256, the
+    reference's arrays), so the same run gives the same id and another run another one."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+    for array in (x, *(outputs[k] for k in sorted(outputs)), labels):
+        if array is not None:
+            digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()[:32]
 
 
 def _listing(folder: Path) -> dict[str, dict[str, Any]]:

@@ -42,11 +42,11 @@ def deployed_precision(asked: str | None, profile: DeviceProfile) -> str:
     return asked
 
 
-def precision_note(profile: DeviceProfile) -> str | None:
-    """Why the run deploys what it does when the target has no int8 (for the report)."""
-    if "int8" in profile.precisions:
+def precision_note(profile: DeviceProfile, precision: str) -> str | None:
+    """Why the run deploys ``precision`` when the target chose it, having no int8."""
+    if "int8" in profile.precisions or precision != deployed_precision(None, profile):
         return None
-    if deployed_precision(None, profile) == "fp16":
+    if precision == "fp16":
         return (f"{profile.name} has no int8 ({', '.join(profile.precisions)} only): no QAT; "
                 "the float ONNX is built into an fp16 TensorRT engine (trtexec --fp16).")
     return f"{profile.name} has no int8: no QAT; the fp32 file is deployed."

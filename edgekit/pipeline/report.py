@@ -124,11 +124,11 @@ def _resumed(resumed: dict[str, Any] | None) -> list[str]:
             "time above covers the resumed part only."]
 
 
-def _precision_reason(profile: str) -> str:
+def _precision_reason(profile: str, precision: str) -> str:
     from edgekit.pipeline.preflight import precision_note
 
     try:
-        note = precision_note(_get_profile(profile))
+        note = precision_note(_get_profile(profile), precision)
     except KeyError:  # UnknownNameError: a manifest from elsewhere
         return ""
     return f" {note}" if note else ""
@@ -182,7 +182,7 @@ def render_report(manifest: dict[str, Any]) -> str:
         f"Data `{recipe['data']}`, precision {recipe['precision']}, "
         f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
         f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s."
-        + _precision_reason(target["profile"]),
+        + _precision_reason(target["profile"], recipe["precision"]),
         *_resumed(manifest.get("resumed")),
         "",
         "## Accuracy: trained vs deployed",

@@ -217,6 +217,16 @@ def test_deploy_results_name_each_board_as_the_user_did(pi_run, tmp_path, capsys
                             "but profile raspberry-pi-5 describes an aarch64 device") >= 3
 
 
+def test_deploy_results_of_a_jetson_run_without_an_engine_say_so(jetson_run, tmp_path):
+    """Made by hand where no trtexec ran: the ONNX verified and timed, not an engine."""
+    bundle = jetson_run / "bundle"
+    _board_json(bundle, tmp_path / "json", bundle / "model_int8.onnx")
+    assert main(["deploy", str(jetson_run), "--results", str(tmp_path / "json"),
+                 "--host-name", "orin-lab"]) == 0
+    section = (jetson_run / "report.md").read_text().split("## Measured on orin-lab")[1]
+    assert "TensorRT engine not built: these figures are of the ONNX file" in section
+
+
 def test_deploy_refuses_what_is_not_a_run_or_a_changed_bundle(pi_run, tmp_path, capsys):
     assert main(["deploy", str(tmp_path), "--results", str(tmp_path), "--host-name", "x"]) == 2
     assert "is not an edgekit compress run" in capsys.readouterr().err
