@@ -107,6 +107,28 @@ def test_check_takes_device_names_and_aliases(capsys):
 
 
 @pytest.mark.slow
+def test_a_data_error_after_real_work_leaves_no_partial_offering_resume(tmp_path, monkeypatch):
+    """Stages were recorded (worth a resume), then the data failed: a resume would fail the
+    same way, so the unfinished run is removed and not offered."""
+    import edgekit
+    from edgekit.core.errors import DataError
+    from edgekit.pipeline import measure
+
+    def image_gone(*args, **kwargs):
+        raise DataError("data/bee/5.png: cannot decode image (image file is truncated)")
+
+    monkeypatch.setattr(measure, "bench", image_gone)
+    messages: list[str] = []
+    with pytest.raises(DataError, match="truncated"):
+        edgekit.compress("lenet300_100", "rpi", out=tmp_path / "run", log=messages.append,
+                         epochs=1, qat_epochs=0, train_limit=100, bench_runs=3,
+                         bench_power="none")
+    assert any(m.startswith("[4/6]") for m in messages)  # it got as far as the export
+    assert not any("--resume" in m for m in messages)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
 def test_jetson_nano_gets_an_fp16_engine_plan_without_qat(tmp_path, capsys):
     out = tmp_path / "nano"
     assert main(["compress", "--model", "lenet300_100", "--target", "jetson-nano", "--out",
