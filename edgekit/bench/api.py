@@ -7,6 +7,7 @@ one runtime it needs. Never torch/onnx/nncf here (a test checks ``sys.modules``)
 from __future__ import annotations
 
 import datetime as _dt
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -129,7 +130,7 @@ def benchmark_runner(
                   "inputs": [{"name": s.name, "shape": list(a.shape), "dtype": str(a.dtype)}
                              for s, a in zip(specs, inputs, strict=True)]},
         "runtime": runner.info(),
-        "device": {"profile": config.profile},
+        "device": {"profile": config.profile, "arch": platform.machine()},
         "config": {**asdict(config.timing), "batch": config.batch, "input": source,
                    "power": config.power, "idle_seconds": config.idle_seconds,
                    "energy_seconds": config.energy_seconds},

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.core.errors import DataError
+from edgekit.core.errors import DataError, VerificationError
 from edgekit.core.io import atomic_write_bytes, sha256_file
 from edgekit.runtime.parity import (
     PARITY_THRESHOLD,
@@ -113,16 +113,38 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise DataError(f"{path.name}: labels must be {len(x)} integers")
 
 
+class ModifiedFileError(VerificationError):
+    """The file's SHA-256 differs from the one the reference lists for it."""
+
+    def __init__(self, message: str, identity: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.identity = identity
+
+
 def verify_expected(artifact_path: str | Path, reference_path: str | Path, *,
                     runtime: str | None = None, threshold: float = PARITY_THRESHOLD,
-                    onnx_kernels_override: str | None = None, threads: int = 1
-                    ) -> VerifyReport:
+                    onnx_kernels_override: str | None = None, threads: int = 1,
+                    allow_modified: bool = False) -> VerifyReport:
     """Run ``artifact_path`` in its runtime on the reference inputs; compare with the
-    outputs the trained model gave. Returns the report; ``passed`` says the verdict."""
+    outputs the trained model gave. Returns the report; ``passed`` says the verdict.
+
+    A file listed in the reference by name whose SHA-256 differs is refused before it runs
+    (``ModifiedFileError``) unless ``allow_modified``: then it is verified and reported as
+    a different file. The report's ``identity`` names the file, reference and bundle."""
     path = require_file(artifact_path)
     runtime = runtime_of(path, runtime)
     arrays, record = read_reference(reference_path)
-    entry, notes = _file_entry(path, record)
+    entry, notes, identity = _file_entry(path, record)
+    identity["reference_sha256"] = sha256_file(reference_path)
+    identity["bundle_id"] = record.get("bundle_id")
+    if identity["match"] == "modified":
+        if not allow_modified:
+            raise ModifiedFileError(
+                f"{path.name} is not the file {Path(reference_path).name} lists (its SHA-256 "
+                f"{identity['file_sha256'][:16]}… differs from {entry['sha256'][:16]}…): "
+                "modified or corrupted; --allow-modified verifies it anyway", identity)
+        notes = [f"{path.name} is a DIFFERENT file from the one the reference lists "
+                 "(modified or corrupted; verified with --allow-modified)"]
     key = f"outputs_{entry.get('outputs', record.get('deployed', 'int8'))}"
     if key not in arrays:
         raise DataError(f"{Path(reference_path).name} has no {key} array for {path.name}")
@@ -139,23 +161,30 @@ def verify_expected(artifact_path: str | Path, reference_path: str | Path, *,
     report.kernels, report.runtime_version = kernels, version
     report.reference = (f"{Path(reference_path).name} ({key[8:]} outputs of the trained model, "
                         f"recorded by edgekit {record.get('edgekit_version', '?')})")
-    report.notes = notes
+    report.notes, report.identity = notes, identity
     return report
 
 
-def _file_entry(path: Path, record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The reference's entry for ``path``: by SHA-256, else by name, else none (noted)."""
+def _file_entry(path: Path, record: dict[str, Any]
+                ) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """The reference's entry for ``path`` (by SHA-256, else by name, else none), notes, and
+    the identity: its SHA-256, the name it is listed as and how it matched ("sha256",
+    "engine": built on the board from the listed ONNX, "modified", "unlisted")."""
     files = record.get("files") or {}
     digest = sha256_file(path)
+
+    def identity(listed: str | None, match: str) -> dict[str, Any]:
+        return {"file": path.name, "file_sha256": digest, "listed_as": listed, "match": match}
+
     for name, entry in files.items():
         if entry.get("sha256") == digest:
-            return entry, [] if name == path.name else [f"same bytes as {name}"]
+            notes = [] if name == path.name else [f"same bytes as {name}"]
+            return entry, notes, identity(name, "sha256")
     # an engine is built on the board from the ONNX of the same name
     for name in (path.name, path.with_suffix(".onnx").name):
         if name in files:
             if path.suffix in (".engine", ".plan"):
-                return files[name], [f"engine built from {name}"]
-            return files[name], [f"{path.name} is not the file the reference lists "
-                                 f"(SHA-256 {digest[:16]}… differs): modified or corrupted?"]
+                return files[name], [f"engine built from {name}"], identity(name, "engine")
+            return files[name], [], identity(name, "modified")
     return {}, [f"{path.name} is not listed in the reference; compared with the deployed "
-                "precision's outputs"]
+                "precision's outputs"], identity(None, "unlisted")

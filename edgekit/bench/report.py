@@ -69,7 +69,8 @@ def _figures(results: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     measured = [r for r in results if r["kind"] == "measured" and r["latency_ms"].get("samples")]
     if measured:
         fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(measured)))
-        ax.boxplot([r["latency_ms"]["samples"] for r in measured], vert=False, showfliers=True)
+        ax.boxplot([r["latency_ms"]["samples"] for r in measured], orientation="horizontal",
+                   showfliers=True)  # not vert=False: deprecated in 3.11, gone in 3.13
         ax.set_yticks(range(1, len(measured) + 1), [_name(r) for r in measured], fontsize=7)
         ax.set_xlabel("latency per inference (ms)")
         ax.set_title("Latency distributions (measured)")

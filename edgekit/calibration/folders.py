@@ -1,8 +1,9 @@
 """Image folders (``root/<class>/<image>``, PNG/JPEG), read lazily.
 
 Only the file paths and labels are held; each batch ``x[idx]`` decodes its own images, so
-memory follows the batch size, not the folder's. Image headers (size, mode) are read up
-front, without decoding pixels, so a bad folder fails before any training starts.
+memory follows the batch size, not the folder's. Every image is decoded once up front (and
+dropped: only its size and mode are kept), so a bad or truncated file fails before any
+training starts, not after the model loaded.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
     class_dirs, files = _list_folder(root)
     image = pil_image()
     all_grey, first = True, None
-    for path, _ in files:  # headers only: nothing is decoded here
+    for path, _ in files:  # decoded in full: a truncated file fails now, not mid-run
         mode, size = _header(image, path)
         all_grey = all_grey and mode in GREY_MODES
         if first is None:
@@ -129,9 +130,11 @@ def _fit(image, img, size: int, resize: str):
 
 
 def _header(image, path: Path) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) from the file's header; Pillow decodes no pixels for it."""
+    """(mode, (width, height)) of the file, decoded in full: a header can be whole while
+    the pixel data is cut short, which only decoding finds."""
     try:
         with image.open(path) as img:
+            img.load()
             return img.mode, img.size
     except (OSError, ValueError, image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from None

@@ -51,7 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "--weights is given: QAT still fine-tunes on --data)")
     p.add_argument("--train-limit", type=int, help="train on the first N samples only")
     p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs; 0 = PTQ (default 2)")
-    p.add_argument("--precision", choices=["int8", "fp32"], help="deployed precision (int8)")
+    p.add_argument("--precision", choices=["int8", "fp16", "fp32"],
+                   help="deployed precision (default: the best the target runs: int8, else "
+                   "fp16 on TensorRT, else fp32); fp16 is a TensorRT engine built from the "
+                   "float ONNX, without QAT")
     prune = p.add_argument_group("structured pruning (after fp32 training, before QAT; "
                                  "fine-tuned with distillation from the dense model)")
     prune.add_argument("--prune", metavar="channel:R", help="remove whole channels until a "

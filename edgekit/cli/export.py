@@ -13,6 +13,28 @@ from edgekit.core.io import check_writable
 TARGET_FORMAT = {"tensorrt": "engine", "onnxruntime": "onnx", "tflite": "tflite"}
 
 
+def runtime_target(name: str) -> str:
+    """A runtime name, or a device profile or alias (jetson, rpi, ...) naming its runtime."""
+    if name in TARGET_FORMAT:
+        return name
+    from edgekit.devices.profiles import get_profile
+
+    return get_profile(name).runtime
+
+
+def int8_target(name: str) -> str:
+    """``runtime_target`` for int8 work: a device whose profile has no int8 is refused."""
+    if name not in TARGET_FORMAT:
+        from edgekit.devices.profiles import get_profile
+
+        profile = get_profile(name)
+        if "int8" not in profile.precisions:
+            raise InvalidInputError(
+                f"{profile.name} has no int8 ({', '.join(profile.precisions)} only): int8 "
+                "files cannot run there")
+    return runtime_target(name)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from edgekit.quantization.types import DEFAULT_DISTILL
     from edgekit.runtime.parity import PARITY_THRESHOLD
@@ -27,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "or your factory as path/to/file.py:factory (this imports and runs it)")
     c.add_argument("--model-args", type=json.loads, default={}, metavar="JSON",
                    help="keyword arguments for the factory")
-    c.add_argument("--target", required=True, choices=("tensorrt", "onnxruntime", "tflite"))
+    c.add_argument("--target", required=True,
+                   help="tensorrt, onnxruntime, tflite, or a device (jetson, rpi, ...: "
+                   "`edgekit devices`), which names its runtime")
     c.add_argument("--input-size", type=int, help="square input side (default: the model's)")
     c.add_argument("--in-channels", type=int, help="default: the model's")
     c.add_argument("--num-classes", type=int, help="default: the model's")
@@ -45,7 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fused CPU kernels run exactly (verified with them); tflite: full-integer .tflite.",
         epilog="example:\n  edgekit quantize runs/lenet --target tensorrt --out runs/lenet.onnx")
     q.add_argument("checkpoint", help="checkpoint directory or .safetensors (edgekit train)")
-    q.add_argument("--target", required=True, choices=tuple(TARGET_FORMAT))
+    q.add_argument("--target", required=True,
+                   help="tensorrt, onnxruntime, tflite, or a device with int8 (jetson, rpi, "
+                   "...), which names its runtime")
     q.add_argument("--out", required=True, help="file to write (.onnx / .tflite / .engine)")
     q.add_argument("--mode", choices=("qat", "ptq"), default="qat", help="default: %(default)s")
     q.add_argument("--epochs", type=int, default=2, help="QAT epochs (default: %(default)s)")
@@ -80,6 +106,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    args.target = runtime_target(args.target)
     check_writable(args.json)
     from edgekit.export.check import check_model
 
@@ -139,6 +166,7 @@ def load_checkpoint_splits(checkpoint: str, data: str | None, limit: int | None
 
 
 def run_quantize(args: argparse.Namespace) -> int:
+    args.target = int8_target(args.target)
     from edgekit.export import export
     from edgekit.quantization import QuantConfig, quantize
 

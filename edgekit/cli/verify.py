@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--limit", type=int, metavar="N",
                    help="with --reference: a stratified N-sample subset of the test split")
     v.add_argument("--json", metavar="PATH", help="write the report as JSON ('-' = stdout)")
+    v.add_argument("--allow-modified", action="store_true",
+                   help="with --expected: verify a file whose SHA-256 differs from the one "
+                   "the reference lists (refused otherwise), reported as a different file")
     v.set_defaults(func=run_verify)
 
 
@@ -56,14 +59,22 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.expected:
         if args.data or args.limit:
             raise InvalidInputError("--data and --limit go with --reference, not --expected")
-        from edgekit.bench.expected import verify_expected
+        from edgekit.bench.expected import ModifiedFileError, verify_expected
 
         kernels = {"reference": "reference (chosen with --kernels)",
                    "optimized": "optimized"}.get(args.kernels or "")
-        report = verify_expected(args.artifact, args.expected, runtime=args.runtime,
-                                 threshold=args.threshold, onnx_kernels_override=kernels,
-                                 threads=args.threads)
+        try:
+            report = verify_expected(args.artifact, args.expected, runtime=args.runtime,
+                                     threshold=args.threshold, onnx_kernels_override=kernels,
+                                     threads=args.threads, allow_modified=args.allow_modified)
+        except ModifiedFileError as exc:  # a failed verification, recorded as such: exit 1
+            _emit({"artifact": args.artifact, "passed": False, "error": str(exc),
+                   "identity": exc.identity}, args.json)
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
     else:
+        if args.allow_modified:
+            raise InvalidInputError("--allow-modified goes with --expected")
         report = _verify_checkpoint(args)
     _emit(report.to_dict(), args.json)
     print(report.summary(), file=sys.stderr if args.json == "-" else sys.stdout)

@@ -36,6 +36,7 @@ class DeviceProfile:
     aliases: tuple[str, ...] = ()
     # the runtime has 2:4 sparse kernels here (TensorRT on Ampere+ GPUs and Jetson Orin)
     sparse_24: bool = False
+    arch: str = ""  # platform.machine() of the device's CPU ("aarch64", "x86_64")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, origin: str = "<dict>") -> DeviceProfile:
@@ -52,6 +53,7 @@ class DeviceProfile:
                 power_modes={k: float(v) for k, v in data.get("power_modes", {}).items()},
                 aliases=tuple(data.get("aliases", ())),
                 sparse_24=bool(data.get("sparse_24", False)),
+                arch=str(data.get("arch", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"device profile {origin}: bad field {exc}") from None
@@ -83,6 +85,7 @@ class DeviceProfile:
             "power_modes": dict(self.power_modes),
             "aliases": list(self.aliases),
             "sparse_24": self.sparse_24,
+            "arch": self.arch,
         }
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgekit.core.io import atomic_write_json, atomic_write_text, sha256_file
 from edgekit.pipeline.stages import Context
 
@@ -63,13 +65,30 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
     record = {"task": ctx.task, "deployed": entries[deployed]["outputs"], "files": entries,
               "edgekit_version": __version__, "target": ctx.profile.name,
               "input": ctx.input_spec()}
+    # in reference.npz and bundle.json: a board's verify record names it, so `edgekit
+    # deploy` can tell results made with another bundle's reference
+    record["bundle_id"] = bundle_id = _content_id(record, x, outputs, labels)
     out = {"reference": write_reference(folder / REFERENCE, x, outputs, labels, record),
            "agent_wheel": write_agent_wheel(folder)}
-    manifest = _manifest(ctx, deployed, {p: files[p].name for p in outputs}, len(x))
+    manifest = {**_manifest(ctx, deployed, {p: files[p].name for p in outputs}, len(x)),
+                "bundle_id": bundle_id}
     out["device_guide"] = atomic_write_text(folder / GUIDE, device_guide(manifest))
     manifest["files"] = _listing(folder)  # DEVICE.md too: `edgekit deploy` copies what is listed
     out["bundle_manifest"] = atomic_write_json(folder / MANIFEST, manifest)
     return out
+
+
+def _content_id(record: dict[str, Any], x: Any, outputs: dict[str, Any], labels: Any) -> str:
+    """The bundle's id: a hash of what it deploys and records (the files' SHA-256, the
+    reference's arrays), so the same run gives the same id and another run another one."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode())
+    for array in (x, *(outputs[k] for k in sorted(outputs)), labels):
+        if array is not None:
+            digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()[:32]
 
 
 def _listing(folder: Path) -> dict[str, dict[str, Any]]:
@@ -97,13 +116,16 @@ def _manifest(ctx: Context, deployed: str, models: dict[str, str], samples: int
     }
 
 
+# `pip install --user` fails inside a virtual environment, the usual place on a board: the
+# guide makes one (with the system's packages visible: JetPack's TensorRT bindings live there)
+VENV = "~/edgekit-env"
 _RUNTIME_INSTALL = {
     "tensorrt": "JetPack provides TensorRT (`trtexec` in /usr/src/tensorrt/bin) and its Python "
-                "bindings; running the engine from Python also needs `cuda-python` "
-                "(`python3 -m pip install --user cuda-python`). To check the ONNX without "
-                "TensorRT as well: `python3 -m pip install --user onnxruntime`.",
-    "tflite": "`python3 -m pip install --user ai-edge-litert` (LiteRT, the TFLite runtime).",
-    "onnxruntime": "`python3 -m pip install --user onnxruntime`.",
+                "bindings, which the environment above sees; running the engine from Python "
+                "also needs `cuda-python` (`python3 -m pip install cuda-python`). To check the "
+                "ONNX without TensorRT as well: `python3 -m pip install onnxruntime`.",
+    "tflite": "`python3 -m pip install ai-edge-litert` (LiteRT, the TFLite runtime).",
+    "onnxruntime": "`python3 -m pip install onnxruntime`.",
 }
 
 
@@ -133,11 +155,14 @@ def device_guide(manifest: dict[str, Any]) -> str:
         "## 1. Install the agent",
         "",
         "```sh",
-        f"python3 -m pip install --user {wheel}   # edgekit itself, needs numpy only",
+        f"python3 -m venv --system-site-packages {VENV}   # once; skip it inside your own venv",
+        f". {VENV}/bin/activate",
+        f"python3 -m pip install {wheel}   # edgekit itself, needs numpy only",
         "```",
         "",
-        f"The runtime: {_RUNTIME_INSTALL[runtime]} Without installing edgekit: "
-        f"`export PYTHONPATH=$PWD/{wheel}` and use `python3 -m edgekit` below.",
+        f"The runtime, in the same environment: {_RUNTIME_INSTALL[runtime]} Without "
+        f"installing edgekit: `export PYTHONPATH=$PWD/{wheel}` and use `python3 -m edgekit` "
+        "below.",
         "",
     ]
     step = 2

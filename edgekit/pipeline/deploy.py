@@ -183,7 +183,7 @@ def import_results(run: Run, folder: str | Path, host_name: str) -> dict[str, An
                               "edgekit_version": run.bundle["edgekit_version"], "bench": {}}
     for path in sorted(folder.glob("*.json")):
         data = _read_json(path, "a result")
-        if "agreement" in data and "runtime" in data:
+        if "identity" in data or ("agreement" in data and "runtime" in data):
             record["verify"] = data
         elif "schema_version" in data:
             result = validate_result(data)
@@ -196,13 +196,19 @@ def import_results(run: Run, folder: str | Path, host_name: str) -> dict[str, An
 
 def merge(run: Run, records: dict[str, dict[str, Any]]) -> Path:
     """Write each board's record under RUN/device/<name>/ and into manifest.json, then
-    render report.md again with a "Measured on <board>" section per board."""
+    render report.md again with a "Measured on <board>" section per board. A record whose
+    file, reference or bundle hashes are not this run's is refused before anything is
+    written (InvalidInputError)."""
+    from edgekit.pipeline.identity import check_record
     from edgekit.pipeline.report import render_report
 
+    for name, record in records.items():
+        check_record(run.bundle, record, name)
     manifest = dict(run.manifest)
     runs = dict(manifest.get("device_runs", {}))
     for name, record in records.items():
         key = re.sub(r"[^A-Za-z0-9._@-]+", "_", name)
+        record = {**record, "board": name}  # as the user named it: the report's heading
         atomic_write_json(run.folder / "device" / key / "record.json", record)
         runs[key] = record
     manifest["device_runs"] = runs
@@ -220,7 +226,10 @@ def summary(record: dict[str, Any]) -> str:
     if "error" in record:
         return f"FAILED: {record['error']}"
     verify = record.get("verify", {})
-    parts = [f"verify {'error: ' + verify['error'] if 'error' in verify else _verdict(verify)}"]
+    if not verify:
+        parts = ["verify not run (no verify JSON)"]
+    else:
+        parts = [f"verify {'error: ' + verify['error'] if 'error' in verify else _verdict(verify)}"]
     for label, result in record.get("bench", {}).items():
         if "error" in result:
             parts.append(f"{label} bench error: {result['error']}")

@@ -28,7 +28,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 # edgekit.quantization.rounding.ROUNDING_METHODS, named here so that reading a recipe (the
 # board's CLI does) imports no torch
 PTQ_ROUNDINGS = ("nearest", "gptq")
-PRECISIONS = ("int8", "fp32")
+PRECISIONS = ("int8", "fp16", "fp32")
 # what a value of each annotation may be (TOML gives int where a float is meant, the API
 # may give a Path for a file); bool is an int to Python but never a number here
 _KINDS: dict[str, tuple[type, ...]] = {
@@ -52,7 +52,8 @@ class CompressRecipe:
     epochs: int | None = None
     lr: float = 3e-3  # Adam, cosine schedule (edgekit.training defaults)
     batch_size: int = 64
-    precision: str = "int8"
+    # None: the best the target runs: int8, else fp16 on TensorRT (no QAT), else fp32
+    precision: str | None = None
     qat_epochs: int = 2  # 0 = post-training quantization only
     # 1e-3 undid calibration in QAT's first epoch; 1e-4 kept held-out int8 close to fp32
     # in every run (benchmarks/qat_recipe.py; figures in docs/results.md)
@@ -95,7 +96,7 @@ class CompressRecipe:
 
     def __post_init__(self) -> None:
         self._check_types()
-        if self.precision not in PRECISIONS:
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise InvalidInputError(
                 f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
             )

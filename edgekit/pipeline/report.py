@@ -74,17 +74,28 @@ def _deploying(manifest: dict[str, Any]) -> list[str]:
             + "verifies, benchmarks and adds the board's figures below).", ""]
 
 
-def device_section(record: dict[str, Any]) -> list[str]:
-    """The figures measured on one board by `edgekit deploy`, labelled with where."""
-    name = record.get("hostname") or record["host"]
-    lines = [f"## Measured on {name}", "",
+def device_section(record: dict[str, Any], runtime: str = "") -> list[str]:
+    """The figures measured on one board by `edgekit deploy`, labelled with where: the
+    board as the user named it, then the host and architecture the board reported."""
+    host, arch = _host_and_arch(record)
+    board = record.get("board") or record["host"]
+    lines = [f"## Measured on {board}: host {host} ({arch or 'architecture not recorded'})",
+             "",
              f"`edgekit deploy` to {record['host']} on {record['when']} (edgekit "
              f"{record.get('edgekit_version', '?')} on the board, profile {record['profile']}).",
              ""]
+    expected = _profile_arch(record["profile"])
+    if arch and expected and arch != expected:
+        lines += [f"**Warning:** the board reported a {arch} CPU, but profile "
+                  f"{record['profile']} describes an {expected} device: these figures may not be "
+                  "from that device.", ""]
     engine = record.get("engine_build")
     if engine is not None:
         lines += [("TensorRT engine built on the board with trtexec."
                    if engine["built"] else f"TensorRT engine NOT built: {engine['error']}"), ""]
+    elif runtime == "tensorrt" and not _ran_an_engine(record):
+        lines += ["TensorRT engine not built: these figures are of the ONNX file, not of "
+                  "a TensorRT engine.", ""]
     verify = record.get("verify", {})
     if "error" in verify:
         lines += [f"Verification could not run: {verify['error']}", ""]
@@ -108,6 +119,56 @@ def device_section(record: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _resumed(resumed: dict[str, Any] | None) -> list[str]:
+    if resumed is None:
+        return []
+    reused = ", ".join(resumed["reused"]) or "nothing (every stage ran again)"
+    return ["", f"**Resumed** from an unfinished run (`--resume`); reused: {reused}. The run "
+            "time above covers the resumed part only."]
+
+
+def _precision_reason(profile: str, precision: str) -> str:
+    from edgekit.pipeline.preflight import precision_note
+
+    try:
+        note = precision_note(_get_profile(profile), precision)
+    except KeyError:  # UnknownNameError: a manifest from elsewhere
+        return ""
+    return f" {note}" if note else ""
+
+
+def _get_profile(name: str) -> Any:
+    from edgekit.devices.profiles import get_profile
+
+    return get_profile(name)
+
+
+def _host_and_arch(record: dict[str, Any]) -> tuple[str, str]:
+    """(host name, architecture) as the board reported them: verify's "<host> (<arch>)",
+    else a bench result's hostname and device arch."""
+    verify = record.get("verify", {})
+    if verify.get("host"):
+        name, _, arch = verify["host"].partition(" (")
+        return name, arch.rstrip(")")
+    for result in record.get("bench", {}).values():
+        if result.get("hostname"):
+            return result["hostname"], (result.get("device") or {}).get("arch", "")
+    return record.get("hostname") or "not recorded", ""
+
+
+def _profile_arch(name: str) -> str:
+    try:
+        return _get_profile(name).arch
+    except KeyError:  # UnknownNameError: a record made with a profile this edgekit lacks
+        return ""
+
+
+def _ran_an_engine(record: dict[str, Any]) -> bool:
+    names = [r.get("model", {}).get("name", "") for r in record.get("bench", {}).values()]
+    names.append(record.get("verify", {}).get("artifact", ""))
+    return any(str(n).endswith((".engine", ".plan")) for n in names)
+
+
 def power_text(power: dict[str, Any]) -> str:
     if not power.get("available"):
         return f"unavailable ({power.get('reason', 'not measured')})"
@@ -123,7 +184,9 @@ def render_report(manifest: dict[str, Any]) -> str:
         "",
         f"Data `{recipe['data']}`, precision {recipe['precision']}, "
         f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
-        f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s.",
+        f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s."
+        + _precision_reason(target["profile"], recipe["precision"]),
+        *_resumed(manifest.get("resumed")),
         "",
         "## Accuracy: trained vs deployed",
         "",
@@ -173,7 +236,7 @@ def render_report(manifest: dict[str, Any]) -> str:
     lines += _device_estimates(metrics.get("device_estimates"))
     lines += _deploying(manifest)
     for record in manifest.get("device_runs", {}).values():
-        lines += device_section(record)
+        lines += device_section(record, target["runtime"])
     notes = metrics.get("notes", [])
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]

@@ -59,6 +59,7 @@ def open_partial(out_dir: Path, identity: dict[str, Any], *, resume: bool,
                 raise InvalidInputError(f"{partial} is an unfinished run of {theirs['model']} "
                                         f"for {theirs['target']}, not of {identity['model']} "
                                         f"for {identity['target']}")
+            atomic_write_json(partial / RUN_RECORD, {**record, "resumed": True})
             return partial, True
         if not overwrite:
             stage = (record or {}).get("stage", "?")
@@ -83,6 +84,12 @@ def _read_record(partial: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return record if record.get("format") == "edgekit-compress-partial" else None
+
+
+def resumed_record(partial: Path, reused: list[str]) -> dict[str, Any] | None:
+    """For the manifest: None for a run made in one go, else what the resume reused."""
+    record = _read_record(partial) or {}
+    return {"reused": list(reused)} if record.get("resumed") else None
 
 
 def mark_stage(partial: Path, stage: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgekit.core.console import console, third_party_to
-from edgekit.core.errors import InvalidInputError, VerificationError
+from edgekit.core.errors import CheckpointError, DataError, InvalidInputError, VerificationError
 from edgekit.core.io import (
     atomic_write_json,
     atomic_write_text,
@@ -32,6 +32,7 @@ from edgekit.core.io import (
 from edgekit.devices.calibrated import LayerEstimate
 from edgekit.devices.roofline import RooflineBound
 from edgekit.export.verify import VerifyReport
+from edgekit.pipeline.preflight import check_before_work
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
     claim_stage,
@@ -40,6 +41,7 @@ from edgekit.pipeline.resume import (
     intact_files,
     mark_stage,
     open_partial,
+    resumed_record,
     stage_key,
     toolchain,
     unfinished_default,
@@ -131,6 +133,7 @@ def compress(
     recipe = (recipe or CompressRecipe()).replace(**named, **overrides)
     recipe.check_start(module_given=module is not None)
     profile = get_profile(target)
+    recipe = check_before_work(recipe, profile, out)  # bad input: one line, before any work
     if recipe.sparsity is not None and not profile.sparse_24:
         raise InvalidInputError(
             f"2:4 sparsity pays only on TensorRT with sparse tensor cores (Ampere and newer "
@@ -154,8 +157,9 @@ def compress(
         with quiet:
             done = _run_stages(recipe, profile, staging, log, started,
                                data=data if data_given else None, module=module)
-    except BaseException:
-        if main and worth_keeping(staging):  # work a resume can reuse: keep it, say where
+    except BaseException as exc:
+        # bad data or weights fail a resume the same way: no unfinished run claims otherwise
+        if main and worth_keeping(staging) and not isinstance(exc, (DataError, CheckpointError)):
             log(f"unfinished run kept in {staging}; the same command with --resume "
                 "(resume=True) continues it")
         elif main:
@@ -386,6 +390,7 @@ def _manifest(recipe, profile, ctx, artifacts, metrics, started, staging) -> dic
             for name, path in artifacts.items()
         },
         "metrics": metrics,
+        "resumed": resumed_record(staging, ctx.reused),  # None: made in one go
     }
 
 

@@ -316,8 +316,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     from edgekit.training.compare import paired_difference
 
     r = ctx.recipe
-    if r.precision == "fp32":
-        ctx.log("[3/6] precision fp32: no quantization")
+    if r.precision != "int8":
+        ctx.log(f"[3/6] precision {r.precision}: no quantization")
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
     key = ctx.stage_keys["quantize"] = stage_key(

@@ -71,6 +71,8 @@ class VerifyReport:
     host: str = ""  # the machine the file ran on: "<hostname> (<arch>)"
     reference: str = ""  # what the deployed outputs were compared with
     notes: list[str] = field(default_factory=list)
+    # what was compared: file_sha256, reference_sha256, bundle_id (verify --expected)
+    identity: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

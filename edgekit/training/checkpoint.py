@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.core.errors import CheckpointError, EdgekitError, first_line
+from edgekit.core.errors import CheckpointError, EdgekitError
 from edgekit.core.io import atomic_path, sha256_file
 
 if TYPE_CHECKING:
@@ -120,6 +120,12 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> dict |
     return stored
 
 
+def check_weights(path: str | os.PathLike[str]) -> None:
+    """Raise CheckpointError unless ``path`` reads as weights: before any work starts."""
+    weights, _ = _resolve_weights(Path(path))
+    _read_state(weights)
+
+
 def save_weights(model: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
     """The state dict of ``model`` as one ``.safetensors`` file, written atomically (for
     modules that are not in the zoo, which a checkpoint cannot rebuild by name)."""
@@ -220,16 +226,34 @@ def _load_safetensors(path: Path) -> tuple[dict, dict | None]:
     return state, header_config
 
 
+_NOT_WEIGHTS = "not an edgekit checkpoint, safetensors file or PyTorch state dict"
+# torch.save writes a zip archive (PyTorch >= 1.6) or, legacy, a pickle (protocol byte 0x80)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
 def _load_state_dict_pt(path: Path) -> dict:
-    import pickle
+    """The state dict in a torch.save file, read with weights_only=True. torch's own
+    messages are never passed on: they advise weights_only=False, which runs any code the
+    file holds."""
+    import re
 
     import torch
 
+    with open(path, "rb") as f:
+        if not f.read(4).startswith(_TORCH_MAGIC):
+            raise CheckpointError(f"{path}: {_NOT_WEIGHTS} (no torch.save header)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        raise CheckpointError(f"{path}: not a plain state-dict file "
-                              f"({first_line(exc)})") from None
+    except Exception as exc:  # torch's parsers raise anything (KeyError, IndexError...) on junk
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"{path}: holds a pickled {found.group(1)} (a Python object such as a whole "
+                "model, not plain weights), which edgekit does not unpickle; save "
+                "model.state_dict() instead (torch.save(model.state_dict(), path), or "
+                "safetensors)") from None
+        raise CheckpointError(f"{path}: {_NOT_WEIGHTS} (torch.load with weights_only=True "
+                              f"failed: {type(exc).__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # common {"state_dict": ..., "epoch": ...} wrapper
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)

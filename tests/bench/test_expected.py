@@ -8,6 +8,7 @@ reference-file tests are fast: a tiny ONNX model and references written here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -52,12 +53,13 @@ def _is_the_board(board_python: Path, bundle: Path, cwd: Path) -> None:
     assert proc.stdout.strip().startswith(str(wheel) + os.sep), proc.stderr
 
 
-def _verify(board_python: Path, bundle: Path, artifact: Path, cwd: Path
+def _verify(board_python: Path, bundle: Path, artifact: Path, cwd: Path, *extra: str
             ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     report = cwd / f"verify-{artifact.name}.json"
+    report.unlink(missing_ok=True)
     proc = _agent(board_python, bundle, ["-m", "edgekit", "verify", str(artifact), "--expected",
-                                         str(bundle / "reference.npz"), "--json", str(report)],
-                  cwd)
+                                         str(bundle / "reference.npz"), "--json", str(report),
+                                         *extra], cwd)
     return proc, (json.loads(report.read_text()) if report.is_file() else {})
 
 
@@ -76,6 +78,12 @@ def test_board_verifies_the_bundles_files_without_torch(kind, bundles, board_pyt
         assert report["runtime"] == ("onnxruntime" if kind == "onnx" else "litert")
         assert report["samples"] == 512 and report["notes"] == []
         assert f"{precision} outputs of the trained model" in report["reference"]
+        identity = report["identity"]  # what was compared, so deploy can check it is this run's
+        assert identity["file_sha256"] == hashlib.sha256(artifact.read_bytes()).hexdigest()
+        assert identity["reference_sha256"] == hashlib.sha256(
+            (bundle / "reference.npz").read_bytes()).hexdigest()
+        assert identity["bundle_id"] == json.loads((bundle / "bundle.json").read_text())[
+            "bundle_id"] and identity["match"] == "sha256"
         if kind == "onnx" and precision == "int8":  # TensorRT's arithmetic, not ORT's fused
             assert report["kernels"].startswith("reference")
 
@@ -136,15 +144,25 @@ def test_board_fails_a_corrupted_copy(kind, renamed, bundles, board_python, tmp_
     assert dest.read_bytes() != source.read_bytes()
 
     proc, report = _verify(board_python, bundle, dest, tmp_path)
-    assert proc.returncode == 1, proc.stdout + proc.stderr  # not 2: the file loaded and ran
-    assert proc.stdout.startswith("FAILED: ") and "Traceback" not in proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    if not renamed:  # listed by name, other bytes: refused before it runs, in one line
+        assert proc.stdout == "" and proc.stderr.count("\n") == 1
+        assert proc.stderr.startswith("FAILED: ") and "is not the file reference.npz lists" \
+            in proc.stderr and "--allow-modified" in proc.stderr
+        assert report["passed"] is False and report["identity"]["match"] == "modified"
+        assert "agreement" not in report  # nothing was measured
+        proc, report = _verify(board_python, bundle, dest, tmp_path, "--allow-modified")
+        assert proc.returncode == 1, proc.stdout + proc.stderr  # it ran, and it disagrees
+        assert report["identity"]["match"] == "modified"
+    assert proc.stdout.startswith("FAILED: ")
     assert report["passed"] is False and report["agreement"] < 0.995
     assert report["samples"] == 512 and report["artifact"] == str(dest)
     [note] = report["notes"]
     if renamed:
         assert note.startswith(f"{dest.name} is not listed in the reference")
     else:
-        assert "is not the file the reference lists" in note and "differs" in note
+        assert "DIFFERENT file" in note and "--allow-modified" in note
     assert f"note: {note}" in proc.stderr
 
     # the untouched file still passes with the same agent, reference and venv

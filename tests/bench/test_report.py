@@ -51,6 +51,10 @@ def test_validator_names_the_bad_field(measured):
 
 
 def test_report_labels_measured_and_estimated_and_embeds_plots(measured, tmp_path):
+    import warnings
+
+    from matplotlib import MatplotlibDeprecationWarning
+
     int8 = copy.deepcopy(measured)
     int8["model"]["precision"] = "int8"
     with_energy = copy.deepcopy(measured)
@@ -63,7 +67,9 @@ def test_report_labels_measured_and_estimated_and_embeds_plots(measured, tmp_pat
     for i, r in enumerate([measured, int8, with_energy]):
         files.append(tmp_path / f"r{i}.json")
         files[-1].write_text(json.dumps(r))
-    md_path, html_path = write_report(files, tmp_path / "report")
+    with warnings.catch_warnings():  # edgekit's plots use no argument matplotlib retires
+        warnings.simplefilter("error", MatplotlibDeprecationWarning)
+        md_path, html_path = write_report(files, tmp_path / "report")
     md, page = md_path.read_text(), html_path.read_text()
     assert "| measured | tiny.onnx | onnxruntime | fp32 |" in md
     assert "| estimated |" in md

@@ -128,7 +128,7 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
             return (print, ("unpickled!",))
 
     (tmp_path / "evil.pt").write_bytes(pickle.dumps({"w": Evil()}))
-    with pytest.raises(CheckpointError, match="not a plain state-dict file"):
+    with pytest.raises(CheckpointError, match="not an edgekit checkpoint, safetensors file"):
         load_weights(_net(), tmp_path / "evil.pt")
     (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"w": Evil()}))
     with pytest.raises(CheckpointError, match="unknown weights format"):

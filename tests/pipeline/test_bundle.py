@@ -355,3 +355,27 @@ def test_agent_wheel_installs_with_pip_and_imports_from_the_zip(tmp_path, board_
     assert proc.returncode == 0, proc.stderr
     where, profile = proc.stdout.split()
     assert where.startswith(str(wheel) + os.sep) and profile == "raspberry-pi-5"
+
+
+@pytest.mark.slow
+def test_device_guide_installs_the_agent_inside_a_venv(tmp_path):
+    """DEVICE.md's install block, run as written (offline: --no-index --no-deps added) in a
+    fresh HOME: it makes a venv and installs the wheel there. (The old advice, `pip install
+    --user`, fails inside a venv: "User site-packages are not visible in this virtualenv".)"""
+    from edgekit.pipeline.agent_wheel import wheel_name, write_agent_wheel
+    from edgekit.pipeline.bundle import device_guide
+
+    write_agent_wheel(tmp_path)
+    guide = device_guide({"target": {"profile": "raspberry-pi-5", "runtime": "tflite"},
+                          "agent_wheel": wheel_name(), "deployed": "model_int8.tflite",
+                          "engine": None, "reference": {"samples": 8}})
+    assert "--user" not in guide
+    block = guide.split("## 1. Install the agent")[1].split("```sh\n")[1].split("```")[0]
+    script = block.replace("pip install", "pip install --no-index --no-deps -q")
+    env = {"HOME": str(tmp_path / "home"), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    (tmp_path / "home").mkdir()
+    done = subprocess.run(
+        ["sh", "-ec", script + "python3 -c 'import edgekit; print(edgekit.__file__)'\n"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().startswith(str(tmp_path / "home" / "edgekit-env"))

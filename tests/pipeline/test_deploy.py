@@ -70,7 +70,10 @@ def test_deploy_tflite_bundle_verifies_and_benchmarks_on_the_board(
     assert (pi_run / "device" / next(iter(manifest["device_runs"])) / "record.json").is_file()
 
     report = (pi_run / "report.md").read_text()
-    assert f"## Measured on {record['hostname']}" in report
+    # the board as named (here its SSH destination), then the host and arch it reported
+    assert f"## Measured on {record['board']}: host {record['hostname']}" in report
+    assert record["verify"]["identity"]["file_sha256"] == bundle["files"][
+        "model_int8.tflite"]["sha256"]  # checked against the run before it was merged
     assert "Verification PASSED" in report.split("## Measured on")[1]
     assert "this workstation" in report  # host figures stay, labelled as such
     assert "PASSED" in out.out and "report:" in out.out
@@ -111,6 +114,117 @@ def test_deploy_merges_results_made_by_hand(pi_run, board_python, tmp_path, caps
     record = manifest["device_runs"]["pi5"]
     assert record["verify"]["passed"] and "model_int8.tflite" in record["bench"]
     assert "## Measured on" in (pi_run / "report.md").read_text()
+
+
+def _board_json(bundle, copied, artifact: str, *, reference=None, extra=()) -> None:
+    """verify-device.json and bench-device.json as DEVICE.md makes them on the board (run
+    in-process here: the board-venv path is test_deploy_merges_results_made_by_hand's)."""
+    copied.mkdir(exist_ok=True)
+    reference = reference or bundle / "reference.npz"
+    main(["verify", str(artifact), "--expected", str(reference), "--json",
+          str(copied / "verify-device.json"), *extra])
+    assert main(["bench", str(artifact), "--runs", "3", "--power", "none", "--json",
+                 str(copied / "bench-device.json")]) == 0
+
+
+def _refused(run, copied, capsys, *why: str) -> None:
+    """deploy --results refuses in one line, exit 2, and writes nothing into the run."""
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["deploy", str(run), "--results", str(copied), "--host-name", "foreign"]) == 2
+    out = capsys.readouterr()
+    assert out.err.count("\n") == 1 and out.err.startswith("edgekit: error: foreign: ")
+    assert all(w in out.err for w in why), out.err
+    assert "Traceback" not in out.err and "PASSED" not in out.out
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # manifest, report and device/ untouched
+
+
+@pytest.fixture(scope="module")
+def lenet5_pi_run(tmp_path_factory):
+    """Another model's run for the same board: its bundle's files have the same names."""
+    import edgekit
+    from tests.conftest import QUICK_COMPRESS
+
+    out = tmp_path_factory.mktemp("other-model") / "lenet5"
+    return edgekit.compress("lenet5", "raspberry-pi-5", out=out, log=lambda _: None,
+                            **QUICK_COMPRESS).out_dir
+
+
+def test_deploy_refuses_results_of_another_models_bundle(pi_run, lenet5_pi_run, tmp_path,
+                                                         capsys):
+    other = lenet5_pi_run / "bundle"
+    _board_json(other, tmp_path / "json", other / "model_int8.tflite")
+    assert json.loads((tmp_path / "json" / "verify-device.json").read_text())["passed"]
+    _refused(pi_run, tmp_path / "json", capsys, "reference.npz that is not this run's")
+
+
+def test_deploy_refuses_a_reference_from_another_run(pi_run, lenet5_pi_run, tmp_path, capsys):
+    """This run's file, verified against another run's reference (whose list names a file of
+    the same name with other bytes, so verify needs --allow-modified to run it at all)."""
+    ours, other = pi_run / "bundle", lenet5_pi_run / "bundle"
+    copied = tmp_path / "json"
+    _board_json(ours, copied, ours / "model_fp32.tflite", reference=other / "reference.npz",
+                extra=["--allow-modified"])
+    _refused(pi_run, copied, capsys, "reference.npz that is not this run's")
+    # the bench result alone (this run's file) is not enough to smuggle a foreign verify in:
+    (copied / "verify-device.json").unlink()
+    # exit 1: merged, but nothing verified
+    assert main(["deploy", str(pi_run), "--results", str(copied), "--host-name", "b"]) == 1
+    assert "b" in json.loads((pi_run / "manifest.json").read_text())["device_runs"]
+
+
+def test_deploy_refuses_a_modified_file(pi_run, tmp_path, capsys):
+    bundle = pi_run / "bundle"
+    changed = tmp_path / "board" / "model_int8.tflite"
+    changed.parent.mkdir()
+    data = bytearray((bundle / "model_int8.tflite").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the middle (weights)
+    changed.write_bytes(bytes(data))
+    copied = tmp_path / "json"
+    copied.mkdir()
+    capsys.readouterr()
+    code = main(["verify", str(changed), "--expected", str(bundle / "reference.npz"), "--json",
+                 str(copied / "verify-device.json")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "is not the file reference.npz lists" in err
+    _refused(pi_run, copied, capsys, "modified")  # the failed verify is not merged either
+    _board_json(bundle, copied, changed, extra=["--allow-modified"])  # ran anyway
+    _refused(pi_run, copied, capsys, "ran a modified file")
+
+
+def test_deploy_results_name_each_board_as_the_user_did(pi_run, tmp_path, capsys):
+    """Three boards (here: one host, three names) give three distinct headings, each with
+    the host and architecture the board reported; this x86 host under a Raspberry Pi
+    profile is flagged."""
+    import platform
+    import socket
+
+    bundle = pi_run / "bundle"
+    _board_json(bundle, tmp_path / "json", bundle / "model_int8.tflite")
+    boards = ["pi-kitchen", "pi-garage", "pi-lab"]
+    for board in boards:
+        assert main(["deploy", str(pi_run), "--results", str(tmp_path / "json"),
+                     "--host-name", board]) == 0
+    report = (pi_run / "report.md").read_text()
+    host = f"host {socket.gethostname()} ({platform.machine()})"
+    headings = [line for line in report.splitlines() if line.startswith("## Measured on ")]
+    for board in boards:
+        assert f"## Measured on {board}: {host}" in headings
+    assert len(set(headings)) == len(headings) >= 3
+    if platform.machine() != "aarch64":
+        assert report.count(f"**Warning:** the board reported a {platform.machine()} CPU, "
+                            "but profile raspberry-pi-5 describes an aarch64 device") >= 3
+
+
+def test_deploy_results_of_a_jetson_run_without_an_engine_say_so(jetson_run, tmp_path):
+    """Made by hand where no trtexec ran: the ONNX verified and timed, not an engine."""
+    bundle = jetson_run / "bundle"
+    _board_json(bundle, tmp_path / "json", bundle / "model_int8.onnx")
+    assert main(["deploy", str(jetson_run), "--results", str(tmp_path / "json"),
+                 "--host-name", "orin-lab"]) == 0
+    section = (jetson_run / "report.md").read_text().split("## Measured on orin-lab")[1]
+    assert "TensorRT engine not built: these figures are of the ONNX file" in section
 
 
 def test_deploy_refuses_what_is_not_a_run_or_a_changed_bundle(pi_run, tmp_path, capsys):

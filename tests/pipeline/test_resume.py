@@ -119,6 +119,10 @@ def test_a_changed_field_reruns_exactly_the_stages_after_it(tmp_path, monkeypatc
     assert any("reused from the unfinished run" in m for m in messages)
     assert not any("resuming after epoch" in m for m in messages)
     assert messages[-1].startswith("done") and "reused: fp32 training)" in messages[-1]
+    manifest = json.loads((out / "manifest.json").read_text())  # the records say so too
+    assert manifest["resumed"] == {"reused": ["fp32 training"]}
+    assert "**Resumed** from an unfinished run (`--resume`); reused: fp32 training." in (
+        out / "report.md").read_text()
 
 
 def test_without_resume_an_unfinished_run_is_named_and_kept(tmp_path, capsys):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit.calibration.forms import sample_inputs
 from edgekit.core.errors import EdgekitError, ExportError, InvalidInputError, first_line
 from edgekit.quantization.finetune import fine_tune
+from edgekit.quantization.qdq.extension_cache import use_environment_cache
 from edgekit.quantization.qdq.scheme import (
     force_signed_activations,
     keep_weights_float,
@@ -70,6 +71,7 @@ def quantize_qdq(
     # built the shared cache last) under a 60 s limit, which a busy 2-core box can exceed
     # with the build alone. Allow 10 min unless the user chose a limit.
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", str(NNCF_EXTENSION_TIMEOUT_S))
+    use_environment_cache()  # per environment, not per user: no silent rebuilds (issue 38)
     torch.manual_seed(config.seed)
     calib = sample_inputs(source, config.calibration_size, seed=config.seed)
     scheme = scheme_for(config.target)
