@@ -93,12 +93,12 @@ def load_dataset(source: str | os.PathLike[str] | Any, *, split: str = "train",
 
 
 def load_splits(source: str | os.PathLike[str] | Any, *, input_size: int | None = None,
-                channels: int | None = None, holdout: float | None = None, seed: int = 0,
+                channels: int | None = None, holdout: float | None = 0.2, seed: int = 0,
                 preprocess: Preprocess | None = None) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) of ``source``: its own split when it has one (embedded sets, a
     ``train/`` + ``test/`` folder), else a stratified, seeded ``holdout`` fraction as test
-    (by default 20%, raised up to half the data so that the test split, which verification
-    judges, has ``MIN_TEST`` samples where the data allows).
+    (``holdout=None``: 20%, raised up to half the data so that the test split, which
+    verification judges, has ``MIN_TEST`` samples where the data allows).
     """
     kw: dict[str, Any] = {"input_size": input_size, "channels": channels,
                           "preprocess": preprocess}

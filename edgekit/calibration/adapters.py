@@ -44,10 +44,10 @@ def as_dataset(data: Any, *, task: str | None = None, num_classes: int | None = 
         return ArrayDataset.unlabelled(x, name or "arrays")
     samples = map_style(data)
     where = name or type(samples).__name__
-    if len(samples) and not _is_pair(samples[0]):  # a Dataset of inputs alone
-        return ArrayDataset.unlabelled(lazy_inputs(samples, where, labelled=False), where)
-    x = lazy_inputs(samples, where, labelled=True)
+    x = lazy_inputs(samples, where, labelled=False)
     y = read_labels(samples, where)
+    if y is None:  # a Dataset of inputs alone
+        return ArrayDataset.unlabelled(x, where)
     classes = getattr(samples, "classes", None)
     names = tuple(classes) if isinstance(classes, (list, tuple)) and classes and all(
         isinstance(c, str) for c in classes) else None
@@ -110,12 +110,19 @@ def lazy_inputs(samples: Any, where: str, *, labelled: bool) -> LazyImages:
     return LazyImages(loader, n, loader(np.zeros(1, dtype=np.int64)).shape[1:], source=where)
 
 
-def read_labels(samples: Any, where: str) -> np.ndarray:
-    """All labels: ``samples.targets`` when it has them, else one pass over the samples."""
+def read_labels(samples: Any, where: str) -> np.ndarray | None:
+    """All labels: ``samples.targets`` when it has them, else one pass over the samples;
+    None when the samples are inputs alone (bare, or ``(x,)``)."""
     targets = _targets(samples)
     if targets is not None:
         return targets
-    return np.stack([to_numpy(_pair(samples[i], where, i)[1]) for i in range(len(samples))])
+    labels = []
+    for i in range(len(samples)):
+        item = samples[i]
+        if i == 0 and _bare(item):
+            return None
+        labels.append(to_numpy(_pair(item, where, i)[1]))
+    return np.stack(labels)
 
 
 def _targets(samples: Any) -> np.ndarray | None:
@@ -144,16 +151,21 @@ class _SampleInputs:
         arrays = []
         for i in positions:
             item = self.samples[int(i)]
-            if self.labelled or _is_pair(item):
-                x = _pair(item, self.where, int(i))[0]
+            if self.labelled or not _bare(item):
+                x = _pair(item, self.where, int(i))[0]  # names a tuple of the wrong length
             else:  # a bare input, or an (x,) tuple
-                x = item[0] if isinstance(item, (tuple, list)) and len(item) == 1 else item
+                x = item[0] if isinstance(item, (tuple, list)) else item
             arrays.append(_chw(x, self.where, int(i)))
         if len({a.shape for a in arrays}) > 1:
             raise DataError(f"{self.where}: samples have different shapes "
                             f"{sorted({a.shape for a in arrays})}; resize them in the "
                             "Dataset's transform")
         return np.stack(arrays)
+
+
+def _bare(item: Any) -> bool:
+    """An input without a label: not a tuple, or a 1-tuple."""
+    return not isinstance(item, (tuple, list)) or len(item) == 1
 
 
 def _is_pair(item: Any) -> bool:

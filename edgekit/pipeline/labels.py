@@ -53,11 +53,3 @@ def _labelled(data: Any, outputs: np.ndarray) -> Any:
                                 f"the input size {tuple(data.x.shape[-2:])}, got "
                                 f"{outputs.shape[-2:]}")
     return data.with_labels(outputs.argmax(1), num_classes=int(outputs.shape[1]))
-
-
-def top5_agreement(deployed: np.ndarray, reference: np.ndarray) -> float:
-    """How often the reference's top-1 class is among the deployed model's top 5."""
-    if deployed.ndim != 2 or deployed.shape[1] < 5:
-        return float("nan")
-    top5 = np.argpartition(deployed, -5, axis=1)[:, -5:]
-    return float((top5 == reference.argmax(1)[:, None]).any(axis=1).mean())

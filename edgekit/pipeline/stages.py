@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekit.core.errors import InvalidInputError
-from edgekit.core.io import atomic_write_text, sha256_file
+from edgekit.core.io import sha256_file
 from edgekit.devices import DeviceProfile
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
@@ -124,7 +124,9 @@ def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
     pre = recipe.preprocess()
     if pre is not None and pre.input_size is not None:
         size = None  # the recipe's input_size decides
-    train, test = load_splits(source, input_size=size, seed=recipe.seed, preprocess=pre)
+    # holdout=None: a test split of up to 400 samples, for verification to judge
+    train, test = load_splits(source, input_size=size, seed=recipe.seed, preprocess=pre,
+                              holdout=None)
     if recipe.train_limit is not None:
         train = train.subset(recipe.train_limit, seed=recipe.seed)
     if spec is not None and train.labelled and train.task != spec.task:
@@ -347,7 +349,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     int8_predictions = classes_of(test_outputs(ctx, "int8", qm), ctx.test)
     ctx.metrics["int8_trained"] = score(int8_predictions, ctx.test)
     if not ctx.test.labelled:
-        from edgekit.pipeline.labels import top5_agreement
+        from edgekit.training.evaluate import top5_agreement
 
         ctx.metrics["int8_trained"]["top5_agreement"] = top5_agreement(
             test_outputs(ctx, "int8", qm), test_outputs(ctx, "fp32", model))
@@ -402,58 +404,7 @@ def export(ctx: Context, fp32: Any, qm: Any | None) -> dict[str, Path]:
         files["int8"] = export_onnx(qm, folder / "model_int8.onnx", input_shape=shape,
                                     metadata=meta).path
     if runtime == "tensorrt":
-        files.update(_tensorrt_plan(ctx, files["int8"] if qm is not None else files["fp32"]))
-    return files
+        from edgekit.pipeline.engine_plan import tensorrt_plan
 
-
-# Finds trtexec where JetPack puts it (not on PATH by default); $TRTEXEC overrides.
-_BUILD_SCRIPT = r"""#!/bin/sh
-# Build the TensorRT engine on the target from the ONNX beside this script.
-# Works from any directory and after the folder is copied; TRTEXEC=/path/to/trtexec overrides.
-set -e
-cd "$(dirname "$0")"
-if [ -z "$TRTEXEC" ]; then
-  TRTEXEC=$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)
-fi
-if [ ! -x "$TRTEXEC" ]; then
-  echo "build_engine.sh: trtexec not found; JetPack installs it in" \
-       "/usr/src/tensorrt/bin (or set TRTEXEC=/path/to/trtexec)" >&2
-  exit 127
-fi
-"$TRTEXEC" {args}
-"""
-
-
-def _tensorrt_plan(ctx: Context, onnx_path: Path) -> dict[str, Path]:
-    """build_engine.sh and the build config, paths relative to the bundle; the engine itself
-    where TensorRT is installed on this host."""
-    import dataclasses
-    import importlib.util
-    import shlex
-
-    from edgekit.export.tensorrt import (
-        build_engine,
-        engine_config,
-        trtexec_command,
-        write_build_config,
-    )
-
-    folder = onnx_path.parent
-    engine = folder / (onnx_path.stem + ".engine")
-    # relative names: the bundle is built and verified on another machine, in another folder
-    cfg = dataclasses.replace(engine_config(onnx_path, engine), onnx=onnx_path.name,
-                              engine=engine.name)
-    files = {"tensorrt_build_config": write_build_config(cfg, folder / "tensorrt_build.json")}
-    args = shlex.split(trtexec_command(cfg))[1:]
-    script = folder / "build_engine.sh"
-    atomic_write_text(script, _BUILD_SCRIPT.replace("{args}", shlex.join(args)))
-    script.chmod(0o755)
-    files["tensorrt_build_script"] = script
-    if importlib.util.find_spec("tensorrt") is not None:
-        files["engine"] = build_engine(dataclasses.replace(cfg, onnx=str(onnx_path),
-                                                           engine=str(engine)))
-    else:
-        ctx.notes.append("TensorRT is not installed on this workstation: the engine was not "
-                         "built here; `edgekit deploy` (or bundle/build_engine.sh on the "
-                         "Jetson) builds it with JetPack's trtexec.")
+        files.update(tensorrt_plan(ctx, files["int8"] if qm is not None else files["fp32"]))
     return files

@@ -150,3 +150,11 @@ def _batched_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int,
                 yield start, logits.float().cpu().numpy()
     finally:
         model.train(was_training)
+
+
+def top5_agreement(deployed: np.ndarray, reference: np.ndarray) -> float:
+    """How often the reference's top-1 class is among the deployed model's top 5."""
+    if deployed.ndim != 2 or deployed.shape[1] < 5:
+        return float("nan")
+    top5 = np.argpartition(deployed, -5, axis=1)[:, -5:]
+    return float((top5 == reference.argmax(1)[:, None]).any(axis=1).mean())

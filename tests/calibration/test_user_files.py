@@ -121,11 +121,12 @@ def test_numpy_bad_inputs_raise_data_error(tmp_path):
         with pytest.raises(DataError, match=message) as info:
             numpy_arrays(path)
         assert str(path) in str(info.value)
-    with pytest.raises(DataError, match="lacks array"):
-        numpy_arrays(_npz(tmp_path / "nolabels.npz", x=x))
+    with pytest.raises(DataError, match="lacks array 'x'"):
+        numpy_arrays(_npz(tmp_path / "nox.npz", y=np.zeros(5, dtype=np.int64)))
+    # inputs alone are read as unlabelled inputs (data without labels)
+    assert not numpy_arrays(_npz(tmp_path / "nolabels.npz", x=x)).labelled
     np.save(tmp_path / "alone_x.npy", x)
-    with pytest.raises(DataError, match="no labels file"):
-        numpy_arrays(tmp_path / "alone_x.npy")
+    assert not numpy_arrays(tmp_path / "alone_x.npy").labelled
     # object arrays would need unpickling: refused
     np.save(tmp_path / "obj_x.npy", np.array([{"a": 1}] * 5, dtype=object), allow_pickle=True)
     np.save(tmp_path / "obj_y.npy", np.zeros(5, dtype=np.int64))

@@ -170,11 +170,13 @@ def test_bad_input_fails_before_any_output(case, error, message, nets, folder, t
     assert "\n" not in str(info.value) and not out.exists()
 
 
-def test_a_dataloader_of_the_wrong_tuple_is_named(tmp_path):
+def test_training_on_a_dataloader_of_inputs_alone_is_refused_in_one_line(tmp_path):
+    """(x,) samples are inputs without labels: enough to calibrate a trained model, not to
+    train one from scratch."""
     from torch.utils.data import DataLoader, TensorDataset
 
     bad = DataLoader(TensorDataset(torch.zeros(8, 3, 24, 24)), batch_size=4)  # no labels
-    with pytest.raises(DataError, match=r"\(x, y\)") as info:
+    with pytest.raises(InvalidInputError, match="no labels") as info:
         edgekit.compress("mobilenet_v1", "jetson", data=bad, out=tmp_path / "o",
                          log=lambda _: None, **QUICK)
     assert "\n" not in str(info.value) and not (tmp_path / "o").exists()
