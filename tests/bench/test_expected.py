@@ -337,3 +337,22 @@ def test_bad_reference_is_a_data_error_and_exit_2(case, good, onnx_model, tmp_pa
     assert "Traceback" not in out.err and message in out.err and out.out == ""
     assert not report.exists()
     assert not (tmp_path / MARKER).exists()  # nothing was unpickled
+
+
+def test_the_verdict_holds_where_noise_cannot_change_the_answer():
+    """Decisive decisions judged, low-margin flips forgiven; a systematic error still fails;
+    threshold 0 only reports."""
+    from edgekit.runtime.parity import judge
+
+    rng = np.random.default_rng(0)
+    margin = np.concatenate([np.full(300, 20.0), np.full(100, 0.5)])  # in output steps
+    err = np.abs(rng.normal(0, 0.2, (400, 10)))
+    same = np.ones(400, dtype=bool)
+    same[-5:] = False  # near-ties flipped by summation order
+    verdict = judge(same, err, margin, 0.995)
+    assert verdict["passed"] and verdict["decisive"] == 300
+    same[:10] = False  # decisive decisions changed: a real fault
+    assert not judge(same, err, margin, 0.995)["passed"]
+    same[:] = True
+    assert "mean output error" in judge(same, err + 2.0, margin, 0.995)["reason"]
+    assert judge(same, err + 2.0, margin, 0.0)["passed"]
