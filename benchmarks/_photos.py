@@ -41,19 +41,14 @@ def write_crops(folder: Path, n: int, *, size: int = 256, seed: int = 0) -> list
     to ``size``², written as ``folder/crop_<seed>_<i>.png``; the paths."""
     from PIL import Image
 
+    from edgekit.calibration.embedded import random_crop
+
     folder.mkdir(parents=True, exist_ok=True)
     sources = list(photos().values())
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        photo = sources[int(rng.integers(len(sources)))]
-        h, w = photo.shape[:2]
-        side = int(rng.integers(int(0.3 * min(h, w)), min(h, w) + 1))
-        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = Image.fromarray(photo[top:top + side, left:left + side])
-        if rng.random() < 0.5:
-            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         path = folder / f"crop_{seed}_{i:05d}.png"
-        crop.resize((size, size), Image.Resampling.BILINEAR).save(path)
+        Image.fromarray(random_crop(sources, rng, size)).save(path)
         paths.append(path)
     return paths

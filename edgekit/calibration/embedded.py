@@ -147,21 +147,27 @@ def calibration_crops(n: int = 64, size: int = 224, channels: int = 3, seed: int
     if n < 1 or size < 1 or channels not in (1, 3):
         raise InvalidInputError(f"need n >= 1, size >= 1, channels 1 or 3 (got {n}, {size}, "
                                 f"{channels})")
-    image = pil_image()
     photos = _sample_photos()
     rng = np.random.default_rng(seed)
     out = np.empty((n, 3, size, size), dtype=np.float32)
     for i in range(n):
-        photo = photos[int(rng.integers(len(photos)))]
-        h, w = photo.shape[:2]
-        side = int(rng.integers(int(0.3 * min(h, w)), min(h, w) + 1))
-        top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        crop = image.fromarray(photo[top:top + side, left:left + side])
-        if rng.random() < 0.5:
-            crop = crop.transpose(image.Transpose.FLIP_LEFT_RIGHT)
-        pixels = np.asarray(crop.resize((size, size), image.Resampling.BILINEAR))
-        out[i] = pixels.transpose(2, 0, 1) / np.float32(255.0)
+        out[i] = random_crop(photos, rng, size).transpose(2, 0, 1) / np.float32(255.0)
     return convert_channels(out, channels)
+
+
+def random_crop(photos: tuple[np.ndarray, ...] | list[np.ndarray], rng: np.random.Generator,
+                size: int) -> np.ndarray:
+    """One of ``photos`` (H×W×3 uint8), a random square of 30–100 % of its short side at a
+    random place, maybe mirrored, resized to ``size``² (uint8, size×size×3)."""
+    image = pil_image()
+    photo = photos[int(rng.integers(len(photos)))]
+    h, w = photo.shape[:2]
+    side = int(rng.integers(int(0.3 * min(h, w)), min(h, w) + 1))
+    top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    crop = image.fromarray(photo[top:top + side, left:left + side])
+    if rng.random() < 0.5:
+        crop = crop.transpose(image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(crop.resize((size, size), image.Resampling.BILINEAR))
 
 
 @functools.lru_cache(maxsize=1)
