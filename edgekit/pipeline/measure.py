@@ -210,4 +210,8 @@ def _parity(report: dict[str, Any]) -> dict[str, Any]:
             "kind": "top-1" if report["task"] == "classification" else "pixel",
             "max_err_steps": report["max_error_steps"],
             "mean_err_steps": report["mean_error_steps"],
+            "decisive": report.get("decisive", 0),
+            "decisive_agreement": report.get("decisive_agreement"),
+            "tolerance_steps": report.get("tolerance_steps", 0.0),
+            "reason": report.get("reason", ""),
             "reference": report.get("reference", "")}

@@ -40,9 +40,16 @@ def _ran_in(parity: dict[str, Any]) -> str:
 
 
 def _figures(parity: dict[str, Any]) -> str:
+    decisive = ""
+    if parity.get("decisive_agreement") is not None:  # what the verdict was judged on
+        decisive = (f" ({parity['decisive_agreement'] * 100:.2f}% on the "
+                    f"{parity['decisive']:,} decisive ones, whose margin exceeds "
+                    f"{2 * parity['tolerance_steps']:.1f} steps)")
+    reason = f"; failed because the {parity['reason']}" if parity.get("reason") else ""
     return (f"{parity['agreement'] * 100:.2f}% {parity['kind']} agreement on "
-            f"{parity['samples']:,} samples; output error max {parity['max_err_steps']:.2f} / "
-            f"mean {parity['mean_err_steps']:.3f} quantization steps")
+            f"{parity['samples']:,} samples{decisive}; output error max "
+            f"{parity['max_err_steps']:.2f} / mean {parity['mean_err_steps']:.3f} "
+            f"quantization steps{reason}")
 
 
 def _device_estimates(block: dict[str, Any] | None) -> list[str]:
