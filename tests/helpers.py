@@ -63,3 +63,16 @@ def small_model(name: str):
     classes = 11 if spec.task == "segmentation" else 10
     size = max(spec.small_input_size, spec.min_input_size)
     return create_model(name, num_classes=classes, in_channels=1, input_size=size)
+
+
+def calibrated_lowbit(name: str, **args):
+    """A low-bit zoo model whose BN statistics come from real-looking data, in eval mode."""
+    import torch
+
+    from edgekit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, **args)
+    with torch.no_grad():
+        model.train()(torch.rand(64, 1, 28, 28))
+    return model.eval()

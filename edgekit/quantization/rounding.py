@@ -330,7 +330,8 @@ def _correct_biases(model: torch.nn.Module, calib: torch.Tensor, layers: dict[st
 def _call_with_weight(layer: torch.nn.Module, weight: torch.Tensor, args: tuple,
                       kwargs: dict[str, Any]) -> torch.Tensor:
     """The watched call again, with ``weight`` in place of the layer's."""
-    import torch.nn.functional as F
+    import torch
 
-    func = F.linear if isinstance(layer, __import__("torch").nn.Linear) else F.conv2d
+    func = torch.nn.functional.linear if isinstance(layer, torch.nn.Linear) \
+        else torch.nn.functional.conv2d
     return func(args[0], weight, *args[2:], **kwargs)

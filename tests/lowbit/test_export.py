@@ -13,16 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 from edgekit.export.onnx import export_onnx  # noqa: E402
 from edgekit.lowbit import materialize, weights_to_qdq  # noqa: E402
 from edgekit.lowbit.onnx_qdq import symmetric_levels  # noqa: E402
-from edgekit.models import create_model  # noqa: E402
-
-
-def _calibrated(name, **args):
-    """A model whose BN statistics come from real-looking data, in eval mode."""
-    torch.manual_seed(0)
-    model = create_model(name, **args)
-    with torch.no_grad():
-        model.train()(torch.rand(64, 1, 28, 28))
-    return model.eval()
+from tests.helpers import calibrated_lowbit  # noqa: E402
 
 
 def _run_onnx(path, x):
@@ -39,7 +30,7 @@ QDQ_EXPECTED = {"binary_mlp": 3, "xnor_convnet": 4, "ternary_lenet5": 5, "ttq_re
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(QDQ_EXPECTED))
 def test_onnx_and_qdq_onnx_agree_with_pytorch(tmp_path, name):
-    model = _calibrated(name)
+    model = calibrated_lowbit(name)
     x = np.random.default_rng(0).random((200, 1, 28, 28), dtype=np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
@@ -68,7 +59,7 @@ def test_tflite_of_xnor_convnet_agrees_with_pytorch(tmp_path):
     from edgekit.export.litert_ops import op_counts
     from edgekit.export.tflite import export_tflite, run_tflite
 
-    model = _calibrated("xnor_convnet")
+    model = calibrated_lowbit("xnor_convnet")
     x = np.random.default_rng(1).random((100, 1, 28, 28), dtype=np.float32)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()

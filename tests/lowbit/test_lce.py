@@ -31,6 +31,7 @@ from edgekit.export.lce_flatbuffer import (  # noqa: E402
 from edgekit.models import create_model  # noqa: E402
 from edgekit.runtime.lce import LCE_PYTHON_ENV, lce_python  # noqa: E402
 from edgekit.runtime.registry import open_runner  # noqa: E402
+from tests.helpers import calibrated_lowbit  # noqa: E402
 
 
 def _lce_available() -> bool:
@@ -170,13 +171,6 @@ def test_bconv_packing_and_padding_match_torch(tmp_path, case):
     np.testing.assert_allclose(got, counts * mul + bias, rtol=1e-5, atol=1e-4)
 
 
-def _calibrated(name, **args):
-    torch.manual_seed(0)
-    model = create_model(name, **args)
-    with torch.no_grad():
-        model.train()(torch.rand(64, 1, 28, 28))
-    return model.eval()
-
 
 @needs_lce
 @pytest.mark.parametrize("name", ["binary_mlp", "xnor_convnet", "bireal_net"])
@@ -185,7 +179,7 @@ def test_binary_nets_verify_in_lce(tmp_path, name, mnist):
     from edgekit.export.tflite_flatbuffer import _read
     from edgekit.export.verify import verify
 
-    model = _calibrated(name)
+    model = calibrated_lowbit(name)
     artifact = export_lce(model, tmp_path / f"{name}.tflite")
     assert artifact.precision == "binary"
     ops = {c.customCode.decode() if isinstance(c.customCode, bytes) else c.customCode
@@ -199,7 +193,7 @@ def test_binary_nets_verify_in_lce(tmp_path, name, mnist):
 
 @needs_lce
 def test_ternary_bireal_net_is_int8_weights_and_runs_in_lce_and_litert(tmp_path):
-    model = _calibrated("bireal_net", weights="twn")
+    model = calibrated_lowbit("bireal_net", weights="twn")
     artifact = export_lce(model, tmp_path / "tern.tflite")
     assert artifact.precision == "int8 weights"
     x = np.random.default_rng(0).random((32, 1, 28, 28), dtype=np.float32)
@@ -233,7 +227,7 @@ def test_cli_export_format_lce_writes_and_verifies(tmp_path, capsys):
     from edgekit.cli import main
     from edgekit.training.checkpoint import save_checkpoint
 
-    checkpoint = save_checkpoint(_calibrated("binary_mlp"), tmp_path / "ckpt",
+    checkpoint = save_checkpoint(calibrated_lowbit("binary_mlp"), tmp_path / "ckpt",
                                  extra={"data": "mnist5k"})
     out, report = tmp_path / "bnn.tflite", tmp_path / "bnn.json"
     assert main(["export", str(checkpoint), "--format", "lce", "--out", str(out),
