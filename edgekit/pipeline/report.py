@@ -189,8 +189,10 @@ def render_report(manifest: dict[str, Any]) -> str:
     lines = [
         f"# edgekit compress: {recipe['model']} for {target['profile']} ({target['runtime']})",
         "",
-        f"Data `{recipe['data']}`, precision {recipe['precision']}, "
-        f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
+        f"Data `{recipe['data']}`, "
+        + (f"deployed as {metrics['deployed_as']}, " if metrics.get("deployed_as")
+           else f"precision {recipe['precision']}, ")
+        + f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
         f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s."
         + _precision_reason(target["profile"], recipe["precision"]),
         *_resumed(manifest.get("resumed")),
