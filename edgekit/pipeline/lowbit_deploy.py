@@ -9,9 +9,9 @@ its zoo name, so a user's ``nn.Sequential`` of the same layers takes the same pa
   quantization: the 1-bit layers are the quantization. The fp32 ``.tflite`` of the same net
   is written beside it for the size comparison.
 * ternary (TWN, TTQ): the materialized net (standard Conv/Linear holding the trained
-  {-a, 0, +a} weights) takes the int8 TFLite path by PTQ with nearest rounding: per-channel
-  int8 holds three levels per channel exactly; QAT, GPTQ rounding or bias correction would
-  move them off.
+  ternary weights) takes the int8 TFLite path by PTQ with nearest rounding: per-channel int8
+  keeps each channel's three levels three (TWN's {-a, 0, +a} exactly; TTQ's {-Wn, 0, +Wp}
+  with Wn on the int8 grid of Wp); QAT, GPTQ rounding or bias correction would move them.
 
 Other targets keep the path every model takes.
 """
@@ -33,7 +33,7 @@ TERNARY_INT8 = "ternary-int8"
 LCE_FILE = "model_lce.tflite"
 # shown in the report's header instead of the recipe's precision
 DEPLOYED_AS = {LCE: "binary: LCE 1-bit file (LceBconv2d), no int8 quantization",
-               TERNARY_INT8: "ternary weights as exact int8 (PTQ, nearest rounding, no QAT)"}
+               TERNARY_INT8: "ternary weights in int8 (PTQ, nearest rounding, no QAT)"}
 
 
 def deploy_form(model: Any, runtime: str) -> str | None:
@@ -88,9 +88,9 @@ _NOTES = {
          "interpreter on this host's x86 reference kernels. LiteRT alone cannot run it: the "
          "board needs LCE's runtime (bundle/DEVICE.md).",
     TERNARY_INT8: "ternary net on a TFLite target: the materialized net (standard layers "
-                  "holding the trained {-a, 0, +a} weights) is quantized to int8 by PTQ with "
+                  "holding the trained ternary weights) is quantized to int8 by PTQ with "
                   "nearest rounding and no bias correction, which keeps three levels per "
-                  "channel exact in int8; no QAT, which would move them off. LCE has no "
+                  "channel (TWN's ±a exactly); no QAT, which would move them. LCE has no "
                   "ternary op.",
 }
 
