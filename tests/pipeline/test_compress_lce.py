@@ -123,8 +123,8 @@ def test_user_sequential_binary_conv_net_deploys_as_lce(tmp_path):
     from torch import nn
 
     model = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), L.BinaryActivation(),
-        L.BinaryConv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), L.BinaryActivation(), nn.MaxPool2d(2),
+        L.BinaryConv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
         L.BinaryActivation(), nn.MaxPool2d(2), nn.Flatten(),
         L.BinaryLinear(16 * 7 * 7, 10), nn.BatchNorm1d(10))
     result = edgekit.compress(model, "raspberry-pi-5", out=tmp_path / "run", **QUICK)
