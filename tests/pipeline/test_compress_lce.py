@@ -218,3 +218,27 @@ def test_board_without_lce_runtime_gets_one_line(tmp_path, monkeypatch):
                           env={**os.environ, LCE_PYTHON_ENV: str(tmp_path / "no-python")})
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and LCE_PYTHON_ENV in proc.stderr
+
+
+@needs_lce
+@pytest.mark.slow
+@pytest.mark.ssh
+def test_deploy_to_a_board_without_lce_says_so_and_does_not_run_it_in_litert(
+        binary_mlp_run, sshd, board_python, tmp_path, capsys):
+    """`edgekit deploy` to the torch-free board venv (numpy + onnxruntime + LiteRT, no LCE):
+    verify and bench of the LCE file are asked for runtime lce and fail in one line each."""
+    from edgekit.cli import main
+
+    run = binary_mlp_run.out_dir
+    main(["deploy", str(run), "--remote", f"{sshd['user']}@127.0.0.1:{sshd['port']}",
+          "--known-hosts", str(sshd["known_hosts"]), "--identity", str(sshd["identity"]),
+          "--ssh-config", "/dev/null", "--remote-python", str(board_python), "--runs", "3",
+          "--power", "none", "--remote-dir", str(tmp_path / "board")])
+    capsys.readouterr()
+    manifest = json.loads((run / "manifest.json").read_text())
+    [record] = manifest["device_runs"].values()
+    for failed in (record["verify"], record["bench"]["lce"]):
+        assert LCE_PYTHON_ENV in failed["error"] and "LiteRT cannot" not in failed["error"]
+    assert record["bench"]["fp32"]["runtime"]["name"] == "litert"  # the float twin runs
+    report = (run / "report.md").read_text().split("## Measured on")[1]
+    assert "Verification could not run" in report and LCE_PYTHON_ENV in report
