@@ -78,8 +78,9 @@ def check(ctx: Context, model: Any, form: str) -> None:
     ctx.recipe = ctx.recipe.replace(qat_epochs=0, ptq_rounding="nearest",
                                     ptq_bias_correction=False)
     ctx.lowbit = form
-    ctx.metrics["deployed_as"] = DEPLOYED_AS[form]
-    ctx.notes.append(_NOTES[form])
+    if form == LCE or ctx.recipe.precision == "int8":  # else the float file asked for
+        ctx.metrics["deployed_as"] = DEPLOYED_AS[form]
+        ctx.notes.append(_NOTES[form])
 
 
 _NOTES = {

@@ -206,7 +206,7 @@ def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
     from edgekit.pipeline import lowbit_deploy
 
     form = lowbit_deploy.deploy_form(model, ctx.profile.runtime)
-    if form is not None:  # by its layers: the LCE file, or exact int8 ternary weights
+    if form is not None:  # by its layers: the LCE file, or int8 PTQ of ternary weights
         lowbit_deploy.check(ctx, model, form)
         return ctx.metrics["preflight"]
     key = stage_key("preflight", model_hash(model), ctx.quant_target, list(ctx.input_shape),
