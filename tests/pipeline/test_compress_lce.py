@@ -118,6 +118,16 @@ def test_planted_fault_in_the_packed_filters_fails_verification(binary_mlp_run, 
 
 @needs_lce
 @pytest.mark.slow
+def test_xnor_convnet_for_the_pi_deploys_an_lce_file_verified_in_lce(tmp_path):
+    result = edgekit.compress("xnor_convnet", "raspberry-pi-5", out=tmp_path / "run", **QUICK)
+    assert result.deployed.name == "model_lce.tflite"
+    assert LCE_BCONV2D in _custom_ops(result.deployed)
+    assert result.verification.runtime == "lce" and result.verification.passed
+    assert result.verification.agreement >= 0.995
+
+
+@needs_lce
+@pytest.mark.slow
 def test_user_sequential_binary_conv_net_deploys_as_lce(tmp_path):
     """Decided by the layers: a user's nn.Sequential of edgekit's binary layers."""
     from torch import nn
