@@ -89,6 +89,9 @@ def _check_record(path: Path, record: dict[str, Any]) -> None:
     if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
         raise DataError(f"{path.name}: meta 'files' must map file names to records")
     for name, entry in files.items():
+        if not isinstance(entry.get("runtime", ""), str):
+            raise DataError(f"{path.name}: runtime of {name} must be a name, "
+                            f"got {entry['runtime']!r}")
         step = entry.get("output_step")
         if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
                                  or not math.isfinite(step) or step <= 0):
@@ -132,9 +135,10 @@ def verify_expected(artifact_path: str | Path, reference_path: str | Path, *,
     (``ModifiedFileError``) unless ``allow_modified``: then it is verified and reported as
     a different file. The report's ``identity`` names the file, reference and bundle."""
     path = require_file(artifact_path)
-    runtime = runtime_of(path, runtime)
     arrays, record = read_reference(reference_path)
     entry, notes, identity = _file_entry(path, record)
+    # the reference names the runtime of a file its suffix does not tell (an LCE .tflite)
+    runtime = runtime_of(path, runtime or entry.get("runtime"))
     identity["reference_sha256"] = sha256_file(reference_path)
     identity["bundle_id"] = record.get("bundle_id")
     if identity["match"] == "modified":

@@ -73,17 +73,22 @@ def lce_model_bytes(model: Any, input_shape: tuple[int, ...]) -> bytes:
 
 def _convert(model: Any, input_shape: tuple[int, ...]) -> tuple[bytes, int]:
     require("torch", purpose="LCE export")
+    from torch import nn
+
     from edgekit.lowbit import materialize
     from edgekit.models.lowbit.nets import LowBitNet
 
-    if not isinstance(model, LowBitNet):
-        raise UnsupportedOpError(f"LCE export takes the low-bit zoo's binary nets, not a "
-                                 f"{type(model).__name__}")
+    # the walk follows the layers in order: the forward of these two, and of nothing else
+    if not isinstance(model, (LowBitNet, nn.Sequential)):
+        raise UnsupportedOpError(f"LCE export takes the low-bit zoo's nets and nn.Sequential "
+                                 f"stacks of their layers, not a {type(model).__name__} with "
+                                 "a forward of its own")
     if len(input_shape) != 3:
         raise InvalidInputError(f"input_shape is C, H, W; got {input_shape}")
-    steps = _steps(materialize(model))
+    plain = materialize(model)
     converter = _Converter(GraphBuilder(), tuple(int(s) for s in input_shape))
-    converter.run(steps)
+    converter.names = {id(m): name for name, m in plain.named_modules()}
+    converter.run(_steps(plain))
     return converter.finish(type(model).__name__), converter.bconvs
 
 
@@ -143,6 +148,7 @@ class _Converter:
         self.sign_next = False
         self.bconvs = 0  # LceBconv2d ops written
         self.flat_from: tuple[int, int, int] | None = None  # torch's (C, H, W) before flatten
+        self.names: dict[int, str] = {}  # id(module) -> its name in the model, for errors
 
     def run(self, steps: list[Any]) -> None:
         from torch import nn
@@ -153,11 +159,15 @@ class _Converter:
             step = steps[i]
             bn = steps[i + 1] if i + 1 < len(steps) and isinstance(
                 steps[i + 1], (nn.BatchNorm1d, nn.BatchNorm2d)) else None
-            if isinstance(step, (nn.Conv2d, nn.Linear)):
-                self.weight_layer(step, bn, last=i in (weighted[0], weighted[-1]))
-                i += 2 if bn is not None else 1
-                continue
-            self.other(step)
+            try:
+                if isinstance(step, (nn.Conv2d, nn.Linear)):
+                    self.weight_layer(step, bn, last=i in (weighted[0], weighted[-1]))
+                    i += 2 if bn is not None else 1
+                    continue
+                self.other(step)
+            except UnsupportedOpError as exc:
+                raise UnsupportedOpError(f"{exc} (layer "
+                                         f"{self.names.get(id(step)) or '?'})") from None
             i += 1
 
     def other(self, step: Any) -> None:

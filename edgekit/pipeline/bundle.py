@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.core.io import atomic_write_json, atomic_write_text, sha256_file
-from edgekit.pipeline.stages import Context
+from edgekit.pipeline.stages import Context, deployed_key
 
 FOLDER = "bundle"
 REFERENCE = "reference.npz"
@@ -51,15 +51,21 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
     x, labels = inputs_array(ctx.test)[rows], None if labels is None else labels[rows]
     nets = {"fp32": fp32, **({"int8": qm} if qm is not None else {})}
     outputs = {p: test_outputs(ctx, p, nets[p])[rows] for p in ("fp32", "int8") if p in files}
+    # the LCE file of a binary net reproduces the trained (fp32) net's outputs
+    listed = {**{p: p for p in outputs}, **({"lce": "fp32"} if "lce" in files else {})}
+    if "lce" in files and "fp32" not in outputs:
+        outputs["fp32"] = test_outputs(ctx, "fp32", fp32)[rows]
     entries = {}
-    for precision in outputs:
+    for precision, reproduces in listed.items():
         path = files[precision]
-        entry: dict[str, Any] = {"precision": precision, "outputs": precision,
+        entry: dict[str, Any] = {"precision": precision, "outputs": reproduces,
                                  "sha256": sha256_file(path), "bytes": path.stat().st_size}
         if path.suffix == ".onnx" and (step := onnx_output_step(path)) is not None:
             entry["output_step"], entry["step_source"] = step
+        if precision == "lce":  # a .tflite that LiteRT cannot run: the board must know
+            entry["runtime"] = "lce"
         entries[path.name] = entry
-    deployed = files["int8" if qm is not None else "fp32"].name
+    deployed = files[deployed_key(files)].name
     from edgekit import __version__
 
     record = {"task": ctx.task, "deployed": entries[deployed]["outputs"], "files": entries,
@@ -70,7 +76,7 @@ def write_bundle(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]
     record["bundle_id"] = bundle_id = _content_id(record, x, outputs, labels)
     out = {"reference": write_reference(folder / REFERENCE, x, outputs, labels, record),
            "agent_wheel": write_agent_wheel(folder)}
-    manifest = {**_manifest(ctx, deployed, {p: files[p].name for p in outputs}, len(x)),
+    manifest = {**_manifest(ctx, deployed, {p: files[p].name for p in listed}, len(x)),
                 "bundle_id": bundle_id}
     out["device_guide"] = atomic_write_text(folder / GUIDE, device_guide(manifest))
     manifest["files"] = _listing(folder)  # DEVICE.md too: `edgekit deploy` copies what is listed
@@ -106,10 +112,13 @@ def _manifest(ctx: Context, deployed: str, models: dict[str, str], samples: int
     if ctx.profile.runtime == "tensorrt":
         engine = {"script": "build_engine.sh", "config": "tensorrt_build.json",
                   "engine": Path(deployed).with_suffix(".engine").name}
+    # runtimes: files that their suffix does not name the runtime of (the LCE .tflite)
+    runtimes = {name: "lce" for precision, name in models.items() if precision == "lce"}
     return {
         "format": "edgekit-bundle", "version": 1, "edgekit_version": __version__,
         "target": {"profile": ctx.profile.name, "runtime": ctx.profile.runtime},
         "model": ctx.recipe.model, "deployed": deployed, "models": models,
+        "runtimes": runtimes,
         "input": ctx.input_spec(),
         "reference": {"file": REFERENCE, "samples": samples, "task": ctx.task},
         "agent_wheel": wheel_name(), "engine": engine,
@@ -126,6 +135,12 @@ _RUNTIME_INSTALL = {
                 "ONNX without TensorRT as well: `python3 -m pip install onnxruntime`.",
     "tflite": "`python3 -m pip install ai-edge-litert` (LiteRT, the TFLite runtime).",
     "onnxruntime": "`python3 -m pip install onnxruntime`.",
+    # pip found no Linux aarch64/arm wheel of larq-compute-engine in any release (docs/lowbit.md)
+    "lce": "Larq Compute Engine's runtime: LiteRT alone cannot run this file (custom ops "
+           "LceQuantize, LceBconv2d). PyPI has no Linux ARM wheel of `larq-compute-engine`; "
+           "build LCE for the board from larq/compute-engine and set EDGEKIT_LCE_PYTHON to a "
+           "Python that imports `larq_compute_engine`. Without it, verify and bench stop "
+           "with one line saying so.",
 }
 
 
@@ -135,6 +150,9 @@ def device_guide(manifest: dict[str, Any]) -> str:
     wheel, deployed = manifest["agent_wheel"], manifest["deployed"]
     engine = manifest["engine"]
     run_file = engine["engine"] if engine else deployed
+    named = manifest.get("runtimes", {}).get(deployed)  # a runtime its suffix does not tell
+    runtime = named or runtime
+    run_file += f" --runtime {named}" if named else ""
     lines = [
         f"# Deploying {deployed} to {target} ({runtime})",
         "",

@@ -94,20 +94,23 @@ def deploy(run: Run, target: SSHTarget, opts: SSHOptions, settings: DeploySettin
     files = dict(run.bundle["models"])  # precision -> file: both are benchmarked
     if run.runtime == "tensorrt":
         record["engine_build"] = _build_engine(target, opts, folder, run.bundle, timeout, log)
-    deployed = "int8" if "int8" in files else "fp32"
+    deployed = next(k for k in ("lce", "int8", "fp32") if k in files)
+    # files whose runtime their suffix does not tell (an LCE .tflite): named on the board
+    named = {name: ["--runtime", rt] for name, rt in run.bundle.get("runtimes", {}).items()}
     if record.get("engine_build", {}).get("built"):  # the engine is what the Jetson runs
         files = {deployed: run.bundle["engine"]["engine"]}
     checked = files[deployed]
     log(f"{where}: verify {checked} against {REFERENCE}")
     record["verify"] = _agent_json(target, opts, [
-        *agent, "verify", f"{folder}/{checked}", "--expected", f"{folder}/{REFERENCE}",
-        "--json", "-"], timeout)
+        *agent, "verify", f"{folder}/{checked}", *named.get(checked, []),
+        "--expected", f"{folder}/{REFERENCE}", "--json", "-"], timeout)
     record["hostname"] = record["verify"].get("host", "")
     record["bench"] = {}
     for label, name in files.items():
         log(f"{where}: benchmark {name} ({settings.runs} timed runs, power {settings.power})")
-        args = [*agent, "bench", f"{folder}/{name}", "--runs", str(settings.runs),
-                "--power", settings.power, "--profile", record["profile"], "--json", "-"]
+        args = [*agent, "bench", f"{folder}/{name}", *named.get(name, []),
+                "--runs", str(settings.runs), "--power", settings.power,
+                "--profile", record["profile"], "--json", "-"]
         if settings.threads:
             args += ["--threads", str(settings.threads)]
         result = _agent_json(target, opts, args, timeout)

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgekit.core.io import atomic_write_bytes, atomic_write_json
 from edgekit.devices import roofline_bound
-from edgekit.pipeline.stages import HOST_RUNTIME, Context, test_outputs
+from edgekit.pipeline.stages import HOST_RUNTIME, Context, deployed_key, test_outputs
 
 DEVICES_PLOT = "devices.png"  # the target vs the GPU (DESKTOP_GPU), beside report.md
 
@@ -26,11 +26,13 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     from edgekit.export.verify import load_report
     from edgekit.export.verify import verify as verify_file
 
-    name = "int8" if qm is not None else "fp32"
+    name = deployed_key(files)
     reference = qm if qm is not None else fp32
+    runtime = "lce" if name == "lce" else None  # a .tflite LiteRT cannot run: named
     report_path = ctx.out / "verify.json"
-    ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[ctx.profile.runtime]}")
-    outputs = test_outputs(ctx, name, reference)  # as QAT's score saw them; both kernels
+    ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[runtime or ctx.profile.runtime]}")
+    # as QAT's score saw them; both kernels (the LCE file is the trained net itself)
+    outputs = test_outputs(ctx, "int8" if qm is not None else "fp32", reference)
     with ThreadPoolExecutor(max_workers=1) as beside:  # one onnxruntime thread each
         fused = None
         if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels
@@ -39,7 +41,7 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
                                   reference_outputs=outputs)
         try:
             report = verify_file(files[name], reference, ctx.test, report_path=report_path,
-                                 reference_outputs=outputs).to_dict()
+                                 runtime=runtime, reference_outputs=outputs).to_dict()
         except VerificationError as exc:
             ctx.notes.append(f"VERIFICATION FAILED: {exc}")
             report = load_report(report_path)
@@ -69,7 +71,7 @@ def check_bundle(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     `edgekit verify --expected` will run it on the device (numpy + the runtime only)."""
     from edgekit.bench.expected import verify_expected
 
-    deployed = files["int8" if "int8" in files else "fp32"]
+    deployed = files[deployed_key(files)]
     report = verify_expected(deployed, files["reference"])
     if not report.passed:
         ctx.notes.append(f"BUNDLE CHECK FAILED: {report.summary()}")
@@ -89,6 +91,10 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
                          "will compile, not TensorRT: its signed-int8 activations take "
                          "onnxruntime's slow s8s8 path on x86 CPUs without VNNI. `edgekit deploy` "
                          "builds and measures the engine on the Jetson.")
+    if "lce" in files:
+        from edgekit.pipeline.lowbit_deploy import HOST_NOT_TIMED
+
+        ctx.notes.append(HOST_NOT_TIMED)
     results = {}
     for precision in ("fp32", "int8"):
         if precision not in files:
@@ -168,11 +174,12 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
     for key in ("qat_validation", "distributed", "pruning", "fp32_dense", "labels",
-                "weight_rounding"):
+                "weight_rounding", "deployed_as"):
         if key in ctx.metrics:
             metrics[key] = ctx.metrics[key]
-    if "int8" in files and "fp32" in files:
-        metrics["size_ratio"] = files["fp32"].stat().st_size / files["int8"].stat().st_size
+    deployed = deployed_key(files)
+    if deployed != "fp32" and "fp32" in files:
+        metrics["size_ratio"] = files["fp32"].stat().st_size / files[deployed].stat().st_size
     if "int8" in bench and "fp32" in bench:
         metrics["host_int8_speedup"] = (bench["fp32"]["latency_ms"]["p50"]
                                         / bench["int8"]["latency_ms"]["p50"])
@@ -186,7 +193,11 @@ def device_estimates(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     from edgekit.bench.compare import DESKTOP_GPU, compare_devices
     from edgekit.core.errors import EdgekitError
 
-    deployed = files["int8" if "int8" in files else "fp32"]
+    deployed = files[deployed_key(files)]
+    if ctx.lowbit == "lce":
+        from edgekit.pipeline.lowbit_deploy import no_estimate
+
+        return no_estimate(ctx, deployed.name)
     devices = list(dict.fromkeys([ctx.profile.name, DESKTOP_GPU]))
     try:
         block = {"file": deployed.name, "rows": compare_devices(deployed, devices=devices)}

@@ -189,8 +189,10 @@ def render_report(manifest: dict[str, Any]) -> str:
     lines = [
         f"# edgekit compress: {recipe['model']} for {target['profile']} ({target['runtime']})",
         "",
-        f"Data `{recipe['data']}`, precision {recipe['precision']}, "
-        f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
+        f"Data `{recipe['data']}`, "
+        + (f"deployed as {metrics['deployed_as']}, " if metrics.get("deployed_as")
+           else f"precision {recipe['precision']}, ")
+        + f"{recipe['epochs']} fp32 epoch(s), {recipe['qat_epochs']} QAT epoch(s); "
         f"edgekit {manifest['edgekit_version']}, run took {manifest['duration_s']} s."
         + _precision_reason(target["profile"], recipe["precision"]),
         *_resumed(manifest.get("resumed")),
@@ -231,7 +233,10 @@ def render_report(manifest: dict[str, Any]) -> str:
     for name, art in manifest["artifacts"].items():
         lines.append(f"| `{art['path']}` ({name}) | {art['bytes']:,} | `{art['sha256'][:16]}` |")
     if "size_ratio" in metrics:
-        lines += ["", f"On disk: deployed file is {metrics['size_ratio']:.2f}x smaller than fp32."]
+        deployed = manifest["artifacts"].get("lce") or manifest["artifacts"].get("int8")
+        named = f" (`{deployed['path']}`, {deployed['bytes']:,} bytes)" if deployed else ""
+        lines += ["", f"On disk: deployed file{named} is {metrics['size_ratio']:.2f}x smaller "
+                  "than fp32."]
     lines += ["", "## Latency", "", "| precision | p50 ms | p90 ms | where | kind |",
               "| --- | ---: | ---: | --- | --- |"]
     for row in metrics.get("latency_rows", []):

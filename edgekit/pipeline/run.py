@@ -48,6 +48,7 @@ from edgekit.pipeline.resume import (
     worth_keeping,
     write_stage,
 )
+from edgekit.pipeline.stages import deployed_key
 from edgekit.training import distributed
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ def compress(
     log(f"done in {time.time() - started:.0f} s{reused}: {out_dir / 'report.md'}")
     return CompressResult(
         out_dir, profile.name, profile.runtime, final,
-        deployed=final["int8" if "int8" in final else "fp32"], bundle=out_dir / "bundle",
+        deployed=final[deployed_key(final)], bundle=out_dir / "bundle",
         verification=_typed(VerifyReport, done.verification), benchmarks=done.bench,
         estimates=_calibrated(done.manifest["metrics"]["device_estimates"]),
         roofline_bounds=[_typed(RooflineBound, e) for e in done.roofline_bounds],
@@ -210,12 +211,17 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
     fp32 = stages.build_model(ctx, module)
     label_by_model(ctx, fp32)  # data without labels: the fp32 model's answers stand in
     stages.preflight(ctx, fp32)
+    recipe = ctx.recipe  # a binary or ternary net's deployment settles QAT and rounding
     if distributed.is_main():
         mark_stage(staging, "fp32 training")
     fp32 = stages.train_or_load(ctx, fp32)
     if distributed.is_main() and (recipe.prune or recipe.sparsity):
         mark_stage(staging, "pruning")
     fp32, pruned = prune_stage.prune(ctx, fp32)
+    if ctx.lowbit:  # standard layers holding the trained low-bit weights: the same outputs
+        from edgekit.lowbit import materialize
+
+        fp32 = materialize(fp32)
     if distributed.is_main():
         mark_stage(staging, "int8 quantization")
     quantized = stages.quantize(ctx, fp32, after_step=pruned and pruned.mask_enforcer())
@@ -234,7 +240,7 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
 
     artifacts = _staged(ctx, "export", export_key, export, files=True)
     if pruned is not None and pruned.sparsity is not None:
-        prune_stage.check_file(ctx, artifacts["int8" if "int8" in artifacts else "fp32"])
+        prune_stage.check_file(ctx, artifacts[stages.deployed_key(artifacts)])
     files_key = stage_key(files_record(staging, artifacts))  # the bytes verified and timed
     with ThreadPoolExecutor(max_workers=1) as beside:  # while verify runs; not the benchmark
         device_rows = beside.submit(measure.device_estimates, ctx, artifacts)

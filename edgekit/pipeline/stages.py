@@ -41,7 +41,13 @@ VAL_FRACTION = 0.1
 QUANT_TARGET = {"tensorrt": "tensorrt", "tflite": "tflite", "onnxruntime": "onnxruntime"}
 # Where the deployed file runs on this host for verification and the measured latency.
 HOST_RUNTIME = {"tensorrt": "onnxruntime (CPU) on the ONNX that TensorRT consumes",
-                "tflite": "LiteRT interpreter (XNNPACK)", "onnxruntime": "onnxruntime (CPU)"}
+                "tflite": "LiteRT interpreter (XNNPACK)", "onnxruntime": "onnxruntime (CPU)",
+                "lce": "Larq Compute Engine's interpreter (x86 reference 1-bit kernels)"}
+
+
+def deployed_key(files: dict[str, Any]) -> str:
+    """The artifact the target runs: the LCE file of a binary net, else int8, else fp32."""
+    return next(k for k in ("lce", "int8", "fp32") if k in files)
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Context:
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)  # what an unfinished run gave this one
+    lowbit: str | None = None  # how a binary/ternary net deploys (pipeline.lowbit_deploy)
     # torch outputs on the test split by precision ("fp32", "int8"): the scores, verification
     # and the bundle's reference all need them, from one forward pass (``test_outputs``)
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
@@ -196,7 +203,12 @@ def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
     """``edgekit check`` before any training (``build_model`` already ran one forward): an
     op the target cannot run stops the run here; float-only ops are reported."""
     from edgekit.export.check import check_model
+    from edgekit.pipeline import lowbit_deploy
 
+    form = lowbit_deploy.deploy_form(model, ctx.profile.runtime)
+    if form is not None:  # by its layers: the LCE file, or int8 PTQ of ternary weights
+        lowbit_deploy.check(ctx, model, form)
+        return ctx.metrics["preflight"]
     key = stage_key("preflight", model_hash(model), ctx.quant_target, list(ctx.input_shape),
                     toolchain())
     done = distributed.from_main(lambda: read_stage(ctx.out, "preflight", key))
@@ -318,8 +330,9 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     from edgekit.training.compare import paired_difference
 
     r = ctx.recipe
-    if r.precision != "int8":
-        ctx.log(f"[3/6] precision {r.precision}: no quantization")
+    if r.precision != "int8" or ctx.lowbit == "lce":
+        what = "binary net (LCE)" if ctx.lowbit == "lce" else f"precision {r.precision}"
+        ctx.log(f"[3/6] {what}: no quantization")
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
     key = ctx.stage_keys["quantize"] = stage_key(
@@ -384,6 +397,10 @@ def export(ctx: Context, fp32: Any, qm: Any | None) -> dict[str, Path]:
     if ctx.preprocess is not None:  # bench and verify on a board read it from the file
         meta["preprocess"] = ctx.preprocess.to_dict()
     baseline = qm is None or ctx.recipe.fp32_baseline
+    if ctx.lowbit == "lce":
+        from edgekit.pipeline import lowbit_deploy
+
+        return lowbit_deploy.export(ctx, fp32, folder, meta)
     if runtime == "tflite":
         from edgekit.export.tflite import export_tflite
 

@@ -11,6 +11,7 @@ measure of speed (LCE's optimized kernels are for 32/64-bit ARM).
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ def lce_python() -> Path:
     if not path.is_file():
         raise MissingBackendError(
             f"Larq Compute Engine's interpreter needs its own environment: {path} does not "
-            f"exist (run `make lce-env`, or set {LCE_PYTHON_ENV})")
+            f"exist (in an edgekit checkout `make lce-env` builds it; elsewhere, a board "
+            f"included, set {LCE_PYTHON_ENV} to a Python that imports larq_compute_engine)")
     return path
 
 
@@ -54,7 +56,11 @@ class LceRunner(Runner):
     suffixes = ()  # an LCE file is a .tflite: the runtime is named, never guessed
 
     def load(self) -> None:
-        self._proc = subprocess.Popen([str(lce_python()), str(WORKER), str(self.path)],
+        # LCE's optimized bconv kernels are for ARM; elsewhere its reference ones, checked here
+        self._kernels = "optimized" if platform.machine().lower().startswith(("aarch64", "arm")) \
+            else "reference"
+        self._proc = subprocess.Popen([str(lce_python()), str(WORKER), str(self.path),
+                                       self._kernels],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE)
         try:
@@ -103,7 +109,7 @@ class LceRunner(Runner):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "version": getattr(self, "_version", ""),
-                "kernels": "LCE reference bconv"}
+                "kernels": f"LCE {getattr(self, '_kernels', 'reference')} bconv"}
 
     def close(self) -> None:
         proc = getattr(self, "_proc", None)

@@ -1,6 +1,7 @@
 """Run a .tflite file in Larq Compute Engine's interpreter, in LCE's own Python environment.
 
-Started by ``edgekit.runtime.lce.LceRunner`` as ``<lce python> lce_worker.py MODEL`` (it
+Started by ``edgekit.runtime.lce.LceRunner`` as ``<lce python> lce_worker.py MODEL KERNELS``
+(KERNELS: ``reference`` or ``optimized`` bconv kernels; it
 imports numpy and larq_compute_engine only, never edgekit). Protocol on stdin/stdout: the
 worker writes one ``.npy`` record describing the model (input shape as int64), then for each
 ``.npy`` float32 batch it reads it answers with its first output as ``.npy`` (its own dtype);
@@ -39,7 +40,8 @@ def main() -> None:
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     with open(sys.argv[1], "rb") as f:
-        interpreter = Interpreter(f.read(), num_threads=1, use_reference_bconv=True)
+        interpreter = Interpreter(f.read(), num_threads=1,
+                                  use_reference_bconv=sys.argv[2:3] != ["optimized"])
     out.send(np.asarray(interpreter.input_shapes[0], dtype=np.int64))
     out.send(np.frombuffer(__version__.encode(), dtype=np.uint8))
     stdin = sys.stdin.buffer

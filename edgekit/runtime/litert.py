@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,11 @@ class LiteRTRunner(Runner):
             self.interpreter = module.Interpreter(**kwargs)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
+            custom = re.search(r"unresolved custom op: (Lce\w+)", str(exc))
+            if custom:  # an LCE file (edgekit export --format lce, compress for a Pi)
+                raise BenchError(f"{self.path.name} holds Larq Compute Engine ops "
+                                 f"({custom.group(1)}) that LiteRT cannot run: use --runtime "
+                                 "lce, with LCE's runtime installed") from None
             raise BenchError(f"LiteRT cannot load {self.path.name}: {exc}") from None
         self._module_name = module.__name__.split(".")[0]
         self._xnnpack = xnnpack
