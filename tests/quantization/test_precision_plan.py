@@ -1,0 +1,111 @@
+"""Per-layer sensitivity and the max-drop precision plan, on a model built to be fragile.
+
+Real nncf PTQ (onnxruntime scheme), real evaluation on held-out data; nothing mocked.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("nncf")
+
+from edgekit.core.errors import InvalidInputError  # noqa: E402
+from edgekit.quantization import (  # noqa: E402
+    LayerLatency,
+    QuantConfig,
+    plan_precision,
+    quantize,
+    sensitivity,
+)
+from edgekit.quantization.sensitivity import Scorer, calibrate_for  # noqa: E402
+from tests.helpers import block_data  # noqa: E402
+
+OUTLIER = 60.0  # ~200x the trained weights: at 7 bits their step rounds the rest to 0
+
+
+class FragileNet(torch.nn.Module):
+    """Stem and body convs (most MACs), a small 1x1 ``mix`` conv, a linear head.
+
+    ``body``'s output channel 0 is dead (zero weights, negative bias: always 0 after ReLU),
+    and after training ``mix`` gets an outlier weight on that input channel in every output
+    channel. The float model computes the same (the channel is 0), but the per-channel int8
+    step of ``mix`` is set by the outlier, and its real weights round to zero.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.body = nn.Conv2d(16, 32, 3, padding=1)
+        self.mix = nn.Conv2d(32, 16, 1)
+        self.head = nn.Linear(16 * 16, 10)
+        with torch.no_grad():
+            self.body.weight[0].zero_()
+            self.body.bias[0] = -1.0  # ReLU gives 0, and no gradient revives it
+
+    def forward(self, x):
+        y = torch.relu(self.body(torch.relu(self.stem(x))))
+        y = torch.relu(self.mix(torch.nn.functional.adaptive_avg_pool2d(y, 4)))
+        return self.head(y.flatten(1))
+
+
+@pytest.fixture(scope="module")
+def fragile():
+    from edgekit.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    net = FragileNet()
+    train(net, block_data(512), TrainConfig(epochs=3, lr=1e-2, batch_size=64, progress=False))
+    with torch.no_grad():
+        net.mix.weight[:, 0] = OUTLIER
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def calibrated(fragile):
+    return calibrate_for(fragile, "onnxruntime", block_data(128, seed=1), calibration_size=128)
+
+
+def test_sensitivity_names_the_fragile_layer_first(fragile, calibrated):
+    rows = sensitivity(fragile, block_data(400, seed=2), "onnxruntime", quantized=calibrated)
+    assert [r.layer for r in rows][0] == "mix"
+    assert {r.layer for r in rows} == {"stem", "body", "mix", "head"}
+    mix = rows[0]
+    assert mix.metric_gain_pp >= 2.0 and mix.error_reduction > 0
+    assert mix.macs == 32 * 16 * 4 * 4  # a 1x1 conv on 4x4
+    assert all(r.metric_gain_pp < mix.metric_gain_pp for r in rows[1:])
+
+
+def test_max_drop_plan_recovers_the_fragile_model(fragile, calibrated):
+    val = block_data(400, seed=2)
+    plan = plan_precision(fragile, val, "onnxruntime", max_drop=0.5, quantized=calibrated)
+    assert plan.int8_drop_pp >= 2.0  # plain int8 loses the budget several times over
+    assert plan.within_budget and plan.drop_pp <= 0.5
+    assert "mix" in plan.keep_float
+    assert plan.int8_mac_share >= 0.9  # mix is ~1% of the MACs
+    assert plan.steps[0].kept_float == 0 and plan.steps[-1].drop_pp == plan.drop_pp
+    assert plan.latency_source == "unknown"  # no latency given: accuracy alone
+
+    # the plan as a real keep_float quantization gives back what the switch measured
+    qm = quantize(fragile, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=128,
+                                       keep_float=plan.keep_float),
+                  calib_data=block_data(128, seed=1))
+    scorer = Scorer(fragile, val)
+    assert scorer.float_metric - scorer.measure(qm.model)[0] <= 0.5
+
+
+def test_layers_timed_slower_in_int8_are_float_first(fragile, calibrated):
+    latency = {"stem": LayerLatency(10.0, 30.0, "measured"),  # int8 slower: float
+               "body": LayerLatency(100.0, 40.0, "measured")}
+    plan = plan_precision(fragile, block_data(200, seed=2), "onnxruntime", max_drop=100.0,
+                          latency=latency, quantized=calibrated)
+    assert plan.keep_float == ("stem",)  # the budget asks for nothing more
+    assert len(plan.steps) == 1 and plan.steps[0].latency_us == 10.0 + 40.0
+    table = {row["layer"]: row for row in plan.layers}
+    assert table["stem"]["precision"] == "float" and table["body"]["precision"] == "int8"
+    assert table["mix"]["latency"] == "unknown" and table["body"]["latency"] == "measured"
+    with pytest.raises(InvalidInputError, match="max_drop"):
+        plan_precision(fragile, block_data(50), max_drop=-1, quantized=calibrated)
+    with pytest.raises(InvalidInputError, match="tensorrt"):
+        sensitivity(fragile, block_data(50), "tflite")
