@@ -100,7 +100,7 @@ class Scorer:
         return classes_of(outputs, self.data)
 
     def _metric(self, classes: np.ndarray) -> float:
-        if not self.data.labelled:
+        if not self.data.labelled:  # agreement with the float model (its own: 100%)
             float_classes = getattr(self, "float_classes", classes)
             return 100.0 * float(np.mean(classes == float_classes))
         from edgekit.training.evaluate import score
@@ -117,8 +117,9 @@ def calibrate_for(model: torch.nn.Module, target: str, calib_data: Any, *,
     from edgekit.quantization.types import QuantConfig
 
     if target not in SENSITIVITY_TARGETS:
-        raise InvalidInputError(f"per-layer precision is for the {' and '.join(SENSITIVITY_TARGETS)}"
-                                f" targets (keep_float), not {target!r}")
+        targets = " and ".join(SENSITIVITY_TARGETS)
+        raise InvalidInputError(f"per-layer precision is for the {targets} targets "
+                                f"(keep_float), not {target!r}")
     config = QuantConfig(target=target, mode="ptq", calibration_size=calibration_size,
                          seed=seed, rounding=rounding, bias_correction=bias_correction,
                          progress=False)

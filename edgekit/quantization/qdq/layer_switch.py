@@ -34,7 +34,6 @@ class LayerSwitch:
 
     def __init__(self, quantized: QdqQuantizedModel) -> None:
         import torch
-
         from nncf.torch.function_hook.hook_storage import decode_hook_name
         from nncf.torch.function_hook.wrapper import get_hook_storage
 
