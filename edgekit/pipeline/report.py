@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.pipeline import prune_report
+from edgekit.pipeline import plan_report, prune_report
 
 
 def _verification(metrics: dict[str, Any]) -> list[str]:
@@ -225,6 +225,7 @@ def render_report(manifest: dict[str, Any]) -> str:
         lines += ["", f"QAT on the validation set ({qat['metric']}): calibrated start "
                   f"{qat['start']:.4f}, {epochs}; kept {kept}."]
     lines += _verification(metrics)
+    lines += plan_report.report_lines(metrics.get("precision_plan"))
     lines += ["", "## Files", "", "SHA-256 shortened to 16 hex digits here; in full in "
               "manifest.json and bundle/bundle.json.", "",
               "| file | bytes | sha256 |", "| --- | ---: | --- |"]

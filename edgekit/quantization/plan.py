@@ -103,6 +103,7 @@ def plan_precision(
     *,
     max_drop: float = DEFAULT_MAX_DROP,
     latency: Mapping[str, LayerLatency] | None = None,
+    keep_float: tuple[str, ...] = (),
     rows: list[LayerSensitivity] | None = None,
     quantized: QdqQuantizedModel | None = None,
     calib_data: Any = None,
@@ -114,7 +115,8 @@ def plan_precision(
     """Choose which layers of ``model`` stay float for ``target`` (see the module text).
 
     ``data``: validation data (as for ``sensitivity``); ``latency``: per-layer (or block)
-    figures by module path; ``rows``: ``sensitivity``'s rows, computed when not given.
+    figures by module path; ``keep_float``: layers float whatever they cost (chosen by
+    hand); ``rows``: ``sensitivity``'s rows, computed when not given.
     The plan's ``keep_float`` is what ``QuantConfig(keep_float=...)`` takes.
     """
     from edgekit.quantization.qdq.layer_switch import LayerSwitch
@@ -145,8 +147,13 @@ def plan_precision(
         return PlanStep(len(kept), added, drop_of(kept), _int8_share(rows, kept),
                         _latency_us(rows, kept, latency))
 
-    kept = [r.layer for r in rows if (found := latency_of(r.layer, latency)) is not None
-            and found[1].int8_us > found[1].float_us]
+    by_hand = [r.layer for r in rows if _under(r.layer, keep_float)]
+    missing = [k for k in keep_float if not any(_under(r.layer, (k,)) for r in rows)]
+    if missing:
+        raise InvalidInputError(f"keep_float names no weight-quantized layer: {missing}")
+    kept = [r.layer for r in rows if r.layer in by_hand or (
+        (found := latency_of(r.layer, latency)) is not None
+        and found[1].int8_us > found[1].float_us)]
     steps = [step(kept, "")]
     int8_drop = drop_of([]) if kept else steps[0].drop_pp
     candidates = sorted((r for r in rows if r.layer not in kept),
@@ -165,6 +172,11 @@ def plan_precision(
         latency_source=("estimated" if "estimated" in sources else "measured")
         if sources else "unknown",
         layers=_layer_table(rows, kept, latency), steps=steps)
+
+
+def _under(layer: str, modules: tuple[str, ...]) -> bool:
+    """Whether ``layer`` is one of ``modules`` or inside one (keep_float's rule)."""
+    return any(layer == m or layer.startswith(m + ".") for m in modules)
 
 
 def _int8_share(rows: list[LayerSensitivity], kept: list[str]) -> float:
