@@ -27,6 +27,9 @@ def report_lines(plan: dict[str, Any] | None) -> list[str]:
              f"{plan['int8_drop_pp']:.2f} pp and this plan {plan['drop_pp']:.2f} pp "
              f"({'within' if plan['within_budget'] else '**over**'} the {plan['max_drop']} pp "
              f"budget). Layer latency: {source}.", "",
+             "Latency is per block (a conv with its activation, under the block's name; "
+             "layers of one block share its figures); \"unknown\": the profile named no "
+             "block for the layer in both files.", "",
              "| layer | precision | MACs | float µs | int8 µs | latency | metric if float, pp "
              "| output error removed |", "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     for row in plan["layers"][:MAX_ROWS]:
