@@ -43,7 +43,7 @@ def test_max_drop_plan_is_measured_recorded_and_verified(tmp_path):
     assert plan["chosen_by"] == "max_drop 0.5 pp" and plan["latency_source"] == "measured"
     assert {row["layer"] for row in plan["layers"]} == {"features.0", "features.2", "fc1",
                                                          "fc2"}
-    assert all(row["latency"] == "measured" for row in plan["layers"])
+    assert all(row["latency"] == "measured" for row in plan["layers"])  # each found a block
     # rule (a): every layer timed slower in int8 than in float is float
     for row in plan["layers"]:
         if row["int8_us"] > row["float_us"]:
