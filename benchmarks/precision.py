@@ -52,7 +52,8 @@ import numpy as np
 
 # sibling modules in benchmarks/, on sys.path when run as a script
 from _precision_plan import fragile_recovered, max_drop_plan, plan_metrics
-from _quantization_outputs import cpu_flags, has_vnni, ort_quantize_recommended, ort_quantize_static
+from _provenance import cpu_flags
+from _quantization_outputs import has_vnni, ort_quantize_recommended, ort_quantize_static
 
 FAMILIES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
             "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0", "squeezenet1_1",

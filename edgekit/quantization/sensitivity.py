@@ -101,8 +101,7 @@ class Scorer:
 
     def _metric(self, classes: np.ndarray) -> float:
         if not self.data.labelled:  # agreement with the float model (its own: 100%)
-            float_classes = getattr(self, "float_classes", classes)
-            return 100.0 * float(np.mean(classes == float_classes))
+            return 100.0 * float(np.mean(classes == self.float_classes))
         from edgekit.training.evaluate import score
 
         return 100.0 * score(classes, self.data)[self.metric_name]

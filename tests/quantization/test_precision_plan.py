@@ -74,3 +74,15 @@ def test_layers_timed_slower_in_int8_are_float_first(fragile, calibrated):
         plan_precision(fragile, block_data(50), max_drop=-1, quantized=calibrated)
     with pytest.raises(InvalidInputError, match="tensorrt"):
         sensitivity(fragile, block_data(50), "tflite")
+
+
+def test_inputs_alone_score_agreement_and_hand_choices_come_first(fragile, calibrated):
+    x = block_data(200, seed=2).x  # no labels: top-1 agreement with the float model
+    plan = plan_precision(fragile, x, max_drop=0.5, quantized=calibrated)
+    assert plan.metric == "top1_agreement" and plan.float_metric == 100.0
+    assert plan.keep_float == ("mix",) and plan.int8_drop_pp >= 2.0
+    by_hand = plan_precision(fragile, x, max_drop=0.5, quantized=calibrated,
+                             keep_float=("head",))
+    assert by_hand.keep_float[0] == "head" and "mix" in by_hand.keep_float
+    with pytest.raises(InvalidInputError, match="no weight-quantized layer"):
+        plan_precision(fragile, x, quantized=calibrated, keep_float=("nope",))
