@@ -24,15 +24,15 @@ from edgekit.pipeline.resume import claim_stage, stage_key, write_stage
 from edgekit.training import distributed
 
 if TYPE_CHECKING:
-    from edgekit.pipeline.stages import Context
     from edgekit.quantization.plan import LayerLatency
 
 PROFILE_RUNS = 20  # per round, batch 1 (compare_layers' default)
 PROFILE_ROUNDS = 3
 
 
-def choose_keep_float(ctx: Context, model: Any) -> tuple[str, ...]:
-    """The layers the quantize stage keeps float; records the plan in ``ctx.metrics``.
+def choose_keep_float(ctx: Any, model: Any) -> tuple[str, ...]:
+    """The layers the quantize stage keeps float; records the plan in ``ctx.metrics``
+    (``ctx``: the run's ``stages.Context``, untyped here: stages imports this module).
     Under torchrun rank 0 chooses and every rank takes its choice."""
     plan = distributed.from_main(lambda: _plan(ctx, model))
     if plan is not None:
@@ -40,7 +40,7 @@ def choose_keep_float(ctx: Context, model: Any) -> tuple[str, ...]:
     return tuple(plan["keep_float"]) if plan is not None else ()
 
 
-def _plan(ctx: Context, model: Any) -> dict[str, Any] | None:
+def _plan(ctx: Any, model: Any) -> dict[str, Any] | None:
     r = ctx.recipe
     by_hand = tuple(r.keep_float)
     if r.max_drop is None:
@@ -62,7 +62,7 @@ def _plan(ctx: Context, model: Any) -> dict[str, Any] | None:
     return plan
 
 
-def _make_plan(ctx: Context, model: Any) -> dict[str, Any]:
+def _make_plan(ctx: Any, model: Any) -> dict[str, Any]:
     from edgekit.quantization.plan import plan_precision
     from edgekit.quantization.sensitivity import calibrate_for
 
@@ -81,7 +81,7 @@ def _make_plan(ctx: Context, model: Any) -> dict[str, Any]:
     return plan.to_dict()
 
 
-def _measured_latency(ctx: Context, model: Any, quantized: Any) -> dict[str, LayerLatency]:
+def _measured_latency(ctx: Any, model: Any, quantized: Any) -> dict[str, LayerLatency]:
     """Per block, onnxruntime's kernel time of the fp32 file and the all-int8 PTQ file."""
     from edgekit.bench.layer_latency import compare_layers
     from edgekit.export.onnx import export_onnx
