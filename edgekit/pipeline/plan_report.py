@@ -22,8 +22,9 @@ def report_lines(plan: dict[str, Any] | None) -> list[str]:
                          "accuracy alone"}[plan["latency_source"]]
     lines = ["", "## Precision plan", "",
              f"{plan['chosen_by']}: int8 share: {100 * plan['int8_mac_share']:.0f}% of MACs; "
-             f"{len(plan['keep_float'])} layer(s) float. On the validation split "
-             f"({plan['metric']}, PTQ, layers switched without re-calibrating) all-int8 lost "
+             f"{len(plan['keep_float'])} layer(s) float. On {plan['samples']} samples of the "
+             f"validation split ({plan['metric']}, PTQ, layers switched without "
+             f"re-calibrating; one changed answer is {100 / plan['samples']:.2f} pp) all-int8 lost "
              f"{plan['int8_drop_pp']:.2f} pp and this plan {plan['drop_pp']:.2f} pp "
              f"({'within' if plan['within_budget'] else '**over**'} the {plan['max_drop']} pp "
              f"budget). Layer latency: {source}.", "",

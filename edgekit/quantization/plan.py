@@ -78,6 +78,7 @@ class PrecisionPlan:
     int8_mac_share: float
     within_budget: bool
     latency_source: str  # "measured", "estimated" or "unknown"
+    samples: int  # validation samples scored: one changed answer is 100 / samples pp
     layers: list[dict[str, Any]] = field(default_factory=list)
     steps: list[PlanStep] = field(default_factory=list)
 
@@ -168,7 +169,7 @@ def plan_precision(
         keep_float=tuple(kept), max_drop=max_drop, metric=scorer.metric_name,
         float_metric=round(scorer.float_metric, 4), int8_drop_pp=int8_drop,
         drop_pp=chosen.drop_pp, int8_mac_share=chosen.int8_mac_share,
-        within_budget=chosen.drop_pp <= max_drop,
+        within_budget=chosen.drop_pp <= max_drop, samples=len(scorer.data),
         latency_source=("estimated" if "estimated" in sources else "measured")
         if sources else "unknown",
         layers=_layer_table(rows, kept, latency), steps=steps)

@@ -51,6 +51,7 @@ def test_max_drop_plan_recovers_the_fragile_model(fragile, calibrated):
     assert plan.int8_mac_share >= 0.9  # mix is ~1% of the MACs
     assert plan.steps[0].kept_float == 0 and plan.steps[-1].drop_pp == plan.drop_pp
     assert plan.latency_source == "unknown"  # no latency given: accuracy alone
+    assert plan.samples == 400  # one changed answer: 0.25 pp
 
     # the plan as a real keep_float quantization gives back what the switch measured
     qm = quantize(fragile, QuantConfig(target="onnxruntime", mode="ptq", calibration_size=128,
