@@ -17,7 +17,8 @@ def report_lines(plan: dict[str, Any] | None) -> list[str]:
                 "conv/linear layer int8."]
     source = {"measured": "measured on this host in onnxruntime's profiler (per block, fp32 "
                           "file vs all-int8 PTQ file)",
-              "estimated": "estimated by the device model",
+              "estimated": "estimated by the target's calibrated per-kernel device model "
+                           "(float = fp16 where the device runs it; not timed here)",
               "unknown": "unknown for this target on this host: the plan is chosen on "
                          "accuracy alone"}[plan["latency_source"]]
     lines = ["", "## Precision plan", "",

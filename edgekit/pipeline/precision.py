@@ -7,8 +7,11 @@ split and their per-layer latency in the target's runtime:
 * onnxruntime: the fp32 file and an all-int8 PTQ file are exported and profiled block by
   block in onnxruntime on this host (``edgekit.bench.layer_latency.compare_layers``):
   "measured";
-* TensorRT and other runtimes: no per-layer figure yet (the device model estimates whole
-  files, not named layers), so the plan is chosen on accuracy alone and says so.
+* TensorRT: the target's calibrated per-kernel device model
+  (``edgekit.devices.calibrated.kernel_latency_s``) on the fp32 file's kernels, each
+  deployed in fp16 (a layer TensorRT gets without Q/DQ) and in int8, summed per block:
+  "estimated" (no TensorRT here to time it); a device the model cannot estimate leaves
+  the plan accuracy-only, with a note.
 
 The plan is a stage of its own: an unfinished run resumed with the same inputs reuses it
 (profiling is noisy; QAT's checkpoint belongs to the plan it was trained with).
@@ -72,13 +75,43 @@ def _make_plan(ctx: Any, model: Any) -> dict[str, Any]:
                               calibration_size=r.calibration_size, seed=r.seed,
                               rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction)
     latency = _measured_latency(ctx, model, quantized) \
-        if ctx.profile.runtime == "onnxruntime" else {}
+        if ctx.profile.runtime == "onnxruntime" else _estimated_latency(ctx, model)
     plan = plan_precision(model, ctx.val, ctx.quant_target, max_drop=r.max_drop,
                           latency=latency, quantized=quantized, keep_float=tuple(r.keep_float),
                           seed=r.seed)
     ctx.log(f"[3/6] precision plan: {len(plan.keep_float)} layers float, int8 share "
             f"{100 * plan.int8_mac_share:.0f}% of MACs, validation drop {plan.drop_pp:.2f} pp")
     return plan.to_dict()
+
+
+def _estimated_latency(ctx: Any, model: Any) -> dict[str, LayerLatency]:
+    """Per block, the device model's time of its kernels in float (fp16 where the device
+    runs it) and in int8."""
+    from edgekit.bench.layer_latency import block_of, layer_of
+    from edgekit.bench.layers import named_onnx_records
+    from edgekit.core.errors import EdgekitError
+    from edgekit.devices.calibrated import as_precision, kernel_latency_s
+    from edgekit.export.onnx import export_onnx
+    from edgekit.quantization.plan import LayerLatency
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, Path(tmp) / "fp32.onnx", input_shape=ctx.input_shape).path
+        named = named_onnx_records(fp32)
+    records = [record for _, record in named]
+    try:
+        float_s = kernel_latency_s(ctx.profile.name, as_precision(records, "fp16"))
+        int8_s = kernel_latency_s(ctx.profile.name, as_precision(records, "int8"))
+    except EdgekitError as exc:
+        ctx.notes.append(f"precision plan: no per-layer estimate for {ctx.profile.name} "
+                         f"({exc}); chosen on accuracy alone")
+        return {}
+    blocks: dict[str, list[float]] = {}
+    for (name, _), f, q in zip(named, float_s, int8_s, strict=True):
+        sums = blocks.setdefault(block_of(layer_of(name)), [0.0, 0.0])
+        sums[0] += f * 1e6
+        sums[1] += q * 1e6
+    return {block: LayerLatency(round(f, 3), round(q, 3), "estimated")
+            for block, (f, q) in blocks.items()}
 
 
 def _measured_latency(ctx: Any, model: Any, quantized: Any) -> dict[str, LayerLatency]:

@@ -98,3 +98,28 @@ def test_manifest_plan_by_hand_is_in_the_report():
     lines = report_lines({"chosen_by": "hand", "keep_float": ["fc1"]})
     assert "## Precision plan" in lines and any("`fc1`" in line for line in lines)
     assert report_lines(None) == []
+
+
+def test_tensorrt_plan_latency_is_the_device_models_estimate_per_block(tmp_path):
+    """No TensorRT here: each block's float (fp16) and int8 time come from the target's
+    calibrated per-kernel model, and the kernels' times add up to its whole-file estimate."""
+    from types import SimpleNamespace
+
+    from edgekit.bench.layers import named_onnx_records
+    from edgekit.devices import get_profile
+    from edgekit.devices.calibrated import as_precision, estimate, kernel_latency_s
+    from edgekit.export.onnx import export_onnx
+    from edgekit.pipeline.precision import _estimated_latency
+    from tests.helpers import small_model
+
+    model = small_model("lenet5").eval()
+    for device in ("a10", "jetson-orin-nano"):  # its own points; borrowed from its family
+        ctx = SimpleNamespace(profile=get_profile(device), input_shape=(1, 28, 28), notes=[])
+        latency = _estimated_latency(ctx, model)
+        assert {"features", "fc1", "fc2"} <= set(latency) and not ctx.notes
+        assert all(v.source == "estimated" and v.int8_us > 0 and v.float_us > 0
+                   for v in latency.values())
+    path = export_onnx(model, tmp_path / "m.onnx", input_shape=(1, 28, 28)).path
+    records = as_precision([r for _, r in named_onnx_records(path)], "int8")
+    whole = estimate("a10", records).latency_ms
+    assert sum(kernel_latency_s("a10", records)) * 1e3 == pytest.approx(whole, rel=1e-9)
