@@ -5,6 +5,8 @@ Real nncf PTQ (onnxruntime scheme), real evaluation on held-out data; nothing mo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -42,7 +44,7 @@ def test_sensitivity_names_the_fragile_layer_first(fragile, calibrated):
     assert all(r.metric_gain_pp < mix.metric_gain_pp for r in rows[1:])
 
 
-def test_max_drop_plan_recovers_the_fragile_model(fragile, calibrated):
+def test_max_drop_plan_recovers_the_fragile_model(fragile, calibrated, tmp_path):
     val = block_data(400, seed=2)
     plan = plan_precision(fragile, val, "onnxruntime", max_drop=0.5, quantized=calibrated)
     assert plan.int8_drop_pp >= 2.0  # plain int8 loses the budget several times over
@@ -59,6 +61,11 @@ def test_max_drop_plan_recovers_the_fragile_model(fragile, calibrated):
                   calib_data=block_data(128, seed=1))
     scorer = Scorer(fragile, val)
     assert scorer.float_metric - scorer.measure(qm.model)[0] <= 0.5
+    # the exported mixed file names its plan in its metadata
+    from edgekit.export.onnx import export_onnx, read_metadata
+
+    path = export_onnx(qm, tmp_path / "mixed.onnx").path
+    assert json.loads(read_metadata(path)["keep_float"]) == list(plan.keep_float)
 
 
 def test_layers_timed_slower_in_int8_are_float_first(fragile, calibrated):
