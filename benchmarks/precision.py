@@ -27,6 +27,12 @@ that family (``edgekit.bench.layer_latency.compare_layers``, fp32 vs edgekit int
 ``--plan``: each family's measured keep-float plan (``QuantConfig.keep_float``: the blocks
 whose int8 kernels the profiler timed slower than float), made, verified and timed again
 with the other files (``planned_*``; ``plan_round.*`` are that second round's times).
+``--max-drop PP``: each family's max-drop plan (``edgekit.quantization.plan_precision``:
+slower-in-int8 blocks float, then the most harmful layers per MAC until the drop on 64
+held-out crops is within PP), made, verified and timed with the others (``max_drop_*``),
+and the fragile test model recovered under PP (``benchmarks/_precision_plan.py``); metrics
+``drop_pp_max``, ``int8_mac_share_median``, ``deployed_over_fp32_bytes_median``,
+``fragile_recovered_drop_pp``.
 
     python benchmarks/precision.py --out results/precision --json results/precision.json
 """
@@ -45,7 +51,9 @@ from typing import Any
 import numpy as np
 
 # sibling modules in benchmarks/, on sys.path when run as a script
-from _quantization_outputs import cpu_flags, has_vnni, ort_quantize_recommended, ort_quantize_static
+from _precision_plan import fragile_recovered, max_drop_plan, plan_metrics
+from _provenance import cpu_flags
+from _quantization_outputs import has_vnni, ort_quantize_recommended, ort_quantize_static
 
 FAMILIES = ("lenet5", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
             "mobilenet_v3_large", "shufflenet_v1", "shufflenet_v2_x1_0", "squeezenet1_1",
@@ -68,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="", help="family whose per-layer table is added")
     p.add_argument("--plan", action="store_true",
                    help="also make and time each family's measured keep-float plan")
+    p.add_argument("--max-drop", type=float, metavar="PP",
+                   help="also make and time each family's max-drop plan, and recover the "
+                   "fragile test model, under this budget (percentage points)")
     return p
 
 
@@ -99,6 +110,15 @@ def main() -> int:
         result["families"][name] = row
         print(_line(name, row), flush=True)
         result["metrics"] = _metrics(result["families"])
+        _save(args.json, result)
+    if args.max_drop is not None:
+        result["fragile"] = fragile_recovered(args.max_drop)
+        result["metrics"].update(_metrics(result["families"]),
+                                 fragile_recovered_drop_pp=result["fragile"][
+                                     "fragile_recovered_drop_pp"])
+        print(f"fragile model: plain int8 -{result['fragile']['fragile_int8_drop_pp']} pp, "
+              f"max-drop plan -{result['fragile']['fragile_recovered_drop_pp']} pp "
+              f"(keep float {result['fragile']['fragile_keep_float']})", flush=True)
         _save(args.json, result)
     if args.layers:
         from edgekit.bench.layer_latency import compare_layers
@@ -136,6 +156,12 @@ def _family(name: str, out: Path, args: argparse.Namespace, flags: list[str]
             row.update(_planned(name, paths, args))
         except Exception as exc:  # the plan's failure must not lose the family's row
             row["plan_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if args.max_drop is not None:
+        try:
+            row.update(max_drop_plan(name, paths, args, lambda files: _interleaved_medians(
+                files, rounds=args.rounds, runs=args.runs)))
+        except Exception as exc:  # the plan's failure must not lose the family's row
+            row["max_drop_error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return row
 
 
@@ -271,6 +297,7 @@ def _metrics(families: dict[str, dict[str, Any]]) -> dict[str, Any]:
         metrics["ort_planned_vs_fp32_min"] = min(r["planned_vs_fp32"] for r in planned)
         metrics["ort_planned_vs_vendor_best_min"] = min(r["planned_vs_vendor_best"]
                                                         for r in planned)
+    metrics.update(plan_metrics(ok))
     for name, row in ok.items():
         metrics[f"{name}.int8_vs_fp32"] = row["int8_vs_fp32"]
         metrics[f"{name}.int8_vs_vendor_best"] = row["int8_vs_vendor_best"]
@@ -288,6 +315,15 @@ def _line(name: str, row: dict[str, Any]) -> str:
                 f"agreement {row['planned_verify_agreement']:.4f}")
     elif "plan" in row:
         plan = f"\n{'  planned':<20}no block measured slower in int8"
+    if "max_drop_vs_fp32" in row:
+        plan += (f"\n{'  max-drop plan':<20}{len(row['max_drop_keep_float'])} layers float, "
+                 f"int8 {100 * row['max_drop_int8_mac_share']:.0f}% of MACs, drop "
+                 f"{row['max_drop_drop_pp']:.2f} pp (all-int8 {row['max_drop_int8_drop_pp']:.2f})"
+                 f": {row['max_drop_vs_fp32']:.2f}x fp32, {row['max_drop_vs_vendor_best']:.2f}x "
+                 f"vendor best, {row['max_drop_over_fp32_bytes']:.2f}x fp32 bytes, agreement "
+                 f"{row['max_drop_verify_agreement']:.4f}")
+    elif "max_drop_error" in row:
+        plan += f"\n{'  max-drop plan':<20}error: {row['max_drop_error']}"
     fused = f"{row['int8_int8_kernels']}/{row['int8_int8_kernels'] + row['int8_float_kernels']}"
     agree = row.get("verify_agreement")
     vendor = "".join(f"{row[k]:>9.3f}" if k in row else f"{'fails':>9}"

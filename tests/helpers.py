@@ -40,6 +40,49 @@ def block_data(n: int = 256, seed: int = 0, size: int = 16):
     return ArrayDataset(x=x, y=y, task="classification", num_classes=10, name="blocks")
 
 
+OUTLIER = 60.0  # ~200x the trained weights: at 7 bits their step rounds the rest to 0
+
+
+class FragileNet(torch.nn.Module):
+    """Stem and body convs (most MACs), a small 1x1 ``mix`` conv, a linear head.
+
+    ``body``'s output channel 0 is dead (zero weights, negative bias: always 0 after ReLU),
+    and after training ``mix`` gets an outlier weight on that input channel in every output
+    channel. The float model computes the same (the channel is 0), but the per-channel int8
+    step of ``mix`` is set by the outlier, and its real weights round to zero.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.body = nn.Conv2d(16, 32, 3, padding=1)
+        self.mix = nn.Conv2d(32, 16, 1)
+        self.head = nn.Linear(16 * 16, 10)
+        with torch.no_grad():
+            self.body.weight[0].zero_()
+            self.body.bias[0] = -1.0  # ReLU gives 0, and no gradient revives it
+
+    def forward(self, x):
+        y = torch.relu(self.body(torch.relu(self.stem(x))))
+        y = torch.relu(self.mix(torch.nn.functional.adaptive_avg_pool2d(y, 4)))
+        return self.head(y.flatten(1))
+
+
+def fragile_net() -> torch.nn.Module:
+    """A trained ``FragileNet`` (blocks data) with its outlier weights, in eval mode: plain
+    int8 loses most of its accuracy, ``mix`` left float gives it back (issue 39; also
+    ``benchmarks/precision.py --max-drop``)."""
+    from edgekit.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    net = FragileNet()
+    train(net, block_data(512), TrainConfig(epochs=3, lr=1e-2, batch_size=64, progress=False))
+    with torch.no_grad():
+        net.mix.weight[:, 0] = OUTLIER
+    return net.eval()
+
+
 def tiny_net():
     """A conv + linear net for the runtime and harness tests, seeded (same weights each call)."""
     class Tiny(torch.nn.Module):

@@ -41,7 +41,8 @@ class LayerTime:
 
 def layer_of(node_name: str) -> str:
     """The model layer (dotted module path) an onnxruntime node name belongs to."""
-    parts = [p for p in node_name.split("/") if p]
+    # onnxruntime names a float Gemm it fused with its activation "fused <gemm node>"
+    parts = [p for p in node_name.removeprefix("fused ").split("/") if p]
     hook = next((i for i, p in enumerate(parts) if _HOOK.match(p)), None)
     if hook is not None and hook >= 2:  # nncf quantizer: .../<module>/<path>/<op>/0__0.0/Q
         start = next((i for i in range(hook - 1) if parts[i] == parts[0] and i > 0), None)

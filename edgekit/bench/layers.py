@@ -85,6 +85,15 @@ def _shapes(entries: list[dict[str, list[int]]]) -> list[tuple[str, list[int]]]:
 
 
 def _onnx_records(path: Path) -> list[LayerRecord]:
+    return [record for _, record in named_onnx_records(path)]
+
+
+def named_onnx_records(path: str | Path) -> list[tuple[str, LayerRecord]]:
+    """(node name, record) of every kernel of an ONNX file, in graph order; the names are
+    the exporter's (module scope: ``edgekit.bench.layer_latency.layer_of`` reads them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"no such model file: {path}")
     events = _onnx_events(path)
     # QDQ graphs: weights dequantized from 8-bit; QOperator graphs: integer kernels
     quantized = any((e["args"]["op_name"] == "DequantizeLinear"
@@ -119,8 +128,9 @@ def _onnx_records(path: Path) -> list[LayerRecord]:
         act_elems = math.prod(ins[0][1]) + out_elems if ins else out_elems
         if kind == "memory":  # every activation-sized input is read
             act_elems = sum(math.prod(s) for _, s in ins) + out_elems
-        records.append(LayerRecord(op, kind, macs, float(weight_elems * width),
-                                   float(act_elems * width), precision))
+        records.append((str(e["name"])[:-len("_kernel_time")],
+                        LayerRecord(op, kind, macs, float(weight_elems * width),
+                                    float(act_elems * width), precision)))
     if not records:
         raise FormatError(f"{path.name}: no kernels found in the graph")
     return records

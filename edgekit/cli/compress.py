@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="deployed precision (default: the best the target runs: int8, else "
                    "fp16 on TensorRT, else fp32); fp16 is a TensorRT engine built from the "
                    "float ONNX, without QAT")
+    plan = p.add_argument_group("precision plan (int8 on TensorRT and onnxruntime targets)")
+    plan.add_argument("--max-drop", type=float, metavar="PP", help="the most the int8 model "
+                      "may lose on the validation split, in percentage points of the task's "
+                      "metric: layers timed slower in int8 than float stay float, then the "
+                      "most harmful layers per MAC revert to float until the drop is within "
+                      "PP (e.g. 0.5)")
+    plan.add_argument("--keep-float", type=_names, metavar="LAYER,...", help="module paths "
+                      "whose weights stay float (a plan by hand), e.g. features.1,classifier.3")
     prune = p.add_argument_group("structured pruning (after fp32 training, before QAT; "
                                  "fine-tuned with distillation from the dense model)")
     prune.add_argument("--prune", metavar="channel:R", help="remove whole channels until a "
@@ -97,6 +105,13 @@ def _json_object(text: str) -> dict:
     return value
 
 
+def _names(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated module paths, got {text!r}")
+    return names
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",")]
@@ -118,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, bench_threads=args.threads, bench_power=args.bench_power,
         seed=args.seed, prune=args.prune, sparsity=args.sparsity,
         prune_epochs=args.prune_epochs, sync_batchnorm=args.sync_batchnorm,
+        max_drop=args.max_drop, keep_float=args.keep_float,
     )
     # a flag not given is None: it leaves the recipe's value (None there would clear it)
     result = compress(

@@ -231,6 +231,14 @@ def estimate(device: str, records: list[LayerRecord]) -> LayerEstimate:
                          "estimated" if cal.points else "transferred")
 
 
+def kernel_latency_s(device: str, records: list[LayerRecord]) -> list[float]:
+    """Each kernel's time in ``device``'s calibrated estimate (the model sums per-kernel
+    times, so these add up to ``estimate``'s figure for the whole graph)."""
+    cal = calibration(device)
+    return [float(s) for s in predict_s(get_profile(device), cal.constants,
+                                        [[r] for r in records])]
+
+
 def energy_upper_bound_mj(device: str, latency_ms: float) -> tuple[float, str]:
     """An upper bound on the energy of one inference: the device's highest power mode (its
     budget) times the latency. Not an estimate: no measured power stands behind it."""

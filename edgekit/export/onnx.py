@@ -110,6 +110,8 @@ def _exportable(model: Any, example: torch.Tensor) -> tuple[torch.nn.Module, str
             "quant_mode": model.config.mode,
             "quant_scheme": json.dumps(model.scheme, sort_keys=True),
         })
+        if model.config.keep_float:  # the precision plan: layers whose weights stay float
+            provenance["keep_float"] = json.dumps(list(model.config.keep_float))
         return stripped_module(model, example), "int8", provenance
     if isinstance(model, QuantizedModel):
         raise ExportError(f"a {type(model).__name__} (target {model.config.target!r}) is "

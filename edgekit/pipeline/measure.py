@@ -174,7 +174,7 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
     for key in ("qat_validation", "distributed", "pruning", "fp32_dense", "labels",
-                "weight_rounding", "deployed_as"):
+                "weight_rounding", "deployed_as", "precision_plan"):
         if key in ctx.metrics:
             metrics[key] = ctx.metrics[key]
     deployed = deployed_key(files)

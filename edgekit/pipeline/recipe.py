@@ -33,7 +33,8 @@ PRECISIONS = ("int8", "fp16", "fp32")
 # may give a Path for a file); bool is an int to Python but never a number here
 _KINDS: dict[str, tuple[type, ...]] = {
     "bool": (bool,), "int": (numbers.Integral,), "float": (numbers.Real,),
-    "str": (str, os.PathLike), "dict[str, Any]": (dict,), "list[float]": (list, tuple)}
+    "str": (str, os.PathLike), "dict[str, Any]": (dict,), "list[float]": (list, tuple),
+    "list[str]": (list, tuple)}
 DEFAULT_EPOCHS = 5  # fp32 training epochs when no weights are given
 
 
@@ -64,6 +65,11 @@ class CompressRecipe:
     # (edgekit.quantization.rounding)
     ptq_rounding: str = "gptq"
     ptq_bias_correction: bool = True
+    # the precision plan (int8 targets on TensorRT and onnxruntime): layers (module paths)
+    # whose weights stay float, and/or the largest drop of the validation metric (pp) the
+    # plan may cost, layers reverted to float until it holds (edgekit.pipeline.precision)
+    keep_float: list[str] = field(default_factory=list)
+    max_drop: float | None = None
     # structured pruning after fp32 training, before QAT (edgekit.pruning): "channel:R"
     # keeps a share R of the MACs; "2:4" sparsity (TensorRT on Ampere+/Orin targets only)
     prune: str | None = None
@@ -106,6 +112,11 @@ class CompressRecipe:
         if self.ptq_rounding not in PTQ_ROUNDINGS:
             raise InvalidInputError(f"ptq_rounding must be one of {', '.join(PTQ_ROUNDINGS)}"
                                     f", not {self.ptq_rounding!r}")
+        if self.max_drop is not None and not self.max_drop >= 0:
+            raise InvalidInputError(f"max_drop must be >= 0 percentage points, got "
+                                    f"{self.max_drop}")
+        if not all(m.strip(".") for m in self.keep_float):
+            raise InvalidInputError(f"keep_float takes module paths, got {self.keep_float!r}")
         if not 0 <= self.prune_distill <= 1:
             raise InvalidInputError(f"prune_distill must be in [0, 1], got {self.prune_distill}")
         if self.train_limit is not None and self.train_limit < 1:
@@ -204,4 +215,6 @@ def _is_kind(value: Any, kind: str) -> bool:
         return False
     if not isinstance(value, _KINDS[kind]):
         return False
+    if kind == "list[str]":
+        return all(isinstance(v, str) for v in value)
     return kind != "list[float]" or all(_is_kind(v, "float") for v in value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekit.pipeline import prune_report
+from edgekit.pipeline import plan_report, prune_report
 
 
 def _verification(metrics: dict[str, Any]) -> list[str]:
@@ -184,6 +184,39 @@ def power_text(power: dict[str, Any]) -> str:
             f"({power.get('sampler', '')})")
 
 
+def latency_section(metrics: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """The latency table, led by the file the target runs. For TensorRT that is the engine,
+    which this host cannot time: the table holds its device estimate (or says there is
+    none), and onnxruntime's timing of the ONNX it is built from goes to the notes."""
+    rows = metrics.get("latency_rows", [])
+    engine = target["runtime"] == "tensorrt"
+    if engine:
+        rows = [row for row in rows if row["kind"] == "estimated"]
+    lines = ["", "## Latency", ""]
+    if engine and not rows:
+        lines += [f"The TensorRT engine for {target['profile']}: not timed here (no TensorRT "
+                  "on this host) and not estimated (the device has no published points of "
+                  "its own: \"Target vs GPU\" below). `edgekit deploy` measures it on the "
+                  "board.", ""]
+        return lines
+    lines += ["| precision | p50 ms | p90 ms | where | kind |", "| --- | ---: | ---: | --- | --- |"]
+    for row in sorted(rows, key=lambda r: r["precision"] != "int8"):
+        p90 = f"{row['p90_ms']:.3f}" if row.get("p90_ms") is not None else "–"
+        lines.append(f"| {row['precision']} | {row['p50_ms']:.3f} | {p90} | {row['where']} "
+                     f"| {row['kind']} |")
+    return lines
+
+
+def _host_timing_note(metrics: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """For TensorRT targets: onnxruntime's timing on this host, a note, not the headline."""
+    measured = [row for row in metrics.get("latency_rows", []) if row["kind"] == "measured"]
+    if target["runtime"] != "tensorrt" or not measured:
+        return []
+    figures = ", ".join(f"{row['precision']} p50 {row['p50_ms']:.3f} ms" for row in measured)
+    return [f"onnxruntime on this host ran the ONNX files TensorRT builds its engine from "
+            f"(not the engine; {measured[0]['where']}): {figures} (measured)."]
+
+
 def render_report(manifest: dict[str, Any]) -> str:
     recipe, target, metrics = manifest["recipe"], manifest["target"], manifest["metrics"]
     lines = [
@@ -227,6 +260,7 @@ def render_report(manifest: dict[str, Any]) -> str:
         lines += ["", f"QAT on the validation set ({qat['metric']}): calibrated start "
                   f"{qat['start']:.4f}, {epochs}; kept {kept}."]
     lines += _verification(metrics)
+    lines += plan_report.report_lines(metrics.get("precision_plan"))
     lines += ["", "## Files", "", "SHA-256 shortened to 16 hex digits here; in full in "
               "manifest.json and bundle/bundle.json.", "",
               "| file | bytes | sha256 |", "| --- | ---: | --- |"]
@@ -237,19 +271,14 @@ def render_report(manifest: dict[str, Any]) -> str:
         named = f" (`{deployed['path']}`, {deployed['bytes']:,} bytes)" if deployed else ""
         lines += ["", f"On disk: deployed file{named} is {metrics['size_ratio']:.2f}x smaller "
                   "than fp32."]
-    lines += ["", "## Latency", "", "| precision | p50 ms | p90 ms | where | kind |",
-              "| --- | ---: | ---: | --- | --- |"]
-    for row in metrics.get("latency_rows", []):
-        p90 = f"{row['p90_ms']:.3f}" if row.get("p90_ms") is not None else "–"
-        lines.append(f"| {row['precision']} | {row['p50_ms']:.3f} | {p90} | {row['where']} "
-                     f"| {row['kind']} |")
+    lines += latency_section(metrics, target)
     lines += ["", f"Power {metrics.get('power', 'unavailable (not measured)')}", ""]
     lines += prune_report.report_lines(manifest)
     lines += _device_estimates(metrics.get("device_estimates"))
     lines += _deploying(manifest)
     for record in manifest.get("device_runs", {}).values():
         lines += device_section(record, target["runtime"])
-    notes = metrics.get("notes", [])
+    notes = [*metrics.get("notes", []), *_host_timing_note(metrics, target)]
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)

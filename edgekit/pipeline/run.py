@@ -140,6 +140,10 @@ def compress(
             f"2:4 sparsity pays only on TensorRT with sparse tensor cores (Ampere and newer "
             f"GPUs, Jetson Orin); target {profile.name} ({profile.runtime}) would run it "
             "dense: use prune='channel:R' (--prune) there")
+    if (recipe.max_drop is not None or recipe.keep_float) and profile.runtime == "tflite":
+        raise InvalidInputError(f"a precision plan (max_drop, keep_float) is for TensorRT and "
+                                f"onnxruntime targets; {profile.name} runs TFLite, whose "
+                                "file is full-integer")
     distributed.init_from_env()  # under torchrun: one process per rank, rank 0 writes
     distributed.check_same(json.dumps([recipe.to_dict(), profile.name], sort_keys=True,
                                       default=str), "recipe")

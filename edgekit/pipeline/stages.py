@@ -17,6 +17,7 @@ import numpy as np
 from edgekit.core.errors import InvalidInputError
 from edgekit.core.io import sha256_file
 from edgekit.devices import DeviceProfile
+from edgekit.pipeline.precision import choose_keep_float
 from edgekit.pipeline.recipe import CompressRecipe
 from edgekit.pipeline.resume import (
     checkpoint_path,
@@ -335,10 +336,11 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
         ctx.log(f"[3/6] {what}: no quantization")
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
+    keep_float = choose_keep_float(ctx, model)
     key = ctx.stage_keys["quantize"] = stage_key(
         "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
         mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
-        r.ptq_rounding, r.ptq_bias_correction)
+        r.ptq_rounding, r.ptq_bias_correction, *((keep_float,) if keep_float else ()))
     previous = distributed.from_main(lambda: claim_stage(ctx.out, "quantize", key))
     checkpoint = checkpoint_path(ctx.out, "quantize")
     if previous is not None and checkpoint.is_file():
@@ -348,7 +350,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
                          batch_size=r.batch_size, seed=r.seed, checkpoint=str(checkpoint),
                          # no labels: QAT learns the fp32 model's outputs alone
                          distill=1.0 if not ctx.train.labelled else DEFAULT_DISTILL,
-                         rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction)
+                         rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction,
+                         keep_float=keep_float)
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val,
                         after_step=after_step)

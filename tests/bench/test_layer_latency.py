@@ -24,6 +24,7 @@ torch = pytest.importorskip("torch")
      "QuantizeLinear", "features.5.block.1.2"),
     ("/classifier/classifier.0/classifier/0/linear/0__1.0/DequantizeLinear", "classifier.0"),
     ("Transpose_token_88", UNATTRIBUTED),
+    ("fused /fc1/Gemm", "fc1"),  # a float Gemm fused with its ReLU (LeNet-5's fc1)
 ])
 def test_node_names_map_to_modules(node, layer):
     assert layer_of(node) == layer

@@ -45,20 +45,28 @@ class _MaxAbs(torch.nn.Module):
 
 def convs_before_unfused_activations(qmodel: Any, example: torch.Tensor) -> list[str]:
     """nncf op names of the weight-quantized convs and linear layers whose every reader is
-    an activation onnxruntime cannot fold into a QuantizeLinear."""
+    an activation onnxruntime cannot fold into a QuantizeLinear (and whose output has no
+    quantizer yet)."""
     from nncf.torch.function_hook.hook_storage import decode_hook_name
-    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
     from nncf.torch.function_hook.wrapper import get_hook_storage
 
     hooks = [decode_hook_name(name) for name, _ in get_hook_storage(qmodel).named_hooks()]
     weight_quantized = {op for kind, op, _ in hooks if kind == "pre_hooks"}
     output_quantized = {op for kind, op, _ in hooks if kind == "post_hooks"}
+    return [op for op in kernels_before_unfused_activations(qmodel, example)
+            if op in weight_quantized and op not in output_quantized]
+
+
+def kernels_before_unfused_activations(qmodel: Any, example: torch.Tensor) -> list[str]:
+    """nncf op names of every conv and linear layer whose every reader is an activation
+    onnxruntime cannot fold into a QuantizeLinear: the layers whose output quantizer, once
+    the model is quantized, is the one ``quantize_conv_outputs`` added."""
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+
     graph = build_nncf_graph(qmodel, example)
     names = []
     for node in graph.get_all_nodes():
-        if node.node_type not in _KERNELS or node.node_name not in weight_quantized:
-            continue
-        if node.node_name in output_quantized:
+        if node.node_type not in _KERNELS:
             continue
         readers = graph.get_next_nodes(node)
         if readers and all(r.node_type in UNFUSED_ACTIVATIONS for r in readers):
