@@ -6,9 +6,10 @@ takes the same path. Every form deploys the materialized net (standard Conv/Line
 the trained low-bit weights), never the training layers: BatchNorm folded into a low-bit
 layer's latent weight would be re-quantized and change the output.
 
-* binary on a TFLite target (sign activations, binary or XNOR weights): the LCE file (``edgekit.export.lce``:
-  ``LceQuantize`` + ``LceBconv2d`` with bit-packed filters), verified in Larq Compute
-  Engine's interpreter (runtime ``lce``, its own environment ``.venv-lce``). No int8
+* binary on a TFLite target (sign activations, binary or XNOR weights): the LCE file
+  (``edgekit.export.lce``: ``LceQuantize`` + ``LceBconv2d`` with bit-packed filters),
+  verified in Larq Compute Engine's interpreter (runtime ``lce``, its own environment
+  ``.venv-lce``). No int8
   quantization: the 1-bit layers are the quantization. The fp32 ``.tflite`` of the same net
   is written beside it for the size comparison.
 * ternary (TWN, TTQ): the materialized net (standard Conv/Linear holding the trained

@@ -64,7 +64,7 @@ def test_batchnorm_is_not_folded_into_a_ternary_layers_latent_weight():
     is a Conv2d, BN went into its latent weight and TWN re-thresholded the scaled weight."""
     model = _spread_batchnorm(calibrated_lowbit("ternary_lenet5"))
     x = torch.rand(16, 1, 28, 28)
-    with pytest.raises(ExportError, match="low-bit TernaryConv2d at 'features.0'.*materialize"):
+    with pytest.raises(ExportError, match=r"low-bit TernaryConv2d at 'features\.0'.*materialize"):
         fold_batchnorm(model, x)
     with torch.no_grad():
         err = (fold_batchnorm(materialize(model), x)(x) - model(x)).abs().max().item()
