@@ -29,7 +29,12 @@ from tests.helpers import calibrated_lowbit  # noqa: E402
 
 BINARY = ("binary_mlp", "xnor_convnet", "bireal_net")
 TERNARY = ("ternary_lenet5", "ttq_resnet8")
-TARGETS = ("jetson", "x86-cpu")
+# Each form on both targets with the quick net; the slower nets (1-2 min each on 2 shared
+# cores) on one target each: the deployment path is chosen by form and runtime, not by net.
+BINARY_RUNS = [("binary_mlp", "jetson"), ("binary_mlp", "x86-cpu"),
+               ("xnor_convnet", "jetson"), ("bireal_net", "x86-cpu")]
+TERNARY_RUNS = [("ternary_lenet5", "jetson"), ("ternary_lenet5", "x86-cpu"),
+                ("ttq_resnet8", "jetson")]
 # 3 epochs on 1,000 digits: every net predicts more than one class, so agreement means
 # something (xnor_convnet after 1 epoch on 400 predicted one class for every input)
 RUN = {"epochs": 3, "train_limit": 1000, "bench_runs": 5, "log": lambda _: None}
@@ -103,8 +108,7 @@ def _check_verified(result) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize(("name", "target"), BINARY_RUNS)
 def test_binary_net_deploys_in_float_and_verifies(name, target, tmp_path):
     result = edgekit.compress(name, target, out=tmp_path / "run", **RUN)
     _check_verified(result)
@@ -117,8 +121,7 @@ def test_binary_net_deploys_in_float_and_verifies(name, target, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("name", TERNARY)
+@pytest.mark.parametrize(("name", "target"), TERNARY_RUNS)
 def test_ternary_net_deploys_int8_keeping_three_levels(name, target, tmp_path):
     result = edgekit.compress(name, target, out=tmp_path / "run", **RUN)
     _check_verified(result)
@@ -132,7 +135,8 @@ def test_ternary_net_deploys_int8_keeping_three_levels(name, target, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", TARGETS)
+# one target keeps CI short: jetson passed too (the run recorded in docs/lowbit.md)
+@pytest.mark.parametrize("target", ["x86-cpu"])
 def test_hashed_net_takes_the_common_int8_path(target, tmp_path):
     result = edgekit.compress("hashed_mlp", target, out=tmp_path / "run", **RUN)
     _check_verified(result)
