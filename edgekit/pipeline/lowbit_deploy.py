@@ -9,9 +9,8 @@ layer's latent weight would be re-quantized and change the output.
 * binary on a TFLite target (sign activations, binary or XNOR weights): the LCE file
   (``edgekit.export.lce``: ``LceQuantize`` + ``LceBconv2d`` with bit-packed filters),
   verified in Larq Compute Engine's interpreter (runtime ``lce``, its own environment
-  ``.venv-lce``). No int8
-  quantization: the 1-bit layers are the quantization. The fp32 ``.tflite`` of the same net
-  is written beside it for the size comparison.
+  ``.venv-lce``). No int8 quantization: the 1-bit layers are the quantization. The fp32
+  ``.tflite`` of the same net is written beside it for the size comparison.
 * ternary (TWN, TTQ): the materialized net (standard Conv/Linear holding the trained
   ternary weights) takes the int8 TFLite path by PTQ with nearest rounding: per-channel int8
   keeps each channel's three levels three (TWN's {-a, 0, +a} exactly; TTQ's {-Wn, 0, +Wp}
