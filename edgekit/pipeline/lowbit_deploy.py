@@ -1,19 +1,30 @@
-"""Binary and ternary nets in `edgekit compress` for TFLite targets (raspberry-pi-5, -4).
+"""Binary and ternary nets in `edgekit compress`, for every target.
 
-What a net deploys as is decided by its layers (``edgekit.models.lowbit.layers``), not by
-its zoo name, so a user's ``nn.Sequential`` of the same layers takes the same path:
+What a net deploys as is decided by its layers (``edgekit.models.lowbit.layers``) and the
+target's runtime, not by its zoo name, so a user's ``nn.Sequential`` of the same layers
+takes the same path. Every form deploys the materialized net (standard Conv/Linear holding
+the trained low-bit weights), never the training layers: BatchNorm folded into a low-bit
+layer's latent weight would be re-quantized and change the output.
 
-* binary (sign activations, binary or XNOR weights): the LCE file (``edgekit.export.lce``:
-  ``LceQuantize`` + ``LceBconv2d`` with bit-packed filters), verified in Larq Compute
-  Engine's interpreter (runtime ``lce``, its own environment ``.venv-lce``). No int8
-  quantization: the 1-bit layers are the quantization. The fp32 ``.tflite`` of the same net
-  is written beside it for the size comparison.
+* binary on a TFLite target (sign activations, binary or XNOR weights): the LCE file
+  (``edgekit.export.lce``: ``LceQuantize`` + ``LceBconv2d`` with bit-packed filters),
+  verified in Larq Compute Engine's interpreter (runtime ``lce``, its own environment
+  ``.venv-lce``). No int8 quantization: the 1-bit layers are the quantization. The fp32
+  ``.tflite`` of the same net is written beside it for the size comparison.
 * ternary (TWN, TTQ): the materialized net (standard Conv/Linear holding the trained
   ternary weights) takes the int8 TFLite path by PTQ with nearest rounding: per-channel int8
   keeps each channel's three levels three (TWN's {-a, 0, +a} exactly; TTQ's {-Wn, 0, +Wp}
   with Wn on the int8 grid of Wp); QAT, GPTQ rounding or bias correction would move them.
+  The same on the ONNX targets (TensorRT's and onnxruntime's int8 schemes are per-channel
+  symmetric too).
+* binary on an ONNX target (TensorRT, onnxruntime): neither has 1-bit kernels, so the
+  materialized net deploys in float (an fp16 engine on TensorRT, fp32 on onnxruntime) with
+  the sign activation as GreaterOrEqual + Where, ops both run. Binary weights in float:
+  storage (the ``.ekz``), not speed. No int8: an int8 activation grid would not keep the
+  sign activations' inputs on the right side of zero.
 
-Other targets keep the path every model takes.
+Hashed nets (HashedNets) are not low-bit for deployment: their materialized weights are
+ordinary floats, and they take the path every model takes.
 """
 
 from __future__ import annotations
@@ -30,24 +41,28 @@ Context = Any
 
 LCE = "lce"  # the artifact key and runtime of the LCE file
 TERNARY_INT8 = "ternary-int8"
+BINARY_FLOAT = "binary-float"
 LCE_FILE = "model_lce.tflite"
 # shown in the report's header instead of the recipe's precision
 DEPLOYED_AS = {LCE: "binary: LCE 1-bit file (LceBconv2d), no int8 quantization",
-               TERNARY_INT8: "ternary weights in int8 (PTQ, nearest rounding, no QAT)"}
+               TERNARY_INT8: "ternary weights in int8 (PTQ, nearest rounding, no QAT)",
+               BINARY_FLOAT: "binary weights in float ({precision}): storage, not speed"}
+ONNX_RUNTIMES = ("tensorrt", "onnxruntime")
 
 
 def deploy_form(model: Any, runtime: str) -> str | None:
-    """``LCE`` or ``TERNARY_INT8`` for a low-bit net bound for a TFLite target, else None."""
+    """``LCE`` (TFLite) or ``BINARY_FLOAT`` (ONNX targets) for a binary net,
+    ``TERNARY_INT8`` for a ternary one, None for any other model."""
     from edgekit.models.lowbit import layers as L
 
-    if runtime != "tflite":
+    if runtime != "tflite" and runtime not in ONNX_RUNTIMES:
         return None
     binary = (L.BinaryActivation, L.SignActivation, L.BinaryConv2d, L.BinaryLinear,
               L.XnorConv2d, L.XnorLinear)
     ternary = (L.TernaryConv2d, L.TernaryLinear, L.TTQConv2d, L.TTQLinear)
     modules = list(model.modules())
     if any(isinstance(m, binary) for m in modules):
-        return LCE
+        return LCE if runtime == "tflite" else BINARY_FLOAT
     if any(isinstance(m, ternary) for m in modules):
         return TERNARY_INT8
     return None
@@ -55,8 +70,9 @@ def deploy_form(model: Any, runtime: str) -> str | None:
 
 def check(ctx: Context, model: Any, form: str) -> None:
     """Pre-flight of a low-bit net, one line on failure: for LCE, LCE's interpreter exists
-    (verification needs it) and every layer converts; for ternary, the materialized net's
-    ops on TFLite (``edgekit check``). Settles the recipe: no QAT, nearest rounding."""
+    (verification needs it) and every layer converts; else the materialized net's ops on
+    the target (``edgekit check``). Settles the recipe: no QAT, nearest rounding; a binary
+    net on an ONNX target deploys in float (fp16 where TensorRT builds it)."""
     from edgekit.lowbit import materialize
 
     if form == LCE:
@@ -77,10 +93,19 @@ def check(ctx: Context, model: Any, form: str) -> None:
         ctx.metrics["preflight"] = [f.to_dict() for f in findings]
     ctx.recipe = ctx.recipe.replace(qat_epochs=0, ptq_rounding="nearest",
                                     ptq_bias_correction=False)
+    if form == BINARY_FLOAT and ctx.recipe.precision == "int8":
+        ctx.recipe = ctx.recipe.replace(precision=_float_precision(ctx.profile))
     ctx.lowbit = form
-    if form == LCE or ctx.recipe.precision == "int8":  # else the float file asked for
-        ctx.metrics["deployed_as"] = DEPLOYED_AS[form]
-        ctx.notes.append(_NOTES[form])
+    if form != TERNARY_INT8 or ctx.recipe.precision == "int8":  # else the float file asked for
+        ctx.metrics["deployed_as"] = DEPLOYED_AS[form].format(precision=ctx.recipe.precision)
+        ctx.notes.append(_NOTES[form].format(target=ctx.profile.name,
+                                             runtime=ctx.profile.runtime,
+                                             precision=ctx.recipe.precision))
+
+
+def _float_precision(profile: Any) -> str:
+    """fp16 where TensorRT builds it (the profile lists fp16), else fp32."""
+    return "fp16" if profile.runtime == "tensorrt" and "fp16" in profile.precisions else "fp32"
 
 
 _NOTES = {
@@ -88,11 +113,16 @@ _NOTES = {
          "bit-packed filters; first and last layers dense), verified in Larq Compute Engine's "
          "interpreter on this host's x86 reference kernels. LiteRT alone cannot run it: the "
          "board needs LCE's runtime (bundle/DEVICE.md).",
-    TERNARY_INT8: "ternary net on a TFLite target: the materialized net (standard layers "
-                  "holding the trained ternary weights) is quantized to int8 by PTQ with "
-                  "nearest rounding and no bias correction, which keeps three levels per "
-                  "channel (TWN's ±a exactly); no QAT, which would move them. LCE has no "
-                  "ternary op.",
+    TERNARY_INT8: "ternary net on {target} ({runtime}): the materialized net (standard "
+                  "layers holding the trained ternary weights) is quantized to int8 by PTQ "
+                  "with nearest rounding and no bias correction, which keeps three levels "
+                  "per channel (TWN's ±a exactly); no QAT, which would move them. No runtime "
+                  "here has a ternary op (LCE neither).",
+    BINARY_FLOAT: "binary net on {target} ({runtime}): {runtime} has no 1-bit kernels, so "
+                  "the materialized net (±1 or ±α weights, sign activations as "
+                  "GreaterOrEqual + Where) is deployed in {precision}: binary weights in "
+                  "float, storage (the .ekz), not speed. No int8: an int8 grid on the sign "
+                  "activations' inputs would round small negatives to 0, whose sign is +1.",
 }
 
 

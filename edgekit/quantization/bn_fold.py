@@ -195,6 +195,18 @@ def _bn_as_depthwise(bn: torch.nn.BatchNorm2d) -> torch.nn.Conv2d:
     return conv
 
 
+def _refuse_lowbit(conv: torch.nn.Module | None, path: str) -> None:
+    """A low-bit conv (a Conv2d subclass) computes with a quantized copy of its latent weight:
+    BatchNorm scaled into the latent weight is re-quantized (TWN re-thresholds it) and the
+    output changes. Its materialized form (standard Conv2d, ``edgekit.lowbit.materialize``)
+    folds exactly."""
+    from edgekit.models.lowbit.layers import LOWBIT_LAYER_TYPES
+
+    if isinstance(conv, LOWBIT_LAYER_TYPES):
+        raise ExportError(f"cannot fold BatchNorm into the low-bit {type(conv).__name__} at "
+                          f"{path!r}: materialize the net first (edgekit.lowbit.materialize)")
+
+
 def fold_batchnorm(model: torch.nn.Module, example_input: torch.Tensor) -> torch.nn.Module:
     """Return a BatchNorm-free copy of ``model`` that computes the same function in eval mode.
 
@@ -214,6 +226,7 @@ def fold_batchnorm(model: torch.nn.Module, example_input: torch.Tensor) -> torch
         if not isinstance(bn, torch.nn.BatchNorm2d) or not bn.track_running_stats:
             raise ExportError(f"cannot fold {type(bn).__name__} at {bn_path!r}")
         conv = folded.get_submodule(conv_path) if conv_path else None
+        _refuse_lowbit(conv, conv_path)
         if isinstance(conv, torch.nn.Conv2d) and conv.padding_mode == "zeros":
             _fold_into_conv(conv, bn)
             _set_submodule(folded, bn_path, torch.nn.Identity())
