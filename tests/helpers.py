@@ -4,6 +4,7 @@ these live in ``tests/conftest.py``; tests import the plain helpers from here.""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 TINY_SHAPE = (1, 3, 16, 16)  # the tiny net's input (one sample)
@@ -119,3 +120,20 @@ def calibrated_lowbit(name: str, **args):
     with torch.no_grad():
         model.train()(torch.rand(64, 1, 28, 28))
     return model.eval()
+
+
+def lce_available() -> bool:
+    """Whether LCE's interpreter environment (``make lce-env``) is there for the tests."""
+    from edgekit.core.errors import MissingBackendError
+    from edgekit.runtime.lce import lce_python
+
+    try:
+        lce_python()
+    except MissingBackendError:
+        return False
+    return True
+
+
+# Not a hardware skip: tests/skip_policy.py fails the run on it, so a run without .venv-lce
+# lists these tests and fails (`make test` builds .venv-lce first).
+needs_lce = pytest.mark.skipif(not lce_available(), reason="no LCE environment (make lce-env)")

@@ -35,8 +35,8 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     outputs = test_outputs(ctx, "int8" if qm is not None else "fp32", reference)
     with ThreadPoolExecutor(max_workers=1) as beside:  # one onnxruntime thread each
         fused = None
-        if ctx.profile.runtime == "tensorrt":  # what onnxruntime's own fused int8 kernels
-            fused = beside.submit(verify_file, files[name], reference, ctx.test,  # make of it
+        if ctx.profile.runtime == "tensorrt" and qm is not None:  # onnxruntime's fused int8
+            fused = beside.submit(verify_file, files[name], reference, ctx.test,  # kernels too
                                   onnx_kernels="optimized", threshold=0.0,
                                   reference_outputs=outputs)
         try:
@@ -87,10 +87,11 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
 
     ctx.log(f"[6/6] benchmark on this host ({ctx.recipe.bench_runs} timed runs per file)")
     if ctx.profile.runtime == "tensorrt":
-        ctx.notes.append("Host latencies time onnxruntime's CPU kernels on the ONNX that TensorRT "
-                         "will compile, not TensorRT: its signed-int8 activations take "
-                         "onnxruntime's slow s8s8 path on x86 CPUs without VNNI. `edgekit deploy` "
-                         "builds and measures the engine on the Jetson.")
+        s8s8 = (": its signed-int8 activations take onnxruntime's slow s8s8 path on x86 CPUs "
+                "without VNNI" if "int8" in files else "")
+        ctx.notes.append(f"Host latencies time onnxruntime's CPU kernels on the ONNX that "
+                         f"TensorRT will compile, not TensorRT{s8s8}. `edgekit deploy` builds and "
+                         "measures the engine on the Jetson.")
     if "lce" in files:
         from edgekit.pipeline.lowbit_deploy import HOST_NOT_TIMED
 

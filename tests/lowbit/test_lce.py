@@ -29,24 +29,9 @@ from edgekit.export.lce_flatbuffer import (  # noqa: E402
     unpack_signs,
 )
 from edgekit.models import create_model  # noqa: E402
-from edgekit.runtime.lce import LCE_PYTHON_ENV, lce_python  # noqa: E402
+from edgekit.runtime.lce import LCE_PYTHON_ENV  # noqa: E402
 from edgekit.runtime.registry import open_runner  # noqa: E402
-from tests.helpers import calibrated_lowbit  # noqa: E402
-
-
-def _lce_available() -> bool:
-    try:
-        lce_python()
-    except MissingBackendError:
-        return False
-    return True
-
-
-# Not a hardware skip: tests/skip_policy.py fails the run on it, so a run without .venv-lce
-# lists these tests and fails (`make test` builds .venv-lce first).
-needs_lce = pytest.mark.skipif(not _lce_available(),
-                               reason="no LCE environment (make lce-env)")
-
+from tests.helpers import calibrated_lowbit, needs_lce  # noqa: E402
 
 # ---------------------------------------------------------------- packing (numpy only)
 

@@ -28,23 +28,13 @@ from edgekit.export.lce import export_lce  # noqa: E402
 from edgekit.export.lce_flatbuffer import LCE_BCONV2D, _schema  # noqa: E402
 from edgekit.export.tflite_flatbuffer import _read, _write  # noqa: E402
 from edgekit.models.lowbit import layers as L  # noqa: E402
-from edgekit.runtime.lce import LCE_PYTHON_ENV, lce_python  # noqa: E402
+from edgekit.runtime.lce import LCE_PYTHON_ENV  # noqa: E402
 from edgekit.runtime.registry import open_runner  # noqa: E402
-from tests.helpers import calibrated_lowbit  # noqa: E402
+from tests.helpers import calibrated_lowbit, lce_available, needs_lce  # noqa: E402
 
 QUICK = {"epochs": 1, "train_limit": 400, "bench_runs": 5, "log": lambda _: None}
 
 
-def _lce_available() -> bool:
-    try:
-        lce_python()
-    except MissingBackendError:
-        return False
-    return True
-
-
-# Not a hardware skip: tests/skip_policy.py fails the run on it (`make test` builds .venv-lce).
-needs_lce = pytest.mark.skipif(not _lce_available(), reason="no LCE environment (make lce-env)")
 
 
 def _custom_ops(path) -> set[str]:
@@ -55,7 +45,7 @@ def _custom_ops(path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def binary_mlp_run(tmp_path_factory):
-    if not _lce_available():
+    if not lce_available():
         pytest.skip("no LCE environment (make lce-env)")
     out = tmp_path_factory.mktemp("lce") / "run"
     return edgekit.compress("binary_mlp", "raspberry-pi-5", out=out, **QUICK)
