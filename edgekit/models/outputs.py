@@ -76,5 +76,7 @@ class OneOutput(torch.nn.Module):
         self.model = model
         self.chosen = chosen
 
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.model(*args, **kwargs)[self.chosen]
+    # one named input, as compress feeds it: torch.export's dynamic batch dimension is
+    # given per named argument, which *args would not match
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[self.chosen]
