@@ -112,3 +112,25 @@ def test_a_module_with_several_outputs_is_deployed_with_its_logits(trained, tmp_
 
         details = Interpreter(model_path=str(deployed)).get_output_details()
         assert [list(d["shape"][1:]) for d in details] == [[10]]
+
+
+def test_the_cli_names_the_output_or_says_which_keys_there_are(tmp_path, capsys):
+    from edgekit.cli import main
+
+    factory = tmp_path / "net.py"
+    factory.write_text(
+        "import torch\n\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(784, 10)\n\n"
+        "    def forward(self, x):\n"
+        "        return {'embedding': x.flatten(1), 'scores': self.fc(x.flatten(1))}\n\n"
+        "def make():\n"
+        "    return Net()\n")
+    out = tmp_path / "never"
+    code = main(["compress", "--model", f"{factory}:make", "--train-limit", "64",
+                 "--output-key", "logits", "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and not out.exists() and "\n" not in err
+    assert "keys 'embedding', 'scores'" in err and "has no key 'logits'" in err
