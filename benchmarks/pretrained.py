@@ -8,7 +8,8 @@ scikit-image and matplotlib (``_photos.py``). compress holds 400 crops out; cali
 never sees them. Every figure is top-1 agreement with the fp32 model on those 400 (the data
 has no labels). Beside edgekit's deployed files: onnxruntime's ``quantize_static`` on the
 same calibration crops, at its default (S8S8) and at its advised setting for this CPU
-(U8S8, ``reduce_range`` without VNNI), the better of the two as the vendor's best.
+(U8S8, ``reduce_range`` without VNNI), the better of the two as the vendor's best; beside
+the TFLite file, litert-torch's own PT2E PTQ (``vendor_litert_ptq_top1_agreement``).
 
     python benchmarks/pretrained.py --json docs/results/pretrained-DATE.json
 """
