@@ -85,7 +85,8 @@ def test_a_dict_without_an_obvious_key_is_refused_before_any_work(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "target"), [("tuple", "jetson"), ("dict", "jetson"),
                                               ("tuple", "raspberry-pi-5"),
-                                              ("dict", "raspberry-pi-5")])
+                                              ("dict", "raspberry-pi-5"),
+                                              ("dict", "x86-cpu")])
 def test_a_module_with_several_outputs_is_deployed_with_its_logits(trained, tmp_path,  # noqa: F811
                                                                    kind, target):
     """PTQ of the user's module as it is; the deployed file has one output, the logits, and
