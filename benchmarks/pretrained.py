@@ -8,7 +8,8 @@ scikit-image and matplotlib (``_photos.py``). compress holds 400 crops out; cali
 never sees them. Every figure is top-1 agreement with the fp32 model on those 400 (the data
 has no labels). Beside edgekit's deployed files: onnxruntime's ``quantize_static`` on the
 same calibration crops, at its default (S8S8) and at its advised setting for this CPU
-(U8S8, ``reduce_range`` without VNNI), the better of the two as the vendor's best.
+(U8S8, ``reduce_range`` without VNNI), the better of the two as the vendor's best; beside
+the TFLite file, litert-torch's own PT2E PTQ (``vendor_litert_ptq_top1_agreement``).
 
     python benchmarks/pretrained.py --json docs/results/pretrained-DATE.json
 """
@@ -77,6 +78,8 @@ def run_one(name: str, target: str, folder: Path, out: Path, args) -> dict:
     if target == "jetson":
         row.update(vendor_rows(result, args))
         row["planted_faults_caught"] = planted_faults(result.out_dir)
+    else:
+        row.update(litert_vendor_row(name, result, args))
     return row
 
 
@@ -116,6 +119,37 @@ def vendor_rows(result, args) -> dict:
     rows["vendor_best_top1_agreement"] = max(v for k, v in rows.items()
                                              if k.endswith("top1_agreement"))
     return rows
+
+
+def litert_vendor_row(name: str, result, args) -> dict:
+    """litert-torch's own PT2E PTQ (``vendor_ptq_tflite``, per-channel, its quantizer as
+    shipped) of the same network on calibration crops from compress's training split,
+    scored by LiteRT on compress's held-out crops against the fp32 torch model's answers."""
+    from _quantization_outputs import tfl_out, torch_out
+
+    import edgekit.export.tflite as tflite
+
+    calib, x = _split_arrays(args)
+    model = pretrained(name)
+    labels = torch_out(model, x).argmax(1)  # the fp32 model's answers on the same crops
+    with tempfile.TemporaryDirectory() as tmp:
+        try:  # a baseline the vendor cannot build is a result, not a failed run
+            vendor = tflite.vendor_ptq_tflite(model, Path(tmp) / f"{name}.litert_ptq.tflite",
+                                              calibration=calib)
+        except Exception as exc:
+            return {"vendor_litert_ptq_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        agreement = float((tfl_out(tflite, vendor.path, x).argmax(1) == labels).mean())
+    return {"vendor_litert_ptq_top1_agreement": agreement, "vendor_scored_on": len(x)}
+
+
+def _split_arrays(args) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration inputs, held-out inputs) of the crop folder, split as compress splits
+    it (the same seed), preprocessed as the network expects."""
+    from edgekit.calibration import Preprocess, load_splits
+
+    train, test = load_splits(args.folder, preprocess=Preprocess(**PREPROCESS),
+                              seed=args.seed, holdout=None)
+    return np.asarray(train.x[: args.calibration]), np.asarray(test.x)
 
 
 def planted_faults(run_dir: Path) -> dict[str, bool]:

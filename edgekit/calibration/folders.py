@@ -51,7 +51,8 @@ def image_folder(root: str | os.PathLike[str], *, input_size: int | None = None,
     pre.check_channels(chans, str(root))
     width, height = first[1] if pre.input_size is None else (pre.input_size,) * 2
     shape = (chans, height, width)
-    source = ImageFiles(tuple(str(p) for p, _ in files), shape, pre.input_size, pre.resize)
+    source = ImageFiles(tuple(str(p) for p, _ in files), shape, pre.input_size, pre.resize,
+                        pre.crop_fraction)
     x = LazyImages(source, len(files), shape, source=str(root))
     if pre.normalizes:
         x = x.map(pre.finish, shape)
@@ -93,8 +94,9 @@ class ImageFiles:
     """Loader: decodes the images at the given positions into a float32 (k, C, H, W) batch."""
 
     def __init__(self, paths: tuple[str, ...], shape: tuple[int, int, int],
-                 input_size: int | None, resize: str) -> None:
+                 input_size: int | None, resize: str, crop_fraction: float = 1.0) -> None:
         self.paths, self.shape, self.input_size, self.resize = paths, shape, input_size, resize
+        self.crop_fraction = crop_fraction
         self.mode = "L" if shape[0] == 1 else "RGB"
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
@@ -112,15 +114,15 @@ class ImageFiles:
     def _read(self, image, path: Path) -> np.ndarray:
         img = _read_image(image, path, self.mode)
         if self.input_size is not None:
-            img = _fit(image, img, self.input_size, self.resize)
+            img = _fit(image, img, self.input_size, self.resize, self.crop_fraction)
         arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
         return arr[None] if self.mode == "L" else arr.transpose(2, 0, 1)
 
 
-def _fit(image, img, size: int, resize: str):
+def _fit(image, img, size: int, resize: str, crop_fraction: float):
     w, h = img.size
     if resize == "centre-crop" or w == h:
-        left, top, side = centre_box(w, h)
+        left, top, side = centre_box(w, h, crop_fraction)
         square = img.crop((left, top, left + side, top + side))
         return square.resize((size, size), image.Resampling.BILINEAR)
     new_w, new_h, left, top = letterbox_box(w, h, size)

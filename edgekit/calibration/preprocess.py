@@ -30,6 +30,14 @@ from edgekit.core.errors import InvalidInputError
 
 RESIZE_POLICIES = ("centre-crop", "letterbox")
 CHANNEL_ORDERS = ("RGB", "BGR")
+# preprocessing in one word: name -> Preprocess fields. "imagenet" is torchvision's
+# evaluation transform: resize the short side to 256, centre-crop 224 (the centre 224/256
+# of the short side, resized to 224), RGB, ImageNet's mean and std
+PRESETS: dict[str, dict[str, Any]] = {
+    "imagenet": {"input_size": 224, "resize": "centre-crop", "crop_fraction": 224 / 256,
+                 "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                 "channel_order": "RGB"},
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class Preprocess:
     ``input_size``: square side in pixels (None keeps the stored size; then all images must
     share one size). ``resize``: ``"centre-crop"`` takes the centre square and resizes it;
     ``"letterbox"`` fits the whole image inside, keeping its aspect, and pads with zeros.
+    ``crop_fraction`` (centre-crop with an ``input_size`` only): the side of the centre
+    square as a share of the short side (0.875: "resize to 256, crop 224").
     ``channels``: 1 (grey) or 3. ``channel_order``: ``"BGR"`` reverses RGB images (models
     trained through OpenCV). ``mean``/``std``: per channel of the output, applied after
     scaling to [0, 1] as ``(x - mean) / std``; results outside [0, 1] are kept.
@@ -46,6 +56,7 @@ class Preprocess:
 
     input_size: int | None = None
     resize: str = "centre-crop"
+    crop_fraction: float = 1.0
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     channel_order: str = "RGB"
@@ -61,6 +72,7 @@ class Preprocess:
         if self.resize not in RESIZE_POLICIES:
             raise InvalidInputError(f"resize must be one of {RESIZE_POLICIES}, "
                                     f"got {self.resize!r}")
+        self._check_crop_fraction()
         if self.channel_order not in CHANNEL_ORDERS:
             raise InvalidInputError(f"channel_order must be one of {CHANNEL_ORDERS}, "
                                     f"got {self.channel_order!r}")
@@ -76,6 +88,17 @@ class Preprocess:
                                     f"{len(self.std)}")
         if self.std is not None and min(self.std) <= 0:
             raise InvalidInputError(f"std values must be > 0, got {self.std}")
+
+    def _check_crop_fraction(self) -> None:
+        fraction = self.crop_fraction
+        if not isinstance(fraction, Real) or isinstance(fraction, bool) \
+                or not 0 < fraction <= 1:
+            raise InvalidInputError(f"crop_fraction must be a number in (0, 1], "
+                                    f"got {fraction!r}")
+        object.__setattr__(self, "crop_fraction", float(fraction))
+        if fraction < 1 and (self.resize != "centre-crop" or self.input_size is None):
+            raise InvalidInputError("crop_fraction < 1 needs resize 'centre-crop' and an "
+                                    "input_size (it crops the centre, then resizes)")
 
     @property
     def normalizes(self) -> bool:
@@ -162,8 +185,9 @@ def preprocess_dataset(data: ArrayDataset, pre: Preprocess, *, pad_limit: int = 
     """
     x, y = data.x, data.y
     size = pre.input_size
-    if size is not None and tuple(x.shape[2:]) != (size, size):
-        geometry = partial(fit_geometry, size=size, resize=pre.resize, pad_limit=pad_limit)
+    if size is not None and (tuple(x.shape[2:]) != (size, size) or pre.crop_fraction < 1):
+        geometry = partial(fit_geometry, size=size, resize=pre.resize, pad_limit=pad_limit,
+                           crop_fraction=pre.crop_fraction)
         x = _apply(x, geometry, (x.shape[1], size, size))
         if data.task == "segmentation":
             y = geometry(y, nearest=True)
@@ -186,9 +210,10 @@ def _apply(x: Any, step: Any, sample_shape: tuple[int, ...]) -> Any:
     return step(x)
 
 
-def centre_box(width: int, height: int) -> tuple[int, int, int]:
-    """(left, top, side) of the centred square of a width×height image."""
-    side = min(width, height)
+def centre_box(width: int, height: int, fraction: float = 1.0) -> tuple[int, int, int]:
+    """(left, top, side) of the centred square of a width×height image, its side
+    ``fraction`` of the short side."""
+    side = max(1, round(min(width, height) * fraction))
     return (width - side) // 2, (height - side) // 2, side
 
 
@@ -201,14 +226,15 @@ def letterbox_box(width: int, height: int, size: int) -> tuple[int, int, int, in
 
 
 def fit_geometry(a: np.ndarray, size: int, resize: str = "centre-crop", *,
-                 pad_limit: int = 0, nearest: bool = False) -> np.ndarray:
+                 pad_limit: int = 0, nearest: bool = False,
+                 crop_fraction: float = 1.0) -> np.ndarray:
     """(…, H, W) arrays to size×size by ``resize`` policy (bilinear, or nearest for labels).
 
     Square inputs give the same result under both policies (today's ``fit_images``).
     """
     h, w = a.shape[-2:]
     if h == w or resize == "centre-crop":
-        left, top, side = centre_box(w, h)
+        left, top, side = centre_box(w, h, crop_fraction)
         return fit_images(a[..., top:top + side, left:left + side], size,
                           pad_limit=pad_limit, nearest=nearest)
     new_w, new_h, left, top = letterbox_box(w, h, size)

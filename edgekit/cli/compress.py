@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "code, as python would")
     p.add_argument("--model-args", type=_json_object, metavar="JSON",
                    help='keyword arguments for the model or factory, e.g. \'{"num_classes": 7}\'')
+    p.add_argument("--output-key", help="for a model whose forward returns a tuple or a dict:"
+                   " the classification output to deploy (a tuple index or a dict key; "
+                   "default: the first element, or the key 'logits' or 'out')")
     p.add_argument("--data", help="mnist5k (default), mnist5k_seg, an image folder "
                    "(root/<class>/<image>, or root/train + root/test), x.npy (+ y.npy) or .npz; "
                    "read lazily, batch by batch")
@@ -37,10 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "with torch.load(weights_only=True), never unpickled otherwise)")
     pre = p.add_argument_group("preprocessing (applied alike in training, calibration, QAT and "
                                "verification; recorded in the manifest and the deployed files)")
+    pre.add_argument("--preprocess", metavar="PRESET", help="preprocessing in one word: "
+                     "imagenet = 224 px centre crop of a 256 px resize, RGB, ImageNet's mean "
+                     "and std; the flags below override its parts")
     pre.add_argument("--input-size", type=int, help="square input side in pixels (needed when "
                      "the images differ in size)")
     pre.add_argument("--resize", choices=["centre-crop", "letterbox"],
                      help="how an image becomes square: centre crop (default) or letterbox")
+    pre.add_argument("--crop-fraction", type=float, help="centre crop: the square's side as a "
+                     "share of the short side (default 1; imagenet's 0.875 = 224/256)")
     pre.add_argument("--mean", type=_floats, help="per-channel mean subtracted after scaling "
                      "to [0, 1], e.g. 0.485,0.456,0.406")
     pre.add_argument("--std", type=_floats, help="per-channel std divided by, e.g. "
@@ -126,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
     from edgekit.pipeline.run import compress
 
     flags = dict(
-        weights=args.weights, model_args=args.model_args,
-        input_size=args.input_size, resize=args.resize, mean=args.mean, std=args.std,
+        weights=args.weights, model_args=args.model_args, output_key=args.output_key,
+        preprocess=args.preprocess, input_size=args.input_size, resize=args.resize,
+        crop_fraction=args.crop_fraction, mean=args.mean, std=args.std,
         channel_order=args.channel_order, epochs=args.epochs, train_limit=args.train_limit,
         qat_epochs=args.qat_epochs, precision=args.precision, bench_runs=args.bench_runs,
         threads=args.threads, bench_threads=args.threads, bench_power=args.bench_power,

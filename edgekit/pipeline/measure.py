@@ -124,6 +124,13 @@ def roofline_bounds(ctx: Context, model: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def _top5_rows(model: str, key: str, ctx: Context) -> list[dict[str, Any]]:
+    """The top-5 accuracy row of ``ctx.metrics[key]`` (ImageNet-scale labelled data)."""
+    value = ctx.metrics[key].get("top5_accuracy")
+    return [] if value is None else [{"model": model, "runtime": "torch",
+                                      "metric": "top-5 accuracy", "value": value}]
+
+
 def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str, Any],
                     files: dict[str, Path], bundle_check: dict[str, Any],
                     device_rows: dict[str, Any]) -> dict[str, Any]:
@@ -135,10 +142,11 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
     shown = ("top-1 agreement with fp32" if ctx.task == "classification"
              else "mIoU against fp32") if "labels" in ctx.metrics else metric
     rows = [{"model": "fp32 (trained)", "runtime": "torch", "metric": shown,
-             "value": ctx.metrics["fp32"][metric]}]
+             "value": ctx.metrics["fp32"][metric]}, *_top5_rows("fp32 (trained)", "fp32", ctx)]
     if "int8_trained" in ctx.metrics:
         rows.append({"model": "int8 fake-quant (trained)", "runtime": "torch", "metric": shown,
                      "value": ctx.metrics["int8_trained"][metric]})
+        rows += _top5_rows("int8 fake-quant (trained)", "int8_trained", ctx)
         top5 = ctx.metrics["int8_trained"].get("top5_agreement")
         if top5 is not None:
             rows.append({"model": "int8 fake-quant (trained)", "runtime": "torch",

@@ -45,6 +45,9 @@ class CompressRecipe:
     # a zoo name, or the user's factory: path/to/file.py:factory or package.module:factory
     model: str = "mobilenet_v2"
     model_args: dict[str, Any] = field(default_factory=dict)
+    # a model returning a tuple or dict: the classification output to deploy (a dict key, a
+    # tuple index); None: a tuple's first element, a dict's "logits" or "out"
+    output_key: str | None = None
     data: str = "mnist5k"
     # an edgekit checkpoint, a .safetensors file or a state-dict .pt/.pth; None: train
     weights: str | None = None
@@ -93,9 +96,12 @@ class CompressRecipe:
     threads: int | None = None
     sync_batchnorm: bool = False  # under torchrun: fp32 BatchNorm statistics over all ranks
     # preprocessing, applied alike in training, calibration, QAT and verification, and
-    # recorded in the manifest and the deployed files (edgekit.calibration.Preprocess)
+    # recorded in the manifest and the deployed files (edgekit.calibration.Preprocess);
+    # ``preprocess`` names a preset ("imagenet") that fills the fields below left unset
+    preprocess: str | None = None
     input_size: int | None = None
     resize: str = "centre-crop"
+    crop_fraction: float | None = None  # None: the whole short side (centre-crop only)
     mean: list[float] | None = None
     std: list[float] | None = None
     channel_order: str = "RGB"
@@ -126,7 +132,8 @@ class CompressRecipe:
                 raise InvalidInputError(f"{name} must be >= 1")
         if self.threads is not None and self.threads < 1:
             raise InvalidInputError("threads must be >= 1")
-        self.preprocess()  # a bad mean/std/resize fails here, before any work
+        self._expand_preset()
+        self.preprocessing()  # a bad mean/std/resize fails here, before any work
         self._check_pruning()
         if self.bench_power not in ("auto", "none"):
             from edgekit.devices.power import SAMPLERS
@@ -143,6 +150,22 @@ class CompressRecipe:
             if not any(_is_kind(value, kind) for kind in kinds if kind != "None"):
                 raise InvalidInputError(f"recipe key {f.name} takes {' or '.join(kinds)}, "
                                         f"got {value!r}")
+
+    def _expand_preset(self) -> None:
+        """The ``preprocess`` preset's values in the fields the recipe left unset (explicit
+        values win), so the manifest records what was applied."""
+        if self.preprocess is None:
+            return
+        from edgekit.calibration.preprocess import PRESETS
+
+        if self.preprocess not in PRESETS:
+            raise InvalidInputError(f"preprocess must be one of {', '.join(PRESETS)}, not "
+                                    f"{self.preprocess!r}")
+        for name, value in PRESETS[self.preprocess].items():
+            if name == "crop_fraction" and self.resize != "centre-crop":
+                continue  # a letterbox asked for keeps the whole image
+            if getattr(self, name) is None:
+                setattr(self, name, value)
 
     def _check_pruning(self) -> None:
         from edgekit.pruning import ChannelPruneConfig, SparsityConfig
@@ -166,11 +189,12 @@ class CompressRecipe:
             raise InvalidInputError("epochs=0 needs weights= (nothing to start from; a "
                                     "torch.nn.Module passed as the model is taken as it is)")
 
-    def preprocess(self) -> Preprocess | None:
+    def preprocessing(self) -> Preprocess | None:
         """The recipe's preprocessing, or None when it asks for none (the data as stored)."""
         from edgekit.calibration import Preprocess
 
-        pre = Preprocess(input_size=self.input_size, resize=self.resize,
+        fraction = 1.0 if self.crop_fraction is None else self.crop_fraction
+        pre = Preprocess(input_size=self.input_size, resize=self.resize, crop_fraction=fraction,
                          mean=tuple(self.mean) if self.mean is not None else None,
                          std=tuple(self.std) if self.std is not None else None,
                          channel_order=self.channel_order)

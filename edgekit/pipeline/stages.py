@@ -129,7 +129,7 @@ def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
     if spec is not None and spec.task == "segmentation" and source == "mnist5k":
         source = "mnist5k_seg"  # the embedded default, in its segmentation form
     size = spec.input_size if spec is not None and spec.task == "segmentation" else None
-    pre = recipe.preprocess()
+    pre = recipe.preprocessing()
     if pre is not None and pre.input_size is not None:
         size = None  # the recipe's input_size decides
     # holdout=None: a test split of up to 400 samples, for verification to judge
@@ -187,7 +187,8 @@ def build_model(ctx: Context, module: Any = None) -> Any:
     else:
         model = create_model(r.model, num_classes=ctx.train.num_classes, in_channels=c,
                              input_size=h, **r.model_args)
-    check_forward(ctx, model)  # before weights: it also gives nn.Lazy* modules their shapes
+    # before weights: it also gives nn.Lazy* modules their shapes
+    output, chosen = check_forward(ctx, model)
     if user_model:
         source = "python object" if module is not None else r.model
         ctx.model_config = describe_module(model, source=source,
@@ -197,7 +198,14 @@ def build_model(ctx: Context, module: Any = None) -> Any:
         ctx.model_config = dict(model.edgekit_config)
     if r.weights and not from_checkpoint:
         load_weights(model, r.weights)
-    return model
+    if chosen is None:
+        return model
+    from edgekit.models.outputs import OneOutput, describe_output
+
+    # a tuple or dict: every stage after this one, and the deployed files, see one output
+    ctx.model_config["output"] = chosen
+    ctx.notes.append(describe_output(output, chosen))
+    return OneOutput(model, chosen)
 
 
 def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
@@ -229,11 +237,14 @@ def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
     return findings
 
 
-def check_forward(ctx: Context, model: Any) -> None:
-    """One forward pass on the data's input shape, and an output the task can use."""
+def check_forward(ctx: Context, model: Any) -> tuple[Any, str | int | None]:
+    """One forward pass on the data's input shape, and an output the task can use: (what
+    forward returned, which part of a tuple or dict is the classification output or None
+    for one tensor; ``edgekit.models.outputs.choose_output``)."""
     import torch
 
     from edgekit.core.errors import first_line
+    from edgekit.models.outputs import choose_output
 
     shape = (2, *ctx.input_shape)
     model.eval()
@@ -244,19 +255,22 @@ def check_forward(ctx: Context, model: Any) -> None:
         raise InvalidInputError(f"the model's forward fails on inputs of shape {shape} "
                                 f"(N×C×H×W from the data): {type(exc).__name__}: "
                                 f"{first_line(exc)}") from exc
-    out = out[0] if isinstance(out, (tuple, list)) else out
+    output, chosen = out, choose_output(out, ctx.recipe.output_key)
+    out = out if chosen is None else out[chosen]
     want = (2, 4) if not ctx.train.labelled else (2 if ctx.task == "classification" else 4,)
     if not isinstance(out, torch.Tensor) or out.ndim not in want \
             or out.shape[1] < ctx.train.num_classes:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise InvalidInputError(f"the model's output {got} does not fit {ctx.task} data with "
                                 f"{ctx.train.num_classes} classes")
+    return output, chosen
 
 
 def train_or_load(ctx: Context, model: Any) -> Any:
     """Train ``model`` in fp32 when the recipe asks for epochs (reusing an unfinished run's
     training when its record matches); score it on the test split and keep its weights."""
     from edgekit.training import TrainConfig, classes_of, score, train
+    from edgekit.training.evaluate import top5_accuracy
 
     r = ctx.recipe
     key = ctx.stage_keys["train"] = stage_key(
@@ -282,9 +296,12 @@ def train_or_load(ctx: Context, model: Any) -> Any:
                                             sync_batchnorm=r.sync_batchnorm),
               val_data=ctx.val, checkpoint=checkpoint_path(ctx.out, "train"))
     else:
-        ctx.log(f"[2/6] loaded {r.model} from {r.weights} (no fp32 training)")
+        source = f"from {r.weights}" if r.weights else "as it is, with its own weights"
+        ctx.log(f"[2/6] loaded {r.model} {source} (no fp32 training)")
     model.eval()
     fp32 = score(classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test)
+    if scores_top5(ctx):
+        fp32["top5_accuracy"] = top5_accuracy(test_outputs(ctx, "fp32", model), ctx.test.y)
     ctx.metrics["fp32"] = fp32
     if distributed.is_main():  # one writer; the other ranks go on with the same weights
         weights = _save_fp32(ctx, model, fp32)
@@ -294,6 +311,15 @@ def train_or_load(ctx: Context, model: Any) -> Any:
                                        **save_array(ctx.out, "fp32_test_outputs",
                                                     ctx.outputs.get("fp32"))})
     return model
+
+
+def scores_top5(ctx: Context) -> bool:
+    """Whether the scores add top-5 accuracy: labelled classification at ImageNet scale
+    (data without labels gets top-5 agreement with the fp32 model instead)."""
+    from edgekit.training.evaluate import TOP5_MIN_CLASSES
+
+    return ctx.test.labelled and ctx.task == "classification" \
+        and ctx.test.num_classes >= TOP5_MIN_CLASSES
 
 
 def _ranks_text() -> str:
@@ -369,6 +395,11 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
 
         ctx.metrics["int8_trained"]["top5_agreement"] = top5_agreement(
             test_outputs(ctx, "int8", qm), test_outputs(ctx, "fp32", model))
+    elif scores_top5(ctx):
+        from edgekit.training.evaluate import top5_accuracy
+
+        ctx.metrics["int8_trained"]["top5_accuracy"] = top5_accuracy(
+            test_outputs(ctx, "int8", qm), ctx.test.y)
     if qm.rounding:
         ctx.metrics["weight_rounding"] = qm.rounding
     # is the int8 model's loss (or gain) more than test-set noise?

@@ -152,6 +152,17 @@ def _batched_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int,
         model.train(was_training)
 
 
+# labelled classification with this many classes or more (ImageNet-scale) is also scored
+# by top-5 accuracy; with ten classes top-5 says little
+TOP5_MIN_CLASSES = 100
+
+
+def top5_accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
+    """How often the label is among the top 5 of ``outputs`` (N, classes)."""
+    top5 = np.argpartition(outputs, -5, axis=1)[:, -5:]
+    return float((top5 == np.asarray(labels)[:, None]).any(axis=1).mean())
+
+
 def top5_agreement(deployed: np.ndarray, reference: np.ndarray) -> float:
     """How often the reference's top-1 class is among the deployed model's top 5."""
     if deployed.ndim != 2 or deployed.shape[1] < 5:

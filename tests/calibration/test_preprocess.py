@@ -95,6 +95,20 @@ def test_no_or_default_preprocess_keeps_the_embedded_arrays_bit_identical():
                                            input_size=32).x.tobytes()
 
 
+def test_crop_fraction_takes_the_centre_share_of_the_short_side(tmp_path):
+    """ImageNet's "resize to 256, crop 224" as a share of the short side: here half of 10
+    px, so the 5×5 centre of the 20×10 image, already at the input size (no resize)."""
+    img = _wide_image()
+    root = _folder(tmp_path / "f", {"a": [img], "b": [img]})
+    np.save(tmp_path / "x.npy", np.stack([img, img]))
+    scaled = img.astype(np.float32).transpose(2, 0, 1) / np.float32(255)
+    pre = Preprocess(input_size=5, crop_fraction=0.5)
+    for source in (root, tmp_path / "x.npy"):
+        np.testing.assert_array_equal(load_dataset(source, preprocess=pre).x[0],
+                                      scaled[:, 2:7, 7:12])
+    assert Preprocess.from_dict(pre.to_dict()) == pre
+
+
 def test_preprocess_round_trips_through_json():
     pre = Preprocess(input_size=224, resize="letterbox", mean=(0.485, 0.456, 0.406),
                      std=(0.229, 0.224, 0.225), channel_order="BGR", channels=3)
@@ -118,6 +132,10 @@ def test_preprocess_round_trips_through_json():
     ({"channels": 2}, "channels must be 1 or 3"),
     ({"channels": 1, "channel_order": "BGR"}, "BGR' needs 3 channels"),
     ({"input_size": 0}, "input_size must be an integer >= 1"),
+    ({"input_size": 8, "crop_fraction": 0}, r"crop_fraction must be a number in \(0, 1\]"),
+    ({"input_size": 8, "crop_fraction": 1.5}, r"crop_fraction must be a number in \(0, 1\]"),
+    ({"crop_fraction": 0.5}, "needs resize 'centre-crop' and an input_size"),
+    ({"input_size": 8, "resize": "letterbox", "crop_fraction": 0.5}, "needs resize"),
 ])
 def test_bad_preprocess_is_a_one_line_typed_error(kwargs, message):
     with pytest.raises(InvalidInputError, match=message) as info:
