@@ -86,12 +86,6 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     from edgekit.bench.timing import TimingConfig
 
     ctx.log(f"[6/6] benchmark on this host ({ctx.recipe.bench_runs} timed runs per file)")
-    if ctx.profile.runtime == "tensorrt":
-        s8s8 = (": its signed-int8 activations take onnxruntime's slow s8s8 path on x86 CPUs "
-                "without VNNI" if "int8" in files else "")
-        ctx.notes.append(f"Host latencies time onnxruntime's CPU kernels on the ONNX that "
-                         f"TensorRT will compile, not TensorRT{s8s8}. `edgekit deploy` builds and "
-                         "measures the engine on the Jetson.")
     if "lce" in files:
         from edgekit.pipeline.lowbit_deploy import HOST_NOT_TIMED
 

@@ -213,8 +213,11 @@ def _host_timing_note(metrics: dict[str, Any], target: dict[str, Any]) -> list[s
     if target["runtime"] != "tensorrt" or not measured:
         return []
     figures = ", ".join(f"{row['precision']} p50 {row['p50_ms']:.3f} ms" for row in measured)
+    s8s8 = ("; its signed-int8 activations take onnxruntime's s8s8 path, slow on x86 CPUs "
+            "without VNNI" if any(row["precision"] == "int8" for row in measured) else "")
     return [f"onnxruntime on this host ran the ONNX files TensorRT builds its engine from "
-            f"(not the engine; {measured[0]['where']}): {figures} (measured)."]
+            f"(not the engine; {measured[0]['where']}): {figures} (measured){s8s8}. "
+            "`edgekit deploy` builds and measures the engine on the Jetson."]
 
 
 def render_report(manifest: dict[str, Any]) -> str:
