@@ -12,6 +12,7 @@ from typing import Any
 from edgekit.core.io import atomic_write_bytes, atomic_write_json
 from edgekit.devices import roofline_bound
 from edgekit.pipeline.stages import HOST_RUNTIME, Context, deployed_key, test_outputs
+from edgekit.pipeline.steps import step
 
 DEVICES_PLOT = "devices.png"  # the target vs the GPU (DESKTOP_GPU), beside report.md
 
@@ -30,7 +31,8 @@ def verify(ctx: Context, qm: Any | None, fp32: Any, files: dict[str, Path]) -> d
     reference = qm if qm is not None else fp32
     runtime = "lce" if name == "lce" else None  # a .tflite LiteRT cannot run: named
     report_path = ctx.out / "verify.json"
-    ctx.log(f"[5/6] verify {files[name].name} in {HOST_RUNTIME[runtime or ctx.profile.runtime]}")
+    host = HOST_RUNTIME[runtime or ctx.profile.runtime]
+    ctx.log(f"{step('verify')} verify {files[name].name} in {host}")
     # as QAT's score saw them; both kernels (the LCE file is the trained net itself)
     outputs = test_outputs(ctx, "int8" if qm is not None else "fp32", reference)
     with ThreadPoolExecutor(max_workers=1) as beside:  # one onnxruntime thread each
@@ -85,7 +87,8 @@ def bench(ctx: Context, files: dict[str, Path]) -> dict[str, Any]:
     from edgekit.bench.api import BenchConfig, benchmark
     from edgekit.bench.timing import TimingConfig
 
-    ctx.log(f"[6/6] benchmark on this host ({ctx.recipe.bench_runs} timed runs per file)")
+    ctx.log(f"{step('benchmark')} benchmark on this host ({ctx.recipe.bench_runs} timed runs "
+            "per file)")
     if "lce" in files:
         from edgekit.pipeline.lowbit_deploy import HOST_NOT_TIMED
 

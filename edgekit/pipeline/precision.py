@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.pipeline.resume import claim_stage, stage_key, write_stage
+from edgekit.pipeline.steps import step
 from edgekit.training import distributed
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ def _make_plan(ctx: Any, model: Any) -> dict[str, Any]:
     from edgekit.quantization.sensitivity import calibrate_for
 
     r = ctx.recipe
-    ctx.log(f"[3/6] precision plan: per-layer sensitivity (max drop {r.max_drop} pp)")
+    ctx.log(f"{step('quantize')} precision plan: per-layer sensitivity (max drop "
+            f"{r.max_drop} pp)")
     quantized = calibrate_for(model, ctx.quant_target, ctx.train,
                               calibration_size=r.calibration_size, seed=r.seed,
                               rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction)
@@ -79,7 +81,7 @@ def _make_plan(ctx: Any, model: Any) -> dict[str, Any]:
     plan = plan_precision(model, ctx.val, ctx.quant_target, max_drop=r.max_drop,
                           latency=latency, quantized=quantized, keep_float=tuple(r.keep_float),
                           seed=r.seed)
-    ctx.log(f"[3/6] precision plan: {len(plan.keep_float)} layers float, int8 share "
+    ctx.log(f"{step('quantize')} precision plan: {len(plan.keep_float)} layers float, int8 share "
             f"{100 * plan.int8_mac_share:.0f}% of MACs, validation drop {plan.drop_pp:.2f} pp")
     return plan.to_dict()
 

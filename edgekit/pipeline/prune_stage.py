@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit.core.io import sha256_file
 from edgekit.pipeline.resume import claim_stage, stage_key, toolchain, write_stage
 from edgekit.pipeline.stages import Context, test_outputs
+from edgekit.pipeline.steps import step
 from edgekit.training import distributed
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ def prune(ctx: Context, model: torch.nn.Module) -> tuple[torch.nn.Module, Pruned
     reused = done is not None and done.get("done") and path.is_file() \
         and sha256_file(path) == done["sha256"]
     if reused:
-        ctx.log("[2/6] pruned model: reused from the unfinished run (stage record matches)")
+        ctx.log(f"{step('model')} pruned model: reused from the unfinished run (stage record "
+                "matches)")
         ctx.reused.append("pruning")
         model, sparsity = _reload(ctx, dense, path)
         summary = done["summary"]
@@ -99,7 +101,7 @@ def _prune_and_finetune(ctx: Context, model: torch.nn.Module, dense: torch.nn.Mo
     if r.prune is not None:
         config = ChannelPruneConfig.parse(r.prune, epochs_per_step=r.prune_epochs,
                                           distill=r.prune_distill)
-        ctx.log(f"[2/6] channel pruning to {config.keep_macs:.0%} of the MACs, then "
+        ctx.log(f"{step('model')} channel pruning to {config.keep_macs:.0%} of the MACs, then "
                 f"{r.prune_epochs} fine-tuning epoch(s) distilled from the dense model")
         result = prune_and_finetune(model, ctx.train, config, train_config=train_config,
                                     val_data=ctx.val, teacher=dense, example_input=example)
@@ -107,8 +109,8 @@ def _prune_and_finetune(ctx: Context, model: torch.nn.Module, dense: torch.nn.Mo
         ctx.log(f"      {result.summary()}")
     sparsity = None
     if r.sparsity is not None:
-        ctx.log(f"[2/6] 2:4 sparsity, then {r.prune_epochs} fine-tuning epoch(s) with the "
-                "masks enforced")
+        ctx.log(f"{step('model')} 2:4 sparsity, then {r.prune_epochs} fine-tuning epoch(s) "
+                "with the masks enforced")
         sparsity = sparse_finetune(model, ctx.train, SparsityConfig.parse(r.sparsity),
                                    train_config=train_config, val_data=ctx.val,
                                    teacher=dense, example_input=example)

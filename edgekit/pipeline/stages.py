@@ -31,6 +31,7 @@ from edgekit.pipeline.resume import (
     toolchain,
     write_stage,
 )
+from edgekit.pipeline.steps import step
 from edgekit.training import distributed
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ def prepare(recipe: CompressRecipe, profile: DeviceProfile, out: Path,
         raise InvalidInputError(f"{recipe.model} is a {spec.task} model but {recipe.data} is a "
                                 f"{train.task} data set")
     train, val = train.split(VAL_FRACTION, seed=recipe.seed)
-    log(f"[1/6] data {recipe.data}: {len(train)} train / {len(val)} validation / "
+    log(f"{step('data')} data {recipe.data}: {len(train)} train / {len(val)} validation / "
         f"{len(test)} test, input {train.x.shape[1:]}")
     return Context(recipe, profile, out, log, train.task, train, val, test, preprocess=pre,
                    data_key=data_fingerprint(train, val, test))
@@ -279,7 +280,8 @@ def train_or_load(ctx: Context, model: Any) -> Any:
     done = distributed.from_main(lambda: claim_stage(ctx.out, "train", key))
     if done is not None and done.get("weights") and _reload(model, ctx.out / done["weights"],
                                                              done["sha256"]):
-        ctx.log(f"[2/6] fp32 {r.model}: reused from the unfinished run (stage record matches)")
+        ctx.log(f"{step('model')} fp32 {r.model}: reused from the unfinished run (stage record "
+                "matches)")
         ctx.metrics["fp32"] = done["metrics"]
         saved = load_array(ctx.out, done)  # the test outputs beside the weights, if intact
         if saved is not None:
@@ -289,7 +291,7 @@ def train_or_load(ctx: Context, model: Any) -> Any:
     if r.train_epochs > 0:
         import torch
 
-        ctx.log(f"[2/6] training fp32 {r.model} for {r.train_epochs} epoch(s), "
+        ctx.log(f"{step('model')} training fp32 {r.model} for {r.train_epochs} epoch(s), "
                 f"{torch.get_num_threads()} thread(s){_ranks_text()}")
         train(model, ctx.train, TrainConfig(epochs=r.train_epochs, lr=r.lr,
                                             batch_size=r.batch_size, seed=r.seed,
@@ -297,7 +299,7 @@ def train_or_load(ctx: Context, model: Any) -> Any:
               val_data=ctx.val, checkpoint=checkpoint_path(ctx.out, "train"))
     else:
         source = f"from {r.weights}" if r.weights else "as it is, with its own weights"
-        ctx.log(f"[2/6] loaded {r.model} {source} (no fp32 training)")
+        ctx.log(f"{step('model')} loaded {r.model} {source} (no fp32 training)")
     model.eval()
     fp32 = score(classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test)
     if scores_top5(ctx):
@@ -359,7 +361,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     r = ctx.recipe
     if r.precision != "int8" or ctx.lowbit == "lce":
         what = "binary net (LCE)" if ctx.lowbit == "lce" else f"precision {r.precision}"
-        ctx.log(f"[3/6] {what}: no quantization")
+        ctx.log(f"{step('quantize')} {what}: no quantization")
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
     keep_float = choose_keep_float(ctx, model)
@@ -378,7 +380,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
                          distill=1.0 if not ctx.train.labelled else DEFAULT_DISTILL,
                          rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction,
                          keep_float=keep_float)
-    ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
+    ctx.log(f"{step('quantize')} int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val,
                         after_step=after_step)
     ranks = distributed.world()[1]
@@ -422,7 +424,7 @@ def export(ctx: Context, fp32: Any, qm: Any | None) -> dict[str, Path]:
     speed can be compared (on the board too)."""
     runtime = ctx.profile.runtime
     shape = ctx.input_shape
-    ctx.log(f"[4/6] export for {runtime}")
+    ctx.log(f"{step('export')} export for {runtime}")
     folder = ctx.out / "bundle"
     folder.mkdir(exist_ok=True)
     files: dict[str, Path] = {}
