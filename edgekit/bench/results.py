@@ -3,6 +3,12 @@
 A result is plain JSON so that a board with only numpy can write it and a workstation can
 read it. ``schema_version`` changes whenever a field changes meaning or a required field is
 added; readers reject versions they do not know.
+
+The schema is standard JSON Schema (draft 2020-12), but it is checked by the small validator
+below rather than the ``jsonschema`` package: this module runs on the board, whose harness
+needs only numpy and the runtime, and ``jsonschema`` brings ``referencing`` and the compiled
+``rpds-py`` with it for the handful of keywords used here (type, required, properties,
+const, enum).
 """
 
 from __future__ import annotations

@@ -7,9 +7,12 @@ of every output records exactly what was done, and a run can be repeated from it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import os
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +32,11 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 # board's CLI does) imports no torch
 PTQ_ROUNDINGS = ("nearest", "gptq")
 PRECISIONS = ("int8", "fp16", "fp32")
-# what a value of each annotation may be (TOML gives int where a float is meant, the API
+# what a value of each annotated type may be (TOML gives int where a float is meant, the API
 # may give a Path for a file); bool is an int to Python but never a number here
-_KINDS: dict[str, tuple[type, ...]] = {
-    "bool": (bool,), "int": (numbers.Integral,), "float": (numbers.Real,),
-    "str": (str, os.PathLike), "dict[str, Any]": (dict,), "list[float]": (list, tuple),
-    "list[str]": (list, tuple)}
+_ACCEPTED: dict[type, tuple[type, ...]] = {
+    bool: (bool,), int: (numbers.Integral,), float: (numbers.Real,), str: (str, os.PathLike),
+    dict: (dict,), list: (list, tuple)}
 DEFAULT_EPOCHS = 5  # fp32 training epochs when no weights are given
 
 
@@ -143,13 +145,11 @@ class CompressRecipe:
     def _check_types(self) -> None:
         """Every field of its annotated kind (a TOML ``lr = "high"`` is refused here, not
         deep inside a run)."""
-        for f in dataclasses.fields(self):
-            value, kinds = getattr(self, f.name), str(f.type).split(" | ")
-            if value is None and "None" in kinds:
-                continue
-            if not any(_is_kind(value, kind) for kind in kinds if kind != "None"):
-                raise InvalidInputError(f"recipe key {f.name} takes {' or '.join(kinds)}, "
-                                        f"got {value!r}")
+        for name, kinds in _field_kinds().items():
+            value = getattr(self, name)
+            if not any(_is_kind(value, kind) for kind in kinds):
+                raise InvalidInputError(f"recipe key {name} takes "
+                                        f"{' or '.join(map(_kind_name, kinds))}, got {value!r}")
 
     def _expand_preset(self) -> None:
         """The ``preprocess`` preset's values in the fields the recipe left unset (explicit
@@ -234,11 +234,29 @@ class CompressRecipe:
         return self.from_mapping({**self._fields(), **overrides})
 
 
-def _is_kind(value: Any, kind: str) -> bool:
-    if isinstance(value, bool) and kind != "bool":
+@functools.cache
+def _field_kinds() -> dict[str, tuple[Any, ...]]:
+    """Each field's annotation as the types it allows (``int | None`` -> (int, NoneType)),
+    read with typing rather than from the annotation's text."""
+    hints = typing.get_type_hints(CompressRecipe)
+    return {f.name: typing.get_args(hints[f.name])
+            if isinstance(hints[f.name], types.UnionType) else (hints[f.name],)
+            for f in dataclasses.fields(CompressRecipe)}
+
+
+def _is_kind(value: Any, kind: Any) -> bool:
+    if kind is type(None):
+        return value is None
+    origin = typing.get_origin(kind) or kind
+    if isinstance(value, bool) and origin is not bool:
         return False
-    if not isinstance(value, _KINDS[kind]):
+    if not isinstance(value, _ACCEPTED[origin]):
         return False
-    if kind == "list[str]":
-        return all(isinstance(v, str) for v in value)
-    return kind != "list[float]" or all(_is_kind(v, "float") for v in value)
+    items = typing.get_args(kind) if origin is list else ()
+    return all(_is_kind(v, items[0]) for v in value) if items else True
+
+
+def _kind_name(kind: Any) -> str:
+    if kind is type(None):
+        return "None"
+    return kind.__name__ if typing.get_origin(kind) is None else str(kind).replace("typing.", "")
