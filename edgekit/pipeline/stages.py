@@ -325,7 +325,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     key = ctx.stage_keys["quantize"] = stage_key(
         "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
         mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
-        r.ptq_rounding, r.ptq_bias_correction)
+        r.ptq_rounding, r.ptq_bias_correction, r.ptq_ranges if mode == "ptq" else None)
     previous = distributed.from_main(lambda: claim_stage(ctx.out, "quantize", key))
     checkpoint = checkpoint_path(ctx.out, "quantize")
     if previous is not None and checkpoint.is_file():
@@ -335,7 +335,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
                          batch_size=r.batch_size, seed=r.seed, checkpoint=str(checkpoint),
                          # no labels: QAT learns the fp32 model's outputs alone
                          distill=1.0 if not ctx.train.labelled else DEFAULT_DISTILL,
-                         rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction)
+                         rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction,
+                         ranges=r.ptq_ranges if mode == "ptq" else None)
     ctx.log(f"[3/6] int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val,
                         after_step=after_step)
@@ -355,6 +356,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
             test_outputs(ctx, "int8", qm), test_outputs(ctx, "fp32", model))
     if qm.rounding:
         ctx.metrics["weight_rounding"] = qm.rounding
+    if qm.ranges:
+        ctx.metrics["activation_ranges"] = qm.ranges
     # is the int8 model's loss (or gain) more than test-set noise?
     ctx.metrics["int8_minus_fp32"] = paired_difference(
         int8_predictions, classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test.y,
