@@ -308,6 +308,15 @@ def _reload(model: Any, path: Path, sha256: str) -> bool:
     return True
 
 
+def quantize_key(ctx: Context, mode: str) -> str:
+    """What the quantize stage's int8 model depends on, hashed (its resume key)."""
+    r = ctx.recipe
+    return stage_key(
+        "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
+        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
+        r.ptq_rounding, r.ptq_bias_correction, r.ptq_ranges if mode == "ptq" else None)
+
+
 def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     """int8 QAT (or PTQ) for the target's runtime, resumable from its epoch checkpoint;
     ``after_step(qat_model)`` runs after every QAT step (2:4 masks stay enforced)."""
@@ -322,10 +331,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
         ctx.log(f"[3/6] precision {r.precision}: no quantization")
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
-    key = ctx.stage_keys["quantize"] = stage_key(
-        "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
-        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
-        r.ptq_rounding, r.ptq_bias_correction, r.ptq_ranges if mode == "ptq" else None)
+    key = ctx.stage_keys["quantize"] = quantize_key(ctx, mode)
     previous = distributed.from_main(lambda: claim_stage(ctx.out, "quantize", key))
     checkpoint = checkpoint_path(ctx.out, "quantize")
     if previous is not None and checkpoint.is_file():
