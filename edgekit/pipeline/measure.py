@@ -168,7 +168,7 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
     for key in ("qat_validation", "distributed", "pruning", "fp32_dense", "labels",
-                "weight_rounding"):
+                "weight_rounding", "activation_ranges"):
         if key in ctx.metrics:
             metrics[key] = ctx.metrics[key]
     if "int8" in files and "fp32" in files:
