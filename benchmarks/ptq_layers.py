@@ -83,22 +83,21 @@ def pt2e_sqnr(qm, x, batch_size: int) -> dict[str, _Sqnr]:
     import torch
 
     stats: dict[str, _Sqnr] = {}
+    pending: dict = {}
 
     class Run(torch.fx.Interpreter):
         """Keeps each quantize node's float input until its dequantize has run (the
         interpreter frees a value after its last user)."""
-
-        pending: dict = {}
 
         def run_node(self, n):
             target = str(n.target)
             if "quantize_per_tensor" in target and "dequantize" not in target:
                 scale = n.args[1]
                 scale = float(self.env[scale] if isinstance(scale, torch.fx.Node) else scale)
-                self.pending[n] = (n.args[0].name, self.env[n.args[0]], scale)
+                pending[n] = (n.args[0].name, self.env[n.args[0]], scale)
             out = super().run_node(n)
-            if "dequantize_per_tensor" in target and n.args[0] in self.pending:
-                name, x_float, scale = self.pending.pop(n.args[0])
+            if "dequantize_per_tensor" in target and n.args[0] in pending:
+                name, x_float, scale = pending.pop(n.args[0])
                 stats.setdefault(name, _Sqnr()).add(x_float, out, scale)
             return out
 
