@@ -99,8 +99,9 @@ def vendor_rows(result, args) -> dict:
     """onnxruntime's quantize_static on the same calibration crops, scored on the same 400."""
     from edgekit.calibration import Preprocess, load_splits
 
-    train, test = load_splits(args.folder, preprocess=Preprocess(**{
-        "input_size": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3}), seed=args.seed)
+    train, test = load_splits(args.folder, preprocess=Preprocess(**{  # compress's split
+        "input_size": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3}), seed=args.seed,
+        holdout=None)
     calib, x = np.asarray(train.x[: args.calibration]), np.asarray(test.x)
     fp32 = result.out_dir / "fp32" / "model_fp32.onnx"
     if not fp32.is_file():
