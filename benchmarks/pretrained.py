@@ -74,7 +74,8 @@ def run_one(name: str, target: str, folder: Path, out: Path, args) -> dict:
            "fake_quant_top5_agreement": rows[("int8 fake-quant (trained)",
                                               "fp32's top-1 in its top 5")],
            "deployed_top1_agreement": result.verification.deployed_accuracy,
-           "weight_rounding": result.metrics.get("weight_rounding")}
+           "weight_rounding": result.metrics.get("weight_rounding"),
+           "activation_ranges": result.metrics.get("activation_ranges")}
     if target == "jetson":
         row.update(vendor_rows(result, args))
         row["planted_faults_caught"] = planted_faults(result.out_dir)
@@ -101,8 +102,9 @@ def vendor_rows(result, args) -> dict:
     """onnxruntime's quantize_static on the same calibration crops, scored on the same 400."""
     from edgekit.calibration import Preprocess, load_splits
 
-    train, test = load_splits(args.folder, preprocess=Preprocess(**{
-        "input_size": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3}), seed=args.seed)
+    train, test = load_splits(args.folder, preprocess=Preprocess(**{  # compress's split
+        "input_size": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3}), seed=args.seed,
+        holdout=None)
     calib, x = np.asarray(train.x[: args.calibration]), np.asarray(test.x)
     fp32 = result.out_dir / "fp32" / "model_fp32.onnx"
     if not fp32.is_file():
@@ -227,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         "vendor_best_top1_agreement_max": max(vendor) if vendor else None,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "crops": args.crops,
+        **{f"ptq_ranges_{r['target']}": (r["activation_ranges"] or {}).get("chosen")
+           for r in rows},
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

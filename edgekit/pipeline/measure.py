@@ -180,7 +180,7 @@ def collect_metrics(ctx: Context, verification: dict[str, Any], bench: dict[str,
         metrics["int8_minus_fp32"] = {**ctx.metrics["int8_minus_fp32"], "metric": metric,
                                       "samples": len(ctx.test)}
     for key in ("qat_validation", "distributed", "pruning", "fp32_dense", "labels",
-                "weight_rounding", "deployed_as", "precision_plan"):
+                "weight_rounding", "deployed_as", "precision_plan", "activation_ranges"):
         if key in ctx.metrics:
             metrics[key] = ctx.metrics[key]
     deployed = deployed_key(files)

@@ -31,6 +31,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 # edgekit.quantization.rounding.ROUNDING_METHODS, named here so that reading a recipe (the
 # board's CLI does) imports no torch
 PTQ_ROUNDINGS = ("nearest", "gptq")
+PTQ_RANGES = ("auto", "minmax", "mean-minmax", "percentile", "mse")  # quantization.ranges
 PRECISIONS = ("int8", "fp16", "fp32")
 # what a value of each annotated type may be (TOML gives int where a float is meant, the API
 # may give a Path for a file); bool is an int to Python but never a number here
@@ -75,6 +76,10 @@ class CompressRecipe:
     # plan may cost, layers reverted to float until it holds (edgekit.pipeline.precision)
     keep_float: list[str] = field(default_factory=list)
     max_drop: float | None = None
+    # PTQ's activation ranges (edgekit.quantization.ranges): "auto" tries each setting on
+    # part of the calibration inputs and keeps the best on the rest; QAT starts from the
+    # backend's own ranges
+    ptq_ranges: str = "auto"
     # structured pruning after fp32 training, before QAT (edgekit.pruning): "channel:R"
     # keeps a share R of the MACs; "2:4" sparsity (TensorRT on Ampere+/Orin targets only)
     prune: str | None = None
@@ -125,6 +130,9 @@ class CompressRecipe:
                                     f"{self.max_drop}")
         if not all(m.strip(".") for m in self.keep_float):
             raise InvalidInputError(f"keep_float takes module paths, got {self.keep_float!r}")
+        if self.ptq_ranges not in PTQ_RANGES:
+            raise InvalidInputError(f"ptq_ranges must be one of {', '.join(PTQ_RANGES)}"
+                                    f", not {self.ptq_ranges!r}")
         if not 0 <= self.prune_distill <= 1:
             raise InvalidInputError(f"prune_distill must be in [0, 1], got {self.prune_distill}")
         if self.train_limit is not None and self.train_limit < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.pipeline import plan_report, prune_report
+from edgekit.quantization.ranges import describe as describe_ranges
 
 
 def _verification(metrics: dict[str, Any]) -> list[str]:
@@ -262,6 +263,8 @@ def render_report(manifest: dict[str, Any]) -> str:
                 if qat["kept_epoch"] == 0 else f"epoch {qat['kept_epoch']}")
         lines += ["", f"QAT on the validation set ({qat['metric']}): calibrated start "
                   f"{qat['start']:.4f}, {epochs}; kept {kept}."]
+    if metrics.get("activation_ranges"):  # PTQ's range setting (edgekit.quantization.ranges)
+        lines += ["", describe_ranges(metrics["activation_ranges"])]
     lines += _verification(metrics)
     lines += plan_report.report_lines(metrics.get("precision_plan"))
     lines += ["", "## Files", "", "SHA-256 shortened to 16 hex digits here; in full in "

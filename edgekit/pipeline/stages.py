@@ -349,6 +349,16 @@ def _reload(model: Any, path: Path, sha256: str) -> bool:
     return True
 
 
+def quantize_key(ctx: Context, mode: str, keep_float: tuple[str, ...] = ()) -> str:
+    """What the quantize stage's int8 model depends on, hashed (its resume key)."""
+    r = ctx.recipe
+    return stage_key(
+        "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
+        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
+        r.ptq_rounding, r.ptq_bias_correction, r.ptq_ranges if mode == "ptq" else None,
+        *((keep_float,) if keep_float else ()))
+
+
 def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
     """int8 QAT (or PTQ) for the target's runtime, resumable from its epoch checkpoint;
     ``after_step(qat_model)`` runs after every QAT step (2:4 masks stay enforced)."""
@@ -365,10 +375,7 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
         return None
     mode = "qat" if r.qat_epochs > 0 else "ptq"
     keep_float = choose_keep_float(ctx, model)
-    key = ctx.stage_keys["quantize"] = stage_key(
-        "quantize", ctx.stage_keys.get("prune", ctx.stage_keys["train"]), ctx.quant_target,
-        mode, r.qat_epochs, r.qat_lr, r.calibration_size, r.batch_size, r.seed,
-        r.ptq_rounding, r.ptq_bias_correction, *((keep_float,) if keep_float else ()))
+    key = ctx.stage_keys["quantize"] = quantize_key(ctx, mode, keep_float)
     previous = distributed.from_main(lambda: claim_stage(ctx.out, "quantize", key))
     checkpoint = checkpoint_path(ctx.out, "quantize")
     if previous is not None and checkpoint.is_file():
@@ -379,7 +386,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
                          # no labels: QAT learns the fp32 model's outputs alone
                          distill=1.0 if not ctx.train.labelled else DEFAULT_DISTILL,
                          rounding=r.ptq_rounding, bias_correction=r.ptq_bias_correction,
-                         keep_float=keep_float)
+                         keep_float=keep_float,
+                         ranges=r.ptq_ranges if mode == "ptq" else None)
     ctx.log(f"{step('quantize')} int8 {mode.upper()} with the {config.target} scheme")
     qm = quantize_model(model, config, train_data=ctx.train, val_data=ctx.val,
                         after_step=after_step)
@@ -404,6 +412,8 @@ def quantize(ctx: Context, model: Any, *, after_step: Any = None) -> Any | None:
             test_outputs(ctx, "int8", qm), ctx.test.y)
     if qm.rounding:
         ctx.metrics["weight_rounding"] = qm.rounding
+    if qm.ranges:
+        ctx.metrics["activation_ranges"] = qm.ranges
     # is the int8 model's loss (or gain) more than test-set noise?
     ctx.metrics["int8_minus_fp32"] = paired_difference(
         int8_predictions, classes_of(test_outputs(ctx, "fp32", model), ctx.test), ctx.test.y,

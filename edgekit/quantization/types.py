@@ -107,6 +107,11 @@ class QuantConfig:
     ``rounding``: how weights are rounded to their int8 levels before the target's
     quantizer sees them: "nearest" (plain min-max PTQ) or "gptq" (by the layer's output
     error on the calibration inputs, ``edgekit.quantization.rounding``).
+    ``ranges``: how activation ranges are set from the calibration inputs: "minmax",
+    "mean-minmax", "percentile", "mse", or "auto" (each tried on part of them, the one
+    that agrees best with the fp32 model on the rest kept;
+    ``edgekit.quantization.ranges``); None: the backend's default (nncf: mean-minmax,
+    PT2E: mse). Weights keep their per-channel min-max grid. TFLite takes it for PTQ only.
     ``bias_correction``: give each layer's output channels back, through the bias, the mean
     its weight rounding shifted (on the calibration inputs, weights on the target's grid).
     ``keep_float``: module paths (``features.1``, ``classifier.0``) whose weights stay
@@ -127,6 +132,7 @@ class QuantConfig:
     seed: int = 0
     distill: float = DEFAULT_DISTILL
     rounding: str = "nearest"
+    ranges: str | None = None
     bias_correction: bool = False
     checkpoint: str | None = None
     keep_float: tuple[str, ...] = ()
@@ -151,6 +157,11 @@ class QuantConfig:
         if self.rounding not in ROUNDING_METHODS:
             raise InvalidInputError(f"QuantConfig.rounding must be one of {ROUNDING_METHODS}, "
                                     f"not {self.rounding!r}")
+        from edgekit.quantization.ranges import RANGE_CHOICES
+
+        if self.ranges is not None and self.ranges not in RANGE_CHOICES:
+            raise InvalidInputError(f"QuantConfig.ranges must be one of {RANGE_CHOICES}, "
+                                    f"not {self.ranges!r}")
         if isinstance(self.keep_float, str) or not all(
                 isinstance(m, str) and m.strip(".") for m in self.keep_float):
             raise InvalidInputError("QuantConfig.keep_float must be a sequence of module "
@@ -178,6 +189,7 @@ class QuantizedModel:
     input_shape: tuple[int, ...] | None = None  # (C, H, W) it was calibrated on
     calibration_samples: int = 0
     rounding: dict[str, Any] = field(default_factory=dict)  # RoundingReport, when refined
+    ranges: dict[str, Any] = field(default_factory=dict)  # RangeChoice (setting, trials)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -185,7 +197,8 @@ class QuantizedModel:
     def audit(self) -> dict[str, Any]:
         """The backend's own counts for the report and the manifest (plain data)."""
         return {"calibration_samples": self.calibration_samples,
-                **({"weight_rounding": self.rounding} if self.rounding else {})}
+                **({"weight_rounding": self.rounding} if self.rounding else {}),
+                **({"activation_ranges": self.ranges} if self.ranges else {})}
 
 
 @dataclass

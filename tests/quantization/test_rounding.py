@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from edgekit.core.errors import InvalidInputError  # noqa: E402
 from edgekit.quantization.rounding import (  # noqa: E402
     RoundingConfig,
     levels_for,
@@ -81,3 +82,32 @@ def test_the_recipe_names_the_same_rounding_methods():
     from edgekit.quantization.rounding import ROUNDING_METHODS
 
     assert PTQ_ROUNDINGS == ROUNDING_METHODS
+
+
+def test_block_updates_round_as_column_by_column_gptq(monkeypatch):
+    """GPTQ's lazy block updates are a reordering of the same arithmetic: with one column
+    per block (the plain column-by-column update) the weights land on the same levels."""
+    import edgekit.quantization.rounding as rounding
+
+    torch.manual_seed(0)
+    wide = torch.nn.Conv2d(40, 6, 3, padding=1).eval()  # rows of 360 columns: 3 blocks
+    calib = torch.rand(16, 40, 8, 8)
+    results = {}
+    for block in (1, rounding.GPTQ_BLOCK):
+        net = copy.deepcopy(wide)
+        monkeypatch.setattr(rounding, "GPTQ_BLOCK", block)
+        round_weights(net, calib, RoundingConfig("gptq", bias_passes=0), lambda layer: 15)
+        results[block] = net.weight.detach() / (net.weight.detach().abs().amax(
+            (1, 2, 3), keepdim=True) / 15)
+    same = (results[1].round() == results[rounding.GPTQ_BLOCK].round()).float().mean()
+    assert same > 0.99  # float summation order may flip a rare tie
+
+
+def test_the_hessians_and_bias_shifts_use_at_most_samples_inputs():
+    net, calib = _net_and_data()
+    report = round_weights(net, calib, RoundingConfig("gptq", 1, samples=16), lambda l: 127)
+    assert report.samples == 16
+    assert round_weights(*_net_and_data(), RoundingConfig("gptq", 1), lambda l: 127
+                         ).samples == len(calib)  # 64: under the default cap
+    with pytest.raises(InvalidInputError, match="samples"):
+        RoundingConfig(samples=0)

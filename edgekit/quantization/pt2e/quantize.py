@@ -84,6 +84,9 @@ def quantize_for_tflite(
     if cfg.target != "tflite":
         raise InvalidInputError(f"quantize_for_tflite needs target='tflite', got {cfg.target!r}")
     qat = cfg.mode == "qat" and cfg.epochs > 0
+    if qat and cfg.ranges is not None:
+        raise InvalidInputError("QuantConfig.ranges is for PTQ on the tflite target (QAT "
+                                "starts from min-max ranges and moves them)")
     if qat and train_data is None:
         raise InvalidInputError("QAT needs train_data (or use mode='ptq' / epochs=0)")
     source = calib_data if calib_data is not None else train_data
@@ -98,17 +101,24 @@ def quantize_for_tflite(
     graph = export_bn_free(model, calib[: min(len(calib), 4)],
                            refine=lambda folded: rounding.update(
                                refine_weights(folded, calib, cfg, scheme_for("tflite"))))
-    prepared, quantizer = _prepare(graph, qat=qat)
-    _calibrate(prepared, calib, cfg.batch_size)
+    ranges, choice = cfg.ranges, {}
+    if ranges == "auto":
+        from edgekit.quantization.ranges import choose_ranges
+
+        chosen = choose_ranges(lambda setting, part: _ptq_graph(graph, part, cfg, setting)[0],
+                               model, calib, batch_size=cfg.batch_size, seed=cfg.seed)
+        ranges, choice = chosen.chosen, chosen.to_dict()
     history = None
     if qat:
+        prepared, quantizer = _prepare(graph, qat=True)
+        _calibrate(prepared, calib, cfg.batch_size)
         insert_kernel_hardswish(prepared)  # after calibration: it needs the output scales
         history = fine_tune(prepared, train_data, val_data, cfg, teacher=model,
                             after_step=after_step)
-    freeze_ranges(prepared)
-    stage = PT2E_PREPARED
-    if not qat:
-        prepared = _convert(prepared)
+        freeze_ranges(prepared)
+        stage = PT2E_PREPARED
+    else:
+        prepared, quantizer = _ptq_graph(graph, calib, cfg, ranges)
         stage = PT2E_CONVERTED
     _eval(prepared)
     return TFLiteQuantizedModel(
@@ -121,7 +131,25 @@ def quantize_for_tflite(
         quantizer=quantizer,
         pt2e_stage=stage,
         rounding=rounding,
+        ranges=choice or ({"chosen": ranges} if ranges else {}),
     )
+
+
+def _ptq_graph(graph: torch.fx.GraphModule, calib: torch.Tensor, cfg: QuantConfig,
+               ranges: str | None) -> tuple[torch.fx.GraphModule, Any]:
+    """The Q/DQ graph of (a copy of) ``graph`` with activation ranges ``ranges`` set on
+    ``calib``, and its quantizer."""
+    import copy
+
+    from edgekit.quantization.pt2e.range_observers import use_range_observers
+
+    prepared, quantizer = _prepare(copy.deepcopy(graph), qat=False)
+    use_range_observers(prepared, ranges)
+    _calibrate(prepared, calib, cfg.batch_size)
+    freeze_ranges(prepared)
+    converted = _convert(prepared)
+    _eval(converted)
+    return converted, quantizer
 
 
 def export_bn_free(model: torch.nn.Module, example: torch.Tensor, *,

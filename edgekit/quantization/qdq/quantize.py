@@ -62,10 +62,7 @@ def quantize_qdq(
     if source is None:
         raise InvalidInputError("quantization needs calibration data (calib_data or train_data)")
 
-    import nncf
     import torch
-
-    from edgekit.quantization.qdq.forward import use_qdq_forward
 
     # nncf builds its CPU extension on first use (and again whenever another environment
     # built the shared cache last) under a 60 s limit, which a busy 2-core box can exceed
@@ -80,28 +77,16 @@ def quantize_qdq(
     unknown = set(config.keep_float) - {name for name, _ in prepared.named_modules()}
     if unknown:
         raise InvalidInputError(f"keep_float names no module of the model: {sorted(unknown)}")
-    batches = list(torch.split(calib, config.batch_size))
-    try:
-        qmodel = nncf.quantize(
-            prepared,
-            nncf.Dataset(batches),
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-            subset_size=len(batches),
-            advanced_parameters=nncf_advanced_parameters(scheme),
-        )
-    except EdgekitError:
-        raise
-    except Exception as exc:  # nncf/torch raise many types for an untraceable model
-        raise ExportError(f"nncf could not quantize the model: {first_line(exc)}") from exc
-    if config.keep_float:
-        keep_weights_float(qmodel, config.keep_float)
-    flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
-    seven_bit = use_7bit_weights(qmodel, calib[:1]) if scheme.weight_bits == 7 else 0
-    if config.target == "onnxruntime":  # so its convs fuse into int8 kernels
-        from edgekit.quantization.qdq.fusable import quantize_conv_outputs
+    ranges = config.ranges
+    choice: dict[str, Any] = {}
+    if ranges == "auto":
+        from edgekit.quantization.ranges import choose_ranges
 
-        quantize_conv_outputs(qmodel, calib, config.batch_size)
-    use_qdq_forward(qmodel)
+        chosen = choose_ranges(lambda setting, part: _fake_quant(prepared, part, config,
+                                                                   setting)[0],
+                               model, calib, batch_size=config.batch_size, seed=config.seed)
+        ranges, choice = chosen.chosen, chosen.to_dict()
+    qmodel, flipped, seven_bit = _fake_quant(prepared, calib, config, ranges)
     history = None
     if config.mode == "qat" and config.epochs > 0:
         history = fine_tune(qmodel, train_data, val_data, config, teacher=model,
@@ -117,12 +102,50 @@ def quantize_qdq(
         uint8_quantizers_made_signed=flipped,
         weight_quantizers_7bit=seven_bit,
         rounding=rounding,
+        ranges=choice or ({"chosen": ranges} if ranges else {}),
     )
     if scheme.int32_bias:
         from edgekit.quantization.qdq.bias_grid import round_biases_to_int32_grid
 
         quantized.biases_on_int32_grid = round_biases_to_int32_grid(quantized)
     return quantized
+
+
+def _fake_quant(prepared: torch.nn.Module, calib: torch.Tensor, config: QuantConfig,
+                ranges: str | None) -> tuple[torch.nn.Module, int, int]:
+    """nncf's fake-quant copy of ``prepared`` calibrated on ``calib`` with activation
+    ranges ``ranges``, in the target's arithmetic: (model, quantizers made signed, weight
+    quantizers made 7-bit)."""
+    import nncf
+    import torch
+
+    from edgekit.quantization.qdq.forward import use_qdq_forward
+
+    scheme = scheme_for(config.target)
+    batches = list(torch.split(calib, config.batch_size))
+    try:
+        qmodel = nncf.quantize(  # quantizes a copy
+            prepared,
+            nncf.Dataset(batches),
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(batches),
+            advanced_parameters=nncf_advanced_parameters(scheme, ranges),
+        )
+    except EdgekitError:
+        raise
+    except Exception as exc:  # nncf/torch raise many types for an untraceable model
+        raise ExportError(f"nncf could not quantize the model: {first_line(exc)}") from exc
+    if config.keep_float:
+        keep_weights_float(qmodel, config.keep_float)
+    flipped = force_signed_activations(qmodel) if scheme.activation_signed else 0
+    seven_bit = use_7bit_weights(qmodel, calib[:1]) if scheme.weight_bits == 7 else 0
+    if config.target == "onnxruntime":  # so its convs fuse into int8 kernels
+        from edgekit.quantization.qdq.fusable import quantize_conv_outputs
+
+        quantize_conv_outputs(qmodel, calib, config.batch_size)
+    use_qdq_forward(qmodel)
+    qmodel.eval()
+    return qmodel, flipped, seven_bit
 
 
 def _prepare(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module:

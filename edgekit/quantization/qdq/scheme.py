@@ -8,7 +8,7 @@ from typing import Any
 from edgekit.quantization.types import QuantScheme
 
 
-def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
+def nncf_advanced_parameters(scheme: QuantScheme, ranges: str | None = None) -> Any:
     """nncf's AdvancedQuantizationParameters that realise a symmetric QDQ scheme.
 
     nncf's overflow fix is off: by default it doubles the first conv's weight range (7
@@ -20,6 +20,9 @@ def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
     so it corrects for arithmetic the file does not run (docs/results.md, "Bias
     correction"); ``QuantConfig.bias_correction`` is edgekit's own, on the target's grid
     (``edgekit.quantization.rounding``).
+
+    ``ranges`` (``edgekit.quantization.ranges.RANGE_SETTINGS``, None: nncf's default,
+    mean-minmax) sets the activations' range estimator; weights keep min-max.
     """
     from nncf.common.quantization.structs import QuantizationScheme
     from nncf.quantization.advanced_parameters import (
@@ -30,6 +33,7 @@ def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
 
     return AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.DISABLE,
+        activations_range_estimator_params=_range_estimator(ranges),
         disable_bias_correction=True,
         weights_quantization_params=QuantizationParameters(
             num_bits=8,
@@ -43,6 +47,17 @@ def nncf_advanced_parameters(scheme: QuantScheme) -> Any:
             per_channel=False,
         ),
     )
+
+
+def _range_estimator(ranges: str | None) -> Any:
+    """nncf's estimator for a range setting; MEAN_QUANTILE's outlier probability is nncf's
+    default, 1e-4 (``edgekit.quantization.ranges.PERCENTILE_OUTLIERS``)."""
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet as Set
+
+    if ranges is None:
+        return None
+    return {"minmax": Set.MINMAX, "mean-minmax": Set.MEAN_MINMAX,
+            "percentile": Set.MEAN_QUANTILE, "mse": Set.HISTOGRAM}[ranges]
 
 
 def keep_weights_float(qmodel: Any, modules: tuple[str, ...]) -> int:
