@@ -93,9 +93,12 @@ def plan(args) -> list[Run]:
 def quick_settings(run: Run, args, work: Path) -> dict[str, Any]:
     from edgekit.models import get_model_spec
 
+    # one training thread: on a box shared beyond its cores, two threads' OpenMP spin-waits
+    # made an epoch 13x slower than one thread (86 s vs 6.4 s for 13 batches, 2026-12-07)
     settings = dict(qat_epochs=args.qat_epochs, bench_runs=args.bench_runs,
                     bench_power="none", seed=run.seed, epochs=args.epochs,
-                    train_limit=args.train_limit, calibration_size=args.calibration)
+                    train_limit=args.train_limit, calibration_size=args.calibration,
+                    threads=args.threads)
     if get_model_spec(run.model).task == "segmentation":
         settings.update(train_limit=args.seg_train_limit, input_size=SEGMENTATION_SIZE)
     if run.model in FAMILY_LR:
@@ -120,15 +123,24 @@ def compress_one(run: Run, out: Path, settings: dict[str, Any]) -> dict[str, Any
     except EdgekitError as exc:
         status = "error" if out.exists() else "refused"  # pre-flight writes nothing
         return {"status": status, "message": str(exc).splitlines()[0]}
-    row: dict[str, Any] = {"status": "ok", "seconds": round(time.perf_counter() - started, 1)}
+    return {"status": "ok", "seconds": round(time.perf_counter() - started, 1),
+            **verdicts(out)}
+
+
+FIGURES = ("passed", "agreement", "decisive", "decisive_agreement", "samples",
+           "mean_error_steps", "max_error_steps", "tolerance_steps", "reason",
+           "deployed_accuracy", "reference_accuracy")
+
+
+def verdicts(out: Path) -> dict[str, Any]:
+    """The workstation's verification (verify.json) and the board's check run here
+    (the manifest's ``bundle_check``, which spells the error fields ``*_err_steps``)."""
     manifest = json.loads((out / "manifest.json").read_text())
-    for check, report in (("workstation", json.loads((out / "verify.json").read_text())),
-                          ("board", manifest["metrics"].get("bundle_check") or {})):
-        row[check] = {k: report.get(k) for k in (
-            "passed", "agreement", "decisive", "decisive_agreement", "samples",
-            "mean_error_steps", "max_error_steps", "tolerance_steps", "reason",
-            "deployed_accuracy", "reference_accuracy")}
-    row["verified"] = bool(row["workstation"]["passed"]) and bool(row["board"].get("passed"))
+    board = {k.replace("_err_", "_error_"): v
+             for k, v in manifest["metrics"]["bundle_check"].items()}
+    row = {"workstation": json.loads((out / "verify.json").read_text()), "board": board}
+    row = {check: {k: report.get(k) for k in FIGURES} for check, report in row.items()}
+    row["verified"] = bool(row["workstation"]["passed"]) and bool(row["board"]["passed"])
     return row
 
 
@@ -235,12 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--family-seeds", type=int, default=3)
     parser.add_argument("--all-targets", action="store_true",
                         help="every family on all three targets at each seed")
-    parser.add_argument("--train-limit", type=int, default=1000)
+    parser.add_argument("--train-limit", type=int, default=1500)
     parser.add_argument("--seg-train-limit", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--qat-epochs", type=int, default=1)
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--bench-runs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="training threads")
     args = parser.parse_args(argv)
     info = run_info("verify_seeds", argv, torch_threads=0)
     rows = run_all(args, args.work)
