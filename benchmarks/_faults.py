@@ -98,17 +98,26 @@ def wrong_inputs(x: np.ndarray) -> dict[str, np.ndarray]:
     return cases
 
 
-def _damaged(deployed: Path) -> dict[str, bytes]:
-    """fault -> the bytes of the damaged deployed file (ONNX or TFLite)."""
-    if deployed.suffix == ".tflite":
+def _damaged(deployed: Path) -> dict[str, bytes | str]:
+    """fault -> the bytes of the damaged deployed file (ONNX or TFLite), or why the fault
+    cannot be planted in it (no two weights of one shape, fewer layers than it edits)."""
+    tflite = deployed.suffix == ".tflite"
+    if tflite:
         from _tflite_faults import FAULTS as TFLITE_FAULTS
 
-        data = deployed.read_bytes()
-        return {name: fault(data) for name, fault in TFLITE_FAULTS.items()}
-    import onnx
+        original, faults = deployed.read_bytes(), TFLITE_FAULTS
+    else:
+        import onnx
 
-    model = onnx.load(deployed)
-    return {name: fault(model).SerializeToString() for name, fault in FAULTS.items()}
+        original, faults = onnx.load(deployed), FAULTS
+    files: dict[str, bytes | str] = {}
+    for name, fault in faults.items():
+        try:
+            damaged = fault(original)
+            files[name] = damaged if tflite else damaged.SerializeToString()
+        except (IndexError, StopIteration):
+            files[name] = f"{deployed.name} has no weights {name} can edit"
+    return files
 
 
 def _judged(report) -> dict[str, Any]:
@@ -151,7 +160,8 @@ def judge_planted(bundle: Path) -> dict[str, dict[str, Any]]:
     from edgekit.runtime.parity import compare, run_deployed
 
     deployed, reference = _bundle_files(bundle)
-    results = {name: judge_file(data, bundle) for name, data in _damaged(deployed).items()}
+    results = {name: judge_file(data, bundle) if isinstance(data, bytes)
+               else {"not_planted": data} for name, data in _damaged(deployed).items()}
     good = verify_expected(deployed, reference)  # the bundle check: its kernels and step
     arrays, _ = read_reference(reference)
     expected = arrays["outputs_int8" if "outputs_int8" in arrays else "outputs_fp32"]

@@ -58,6 +58,7 @@ from quantization import FAMILY_LR, REPRESENTATIVES
 from edgekit.core.io import atomic_write_json
 
 TARGETS = ("jetson", "raspberry-pi-5", "x86-cpu")
+FORMATS = {"jetson": "onnx", "raspberry-pi-5": "tflite", "x86-cpu": "onnx"}
 DEFAULT_MODEL = "mobilenet_v2"
 LOWBIT = "xnor_convnet"  # the low-bit family's convolutional net
 FAMILIES = (*(m for m in REPRESENTATIVES if m != DEFAULT_MODEL), LOWBIT)
@@ -114,7 +115,10 @@ def compress_one(run: Run, out: Path, settings: dict[str, Any]) -> dict[str, Any
     import edgekit
     from edgekit.core.errors import EdgekitError
 
-    if out.exists():  # a run killed before its record was written: start it afresh
+    if (out / "manifest.json").is_file():  # compress finished, its record was not written
+        seconds = json.loads((out / "manifest.json").read_text())["duration_s"]
+        return {"status": "ok", "seconds": seconds, **verdicts(out)}
+    if out.exists():  # a run killed before it finished: start it afresh
         shutil.rmtree(out)
     started = time.perf_counter()
     try:
@@ -195,7 +199,7 @@ def line(row: dict[str, Any]) -> str:
     if row["status"] != "ok":
         return f"{head}  {row['status'].upper()}: {row['message']}"
     board = row["board"]
-    faults = row.get("faults", {})
+    faults = {n: f for n, f in row.get("faults", {}).items() if "not_planted" not in f}
     missed = [n for n, f in faults.items() if not caught(n, f)]
     return (f"{head}  {'verified' if row['verified'] else 'FALSE FAILURE'}  "
             f"agreement {board['agreement']:.4f} ({board['decisive']} decisive) "
@@ -207,9 +211,15 @@ def line(row: dict[str, Any]) -> str:
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r["status"] == "ok"]
     kinds: dict[str, list[bool]] = {}
+    formats: dict[str, list[bool]] = {}
+    not_planted = 0
     for row in ok:
         for name, fault in row.get("faults", {}).items():
+            if "not_planted" in fault:
+                not_planted += 1
+                continue
             kinds.setdefault(name, []).append(caught(name, fault))
+            formats.setdefault(FORMATS[row["target"]], []).append(caught(name, fault))
     planted = sum(len(v) for v in kinds.values())
     found = sum(sum(v) for v in kinds.values())
     metrics: dict[str, Any] = {
@@ -230,9 +240,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "planted_faults_caught": found,
         "planted_faults_caught_fraction": round(found / planted, 4) if planted else None,
     }
-    for name, results in sorted(kinds.items()):
+    for name, results in sorted(kinds.items()) + sorted(formats.items()):
         metrics[f"{name}_planted"] = len(results)
         metrics[f"{name}_caught"] = sum(results)
+    metrics["faults_not_planted"] = not_planted  # files without weights the fault edits
     other = [r["faults"]["other_run"] for r in ok if "other_run" in r.get("faults", {})]
     metrics["other_run_caught_by_verdict"] = sum(f["verdict_failed"] for f in other)
     metrics["other_run_caught_by_identity"] = sum(f["identity_failed"] for f in other)
