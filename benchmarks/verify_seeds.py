@@ -149,12 +149,16 @@ def verdicts(out: Path) -> dict[str, Any]:
 
 
 def run_all(args, work: Path) -> list[dict[str, Any]]:
+    """Every planned run's record, made now unless it exists (``--report-only``: only
+    those that exist)."""
     rows = []
     for run in plan(args):
         out = work / run.name
         record = out.parent / f"{run.name}.row.json"
         if record.is_file():
             rows.append(json.loads(record.read_text()))
+            continue
+        if args.report_only:
             continue
         row = {"model": run.model, "target": run.target, "seed": run.seed,
                "group": run.group}
@@ -192,6 +196,28 @@ def caught(name: str, fault: dict[str, Any]) -> bool:
     if name == "other_run":
         return fault["verdict_failed"] or fault["identity_failed"]
     return fault["verdict_failed"]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line a run, the board's check (the verdict a device gives)."""
+    lines = ["| model | target | seed | verified | agreement | decisive (agreement) | "
+             "samples | mean / max error, steps | faults caught |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        head = f"| {row['model']} | {row['target']} | {row['seed']} |"
+        if row["status"] != "ok":
+            lines.append(f"{head} {row['status']}: {row['message']} | | | | | |")
+            continue
+        board = row["board"]
+        faults = [caught(n, f) for n, f in row.get("faults", {}).items()
+                  if "not_planted" not in f]
+        decisive = board["decisive_agreement"]
+        lines.append(
+            f"{head} {'yes' if row['verified'] else '**NO**'} | {board['agreement']:.4f} | "
+            f"{board['decisive']} ({'-' if decisive is None else f'{decisive:.4f}'}) | "
+            f"{board['samples']} | {board['mean_error_steps']:.3f} / "
+            f"{board['max_error_steps']:.2f} | {sum(faults)}/{len(faults)} |")
+    return "\n".join(lines)
 
 
 def line(row: dict[str, Any]) -> str:
@@ -265,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--bench-runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="training threads")
+    parser.add_argument("--report-only", action="store_true",
+                        help="start no run: summarise the records in --work")
     args = parser.parse_args(argv)
     info = run_info("verify_seeds", argv, torch_threads=0)
     rows = run_all(args, args.work)
-    metrics = summary(rows)
-    print()
-    for row in rows:
-        print(line(row))
+    metrics = {**summary(rows), "runs_planned": len(plan(args))}
+    print(f"\n{table(rows)}\n")
     print(json.dumps(metrics, indent=1))
     if args.json:
         atomic_write_json(args.json, {"run_info": info, "metrics": metrics, "rows": rows})
