@@ -95,7 +95,7 @@ def quick_settings(run: Run, args, work: Path) -> dict[str, Any]:
     from edgekit.models import get_model_spec
 
     # one training thread: on a box shared beyond its cores, two threads' OpenMP spin-waits
-    # made an epoch 13x slower than one thread (86 s vs 6.4 s for 13 batches, 2026-12-07)
+    # slow an epoch many times over (docs/results.md, verification across seeds)
     settings = dict(qat_epochs=args.qat_epochs, bench_runs=args.bench_runs,
                     bench_power="none", seed=run.seed, epochs=args.epochs,
                     train_limit=args.train_limit, calibration_size=args.calibration,
