@@ -82,9 +82,10 @@ def plan(args) -> list[Run]:
     """Default runs seed by seed, a seed of every family after each of the first
     ``--family-seeds`` default seeds: a run cut short still covers every family."""
     runs = []
-    for seed in range(args.seeds):
-        runs += [Run(DEFAULT_MODEL, t, seed, "default") for t in TARGETS]
-        if seed < args.family_seeds:
+    for seed in range(args.first_seed, args.seeds):
+        if args.part != "families":
+            runs += [Run(DEFAULT_MODEL, t, seed, "default") for t in TARGETS]
+        if seed < args.family_seeds and args.part != "default":
             for i, model in enumerate(FAMILIES):
                 targets = TARGETS if args.all_targets else (TARGETS[(i + seed) % 3],)
                 runs += [Run(model, t, seed, "family") for t in targets]
@@ -291,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--bench-runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="training threads")
+    # two workers can share --work (each run has its own record): e.g. one with
+    # --part default --first-seed 5 beside another running the rest
+    parser.add_argument("--part", choices=("all", "default", "families"), default="all")
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--report-only", action="store_true",
                         help="start no run: summarise the records in --work")
     args = parser.parse_args(argv)
