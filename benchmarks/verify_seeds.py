@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -153,13 +154,14 @@ def run_all(args, work: Path) -> list[dict[str, Any]]:
     """Every planned run's record, made now unless it exists (``--report-only``: only
     those that exist)."""
     rows = []
-    for run in plan(args):
+    runs = plan(args)
+    for run in reversed(runs) if args.reverse else runs:
         out = work / run.name
         record = out.parent / f"{run.name}.row.json"
         if record.is_file():
             rows.append(json.loads(record.read_text()))
             continue
-        if args.report_only:
+        if args.report_only or not claim(work / f"{run.name}.lock"):
             continue
         row = {"model": run.model, "target": run.target, "seed": run.seed,
                "group": run.group}
@@ -171,6 +173,24 @@ def run_all(args, work: Path) -> list[dict[str, Any]]:
         print(line(row), flush=True)
     add_other_run_faults(rows, work)
     return rows
+
+
+def claim(lock: Path) -> bool:
+    """Whether this process may make the run: its lock file is new, or was left by a
+    process that is gone (a worker beside this one holds the others)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            os.kill(int(lock.read_text() or 0), 0)
+            return False  # its worker is alive
+        except (ProcessLookupError, ValueError):
+            lock.unlink(missing_ok=True)
+            return claim(lock)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def add_other_run_faults(rows: list[dict[str, Any]], work: Path) -> None:
@@ -292,10 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration", type=int, default=128)
     parser.add_argument("--bench-runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="training threads")
-    # two workers can share --work (each run has its own record): e.g. one with
-    # --part default --first-seed 5 beside another running the rest
+    # workers can share --work: each run has its own record and lock file
     parser.add_argument("--part", choices=("all", "default", "families"), default="all")
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--reverse", action="store_true",
+                        help="take the plan from its end (a second worker beside the first)")
     parser.add_argument("--report-only", action="store_true",
                         help="start no run: summarise the records in --work")
     args = parser.parse_args(argv)
