@@ -60,6 +60,7 @@ from edgekit.core.io import atomic_write_json
 
 TARGETS = ("jetson", "raspberry-pi-5", "x86-cpu")
 FORMATS = {"jetson": "onnx", "raspberry-pi-5": "tflite", "x86-cpu": "onnx"}
+TASKS = ("classification", "segmentation")
 DEFAULT_MODEL = "mobilenet_v2"
 LOWBIT = "xnor_convnet"  # the low-bit family's convolutional net
 FAMILIES = (*(m for m in REPRESENTATIVES if m != DEFAULT_MODEL), LOWBIT)
@@ -127,7 +128,9 @@ def compress_one(run: Run, out: Path, settings: dict[str, Any]) -> dict[str, Any
         edgekit.compress(run.model, run.target, out=out, overwrite=True,  # a stale .partial
                          third_party_log=True, log=lambda line: None, **settings)
     except EdgekitError as exc:
-        status = "error" if out.exists() else "refused"  # pre-flight writes nothing
+        # pre-flight refuses before writing anything; later stages write into .NAME.partial
+        began = out.exists() or (out.parent / f".{out.name}.partial").exists()
+        status = "error" if began else "refused"
         return {"status": status, "message": str(exc).splitlines()[0]}
     return {"status": "ok", "seconds": round(time.perf_counter() - started, 1),
             **verdicts(out)}
@@ -257,18 +260,20 @@ def line(row: dict[str, Any]) -> str:
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [r for r in rows if r["status"] == "ok"]
-    kinds: dict[str, list[bool]] = {}
-    formats: dict[str, list[bool]] = {}
+    from edgekit.models import get_model_spec
+
+    kinds: dict[str, list[bool]] = {}  # by fault, by file format and by task
     not_planted = 0
     for row in ok:
         for name, fault in row.get("faults", {}).items():
             if "not_planted" in fault:
                 not_planted += 1
                 continue
-            kinds.setdefault(name, []).append(caught(name, fault))
-            formats.setdefault(FORMATS[row["target"]], []).append(caught(name, fault))
-    planted = sum(len(v) for v in kinds.values())
-    found = sum(sum(v) for v in kinds.values())
+            for key in (name, FORMATS[row["target"]], get_model_spec(row["model"]).task):
+                kinds.setdefault(key, []).append(caught(name, fault))
+    by_fault = [v for k, v in kinds.items() if k not in (*FORMATS.values(), *TASKS)]
+    planted = sum(len(v) for v in by_fault)
+    found = sum(sum(v) for v in by_fault)
     metrics: dict[str, Any] = {
         "runs": len(ok),
         "runs_default": sum(r["group"] == "default" for r in ok),
@@ -287,7 +292,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "planted_faults_caught": found,
         "planted_faults_caught_fraction": round(found / planted, 4) if planted else None,
     }
-    for name, results in sorted(kinds.items()) + sorted(formats.items()):
+    for name, results in sorted(kinds.items()):
         metrics[f"{name}_planted"] = len(results)
         metrics[f"{name}_caught"] = sum(results)
     metrics["faults_not_planted"] = not_planted  # files without weights the fault edits
