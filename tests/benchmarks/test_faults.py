@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import _tflite_faults
 
 SHAPE = (1, 3, 12, 12)
+# the fixture's PTQ and LiteRT conversion take ~12 s of CPU, over 20 s on a busy machine
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
