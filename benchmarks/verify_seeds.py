@@ -54,13 +54,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _faults import judge_file, judge_planted
 from _provenance import run_info
-from quantization import FAMILY_LR, REPRESENTATIVES
+from quantization import FAMILY_LR, REPRESENTATIVES, SEGMENTATION
 
 from edgekit.core.io import atomic_write_json
 
 TARGETS = ("jetson", "raspberry-pi-5", "x86-cpu")
 FORMATS = {"jetson": "onnx", "raspberry-pi-5": "tflite", "x86-cpu": "onnx"}
 TASKS = ("classification", "segmentation")
+LEARNED_ACCURACY = 0.2  # has_learned: twice chance for mnist5k's 10 classes
 DEFAULT_MODEL = "mobilenet_v2"
 LOWBIT = "xnor_convnet"  # the low-bit family's convolutional net
 FAMILIES = (*(m for m in REPRESENTATIVES if m != DEFAULT_MODEL), LOWBIT)
@@ -215,6 +216,16 @@ def add_other_run_faults(rows: list[dict[str, Any]], work: Path) -> None:
                           row)
 
 
+def has_learned(row: dict[str, Any]) -> bool:
+    """A classifier whose trained model beats chance twice over (top-1 >= 0.2 of 10 classes)
+    on the test split. One that did not (a few quick epochs can leave it there) answers
+    the same class for every input, so no fault that leaves that answer is visible in its
+    outputs. Segmentation nets are counted apart (by task), not here."""
+    accuracy = row["workstation"].get("reference_accuracy")
+    return row["model"] not in SEGMENTATION and accuracy is not None \
+        and accuracy >= LEARNED_ACCURACY
+
+
 def caught(name: str, fault: dict[str, Any]) -> bool:
     """See the module docstring: the verdict for edits, either check for another run."""
     if name == "other_run":
@@ -271,6 +282,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             for key in (name, FORMATS[row["target"]], get_model_spec(row["model"]).task):
                 kinds.setdefault(key, []).append(caught(name, fault))
+    learned = [caught(n, f) for r in ok if has_learned(r)
+               for n, f in r.get("faults", {}).items() if "not_planted" not in f]
     by_fault = [v for k, v in kinds.items() if k not in (*FORMATS.values(), *TASKS)]
     planted = sum(len(v) for v in by_fault)
     found = sum(sum(v) for v in by_fault)
@@ -296,6 +309,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         metrics[f"{name}_planted"] = len(results)
         metrics[f"{name}_caught"] = sum(results)
     metrics["faults_not_planted"] = not_planted  # files without weights the fault edits
+    metrics["runs_classification_at_chance"] = sum(
+        get_model_spec(r["model"]).task == "classification" and not has_learned(r) for r in ok)
+    metrics["planted_faults_learned"] = len(learned)
+    metrics["planted_faults_caught_learned"] = sum(learned)
     other = [r["faults"]["other_run"] for r in ok if "other_run" in r.get("faults", {})]
     metrics["other_run_caught_by_verdict"] = sum(f["verdict_failed"] for f in other)
     metrics["other_run_caught_by_identity"] = sum(f["identity_failed"] for f in other)
