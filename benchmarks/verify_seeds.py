@@ -14,7 +14,9 @@ compress refuses for a model before any work (pre-flight, one line) is recorded 
 (``bundle_check``: the file against ``reference.npz``, numpy + the runtime only); a good
 model failing either is a false failure.
 
-Quick settings, so the whole run fits in about an hour on a busy 2-core machine: the first
+Quick settings, to keep a run to a few minutes on a 2-core machine (a busy one does not
+finish all 60 in an hour: the order, seed by seed with the families' seeds among the first
+default ones, keeps a cut-short run covering both parts): the first
 ``--train-limit`` training samples (segmentation: ``--seg-train-limit`` canvases at 64 px),
 ``--epochs`` fp32 epochs, ``--qat-epochs`` QAT epochs, ``--bench-runs`` timed runs, no power
 sampling. The three targets of one seed of the default share its fp32 training: the jetson
@@ -29,10 +31,15 @@ judged as ``edgekit verify FILE --expected reference.npz`` judges it on a board.
 fault counts as caught when the verdict on the outputs fails with ``--allow-modified``
 (the SHA-256 the reference lists refuses any edited file, which would make the count
 trivially full; both are recorded). ``other_run`` counts as caught by either check, and
-the row says which caught it.
+the row says which caught it. The counts are also split by file format, by task and for
+the classifiers that learned (``has_learned``): a model left at chance by the quick
+settings answers one class whatever is done to its weights.
 
-Each run's record is written atomically to ``WORK/<model>-<target>-s<seed>/row.json``; a
-run whose record exists is not repeated, so a killed benchmark resumes where it stopped.
+Each run's record is written atomically to ``WORK/<model>-<target>-s<seed>.row.json``; a
+run whose record exists is not repeated (nor its compress, once its manifest exists), so a
+killed benchmark resumes where it stopped. Workers may share ``--work`` (a lock file per
+run): ``--part``, ``--first-seed`` and ``--reverse`` give each a share of the plan, and
+``--report-only`` writes the table and JSON from the records there.
 
     python benchmarks/verify_seeds.py --json docs/results/verify-seeds-DATE.json \\
         [--work runs/verify-seeds] [--seeds 10] [--family-seeds 3] [--all-targets]
