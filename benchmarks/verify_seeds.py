@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="start no run: summarise the records in --work")
     args = parser.parse_args(argv)
-    info = run_info("verify_seeds", argv, torch_threads=0)
+    info = run_info("verify_seeds", argv, torch_threads=args.threads)
     rows = run_all(args, args.work)
     metrics = {**summary(rows), "runs_planned": len(plan(args))}
     print(f"\n{table(rows)}\n")
