@@ -355,7 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{table(rows)}\n")
     print(json.dumps(metrics, indent=1))
     if args.json:
-        atomic_write_json(args.json, {"run_info": info, "metrics": metrics, "rows": rows})
+        settings = {k: getattr(args, k) for k in (
+            "train_limit", "seg_train_limit", "epochs", "qat_epochs", "calibration",
+            "bench_runs", "threads", "all_targets")}
+        atomic_write_json(args.json, {"run_info": info, "settings": settings,
+                                      "metrics": metrics, "rows": rows})
     return 0
 
 
