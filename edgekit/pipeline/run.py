@@ -206,7 +206,7 @@ class _StageOutputs:
 def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, started: float,
                 *, data: Any, module: Any) -> _StageOutputs | None:
     """Every stage, in order, writing into ``staging``; None on ranks other than 0."""
-    from edgekit.pipeline import measure, prune_stage, stages
+    from edgekit.pipeline import measure, prune_stage, quantize_stage, stages
     from edgekit.pipeline.bundle import write_bundle
     from edgekit.pipeline.labels import label_by_model
     from edgekit.pipeline.report import render_report
@@ -228,7 +228,7 @@ def _run_stages(recipe: CompressRecipe, profile: Any, staging: Path, log: Log, s
         fp32 = materialize(fp32)
     if distributed.is_main():
         mark_stage(staging, "int8 quantization")
-    quantized = stages.quantize(ctx, fp32, after_step=pruned and pruned.mask_enforcer())
+    quantized = quantize_stage.quantize(ctx, fp32, after_step=pruned and pruned.mask_enforcer())
     if not distributed.is_main():
         return None  # export, verification, benchmark and report are rank 0's
     mark_stage(staging, "export, verify and benchmark")

@@ -122,8 +122,8 @@ def test_the_range_setting_is_validated_in_the_config_and_the_recipe():
 
 
 def test_the_quantize_stage_key_changes_with_the_ptq_range_setting():
+    from edgekit.pipeline.quantize_stage import quantize_key
     from edgekit.pipeline.recipe import CompressRecipe
-    from edgekit.pipeline.stages import quantize_key
 
     def key(mode: str, **fields) -> str:
         ctx = SimpleNamespace(recipe=CompressRecipe(**fields), stage_keys={"train": "t"},
