@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgekit.core.errors import InvalidInputError
+from edgekit.models.registry import layer_macs
 from edgekit.pruning.config import ChannelPruneConfig, ChannelPruneResult, PruningError
 from edgekit.pruning.graph import (
     exclusions,
-    layer_macs,
     layer_modules,
     mistaken_for_depthwise,
     opaque_shuffles,

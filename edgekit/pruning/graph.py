@@ -244,25 +244,6 @@ def output_layers(model: torch.nn.Module, example: torch.Tensor) -> list[str]:
     return [name for o in outs for t, name in produced if t is o]
 
 
-def layer_macs(model: torch.nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """Multiply-accumulates of each Conv/Linear (by name) for one sample of ``example``;
-    their sum is what ``count_macs`` counts for these CNNs, at a fraction of its cost."""
-    from torch import nn
-
-    macs: dict[str, int] = {}
-
-    def record(name: str) -> Any:
-        def hook(module: Any, inputs: Any, output: torch.Tensor) -> None:
-            # weight[0] holds one output channel's taps (ConvTranspose: one input channel's)
-            seen = inputs[0] if isinstance(module, nn.ConvTranspose2d) else output
-            per_sample = seen.numel() // max(1, seen.shape[0])
-            macs[name] = macs.get(name, 0) + int(per_sample * module.weight[0].numel())
-        return hook
-
-    _forward_hooked(model, example[:1], record)
-    return macs
-
-
 def _forward_hooked(model: torch.nn.Module, example: torch.Tensor,
                     make_hook: Callable[[str], Any]) -> Any:
     """One eval-mode, no-grad forward with ``make_hook(name)`` on every Conv/Linear; the

@@ -17,8 +17,8 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
+from edgekit.models.registry import layer_macs
 from edgekit.pruning.config import PruningError, SparsityConfig, SparsityResult
-from edgekit.pruning.graph import layer_macs
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -125,33 +125,6 @@ def calibrate_for(model: torch.nn.Module, target: str, calib_data: Any, *,
     return quantize(model, config, calib_data=calib_data)  # type: ignore[return-value]
 
 
-def layer_macs(model: torch.nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """Multiply-accumulates per sample of every Conv/Linear module of ``model``, by path."""
-    import torch
-
-    macs: dict[str, int] = {}
-
-    def hook_for(name: str) -> Any:
-        def hook(module: Any, inputs: Any, output: torch.Tensor) -> None:
-            seen = inputs[0] if isinstance(module, torch.nn.ConvTranspose2d) else output
-            per_sample = seen.numel() // max(1, seen.shape[0])
-            macs[name] = macs.get(name, 0) + int(per_sample * module.weight[0].numel())
-        return hook
-
-    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
-    handles = [m.register_forward_hook(hook_for(name)) for name, m in model.named_modules()
-               if isinstance(m, kinds)]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(example[:1])
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return macs
-
-
 def sensitivity(
     model: torch.nn.Module,
     data: Any,
@@ -181,6 +154,8 @@ def sensitivity(
     switch = LayerSwitch(quantized)
     int8_metric, int8_error = scorer.measure(quantized.model)
     example = _example(scorer)
+    from edgekit.models.registry import layer_macs
+
     macs = layer_macs(quantized.model, example)
     rows = []
     for layer in switch.layers:

@@ -30,7 +30,7 @@ from edgekit.export.tflite_flatbuffer import _read, _write  # noqa: E402
 from edgekit.models.lowbit import layers as L  # noqa: E402
 from edgekit.runtime.lce import LCE_PYTHON_ENV  # noqa: E402
 from edgekit.runtime.registry import open_runner  # noqa: E402
-from tests.helpers import calibrated_lowbit, lce_available, needs_lce  # noqa: E402
+from tests.helpers import calibrated_lowbit, needs_lce  # noqa: E402
 
 QUICK = {"epochs": 1, "train_limit": 400, "bench_runs": 5, "log": lambda _: None}
 
@@ -45,8 +45,6 @@ def _custom_ops(path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def binary_mlp_run(tmp_path_factory):
-    if not lce_available():
-        pytest.skip("no LCE environment (make lce-env)")
     out = tmp_path_factory.mktemp("lce") / "run"
     return edgekit.compress("binary_mlp", "raspberry-pi-5", out=out, **QUICK)
 
