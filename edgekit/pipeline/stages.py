@@ -215,6 +215,10 @@ def preflight(ctx: Context, model: Any) -> list[dict[str, str]]:
     from edgekit.export.check import check_model
     from edgekit.pipeline import lowbit_deploy
 
+    unknown = sorted(set(ctx.recipe.keep_float) - {name for name, _ in model.named_modules()})
+    if unknown:  # a typo would otherwise stop the run after training, in the quantize stage
+        raise InvalidInputError(f"keep_float names no module of the model: {unknown} "
+                                "(module paths as in model.named_modules())")
     form = lowbit_deploy.deploy_form(model, ctx.profile.runtime)
     if form is not None:  # by its layers: the LCE file, or int8 PTQ of ternary weights
         lowbit_deploy.check(ctx, model, form)

@@ -32,6 +32,13 @@ def test_recipe_keys_and_their_checks(tmp_path):
     with pytest.raises(InvalidInputError, match="TFLite"):
         edgekit.compress("lenet5", "raspberry-pi-5", out=tmp_path / "o", max_drop=0.5, **QUICK)
     assert not (tmp_path / "o").exists()
+    # a misspelt layer stops before training, not in the quantize stage after it
+    trained = []
+    with pytest.raises(InvalidInputError, match=r"keep_float names no module.*fc9"):
+        edgekit.compress("lenet5", "x86-cpu", out=tmp_path / "o", keep_float=["fc9"],
+                         log=trained.append, **QUICK)
+    assert not any("training" in line for line in trained)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
 
 
 @pytest.mark.slow
